@@ -1,0 +1,54 @@
+"""A connection, a key prefix and the scripts bound to them: what every
+Queue, Job, registry and Worker talks to Redis through."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from . import connection as connection_mod
+from .keys import Keys
+from .scripts import ScriptRunner
+
+_default_lock = threading.Lock()
+_default_clients: dict[str, redis.Redis] = {}
+
+
+def default_connection(url: str | None = None) -> redis.Redis:
+    """One shared client per configured URL (or the embedded server)."""
+    url = connection_mod.configured_url(url) or ""
+    with _default_lock:
+        client = _default_clients.get(url)
+        if client is None:
+            client = connection_mod.resolve(url=url or None)
+            _default_clients[url] = client
+        return client
+
+
+class Backend:
+    def __init__(self, connection: redis.Redis | None = None, prefix: str | None = None) -> None:
+        self.connection = connection if connection is not None else default_connection()
+        self.keys = Keys(prefix)
+        self.run = ScriptRunner(self.connection, self.keys)
+
+    @classmethod
+    def of(cls, connection: "redis.Redis | Backend | None", prefix: str | None = None) -> "Backend":
+        if isinstance(connection, Backend):
+            return connection
+        return cls(connection, prefix)
+
+
+def text(value: bytes | str | None) -> str | None:
+    """Redis replies are bytes unless the client decodes them."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def text_dict(raw) -> dict[str, str]:
+    """HGETALL as a dict, or a Lua flat list, decoded."""
+    if isinstance(raw, dict):
+        return {text(k): text(v) for k, v in raw.items()}
+    it = iter(raw)
+    return {text(k): text(v) for k, v in zip(it, it)}

@@ -1,0 +1,66 @@
+"""Where the Redis connection comes from: an explicit client, a URL, the
+``JOBQUEUE_REDIS_URL`` environment variable, or else the embedded server."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+import redis
+
+from . import embedded
+from .exceptions import ConnectionConfigError
+
+URL_ENV = "JOBQUEUE_REDIS_URL"
+SCHEMES = ("redis", "rediss", "unix")
+
+
+def from_url(url: str, **options) -> redis.Redis:
+    """A client for ``redis://``, ``rediss://`` (TLS) or ``unix://`` URLs,
+    with password and db, that re-tries a dropped connection once."""
+    scheme = urlsplit(url).scheme
+    if scheme not in SCHEMES:
+        raise ConnectionConfigError(
+            f"unsupported Redis URL {url!r}: use redis://[:password@]host[:port][/db], rediss://... for TLS, "
+            "or unix:///path/to/redis.sock"
+        )
+    options.setdefault("socket_connect_timeout", 5)
+    options.setdefault("health_check_interval", 30)
+    try:
+        return redis.Redis.from_url(url, **options)
+    except ValueError as exc:
+        raise ConnectionConfigError(f"malformed Redis URL {url!r}: {exc}") from None
+
+
+def configured_url(url: str | None = None) -> str | None:
+    return url or os.environ.get(URL_ENV) or None
+
+
+def resolve(connection: redis.Redis | None = None, url: str | None = None) -> redis.Redis:
+    """Never starts the embedded server when a URL is configured."""
+    if connection is not None:
+        return connection
+    url = configured_url(url)
+    if url:
+        return from_url(url)
+    return from_url(embedded.ensure_running().url)
+
+
+def describe(connection: redis.Redis) -> str:
+    """Where a client points, without its password: for messages."""
+    kw = connection.connection_pool.connection_kwargs
+    if "path" in kw:
+        return f"unix://{kw['path']}"
+    return f"redis://{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+
+
+def check(connection: redis.Redis) -> None:
+    """Fail early with a message that says what to do."""
+    try:
+        connection.ping()
+    except redis.exceptions.AuthenticationError as exc:
+        raise ConnectionConfigError(f"Redis at {describe(connection)} refused the password: {exc}") from None
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        raise ConnectionConfigError(
+            f"cannot reach Redis at {describe(connection)} ({exc}); start it, or set --url / {URL_ENV}"
+        ) from None

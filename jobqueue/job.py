@@ -1,0 +1,289 @@
+"""A job: one function call stored as a Redis hash, plus its state and outcome."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from enum import Enum
+from typing import Any, Callable, Iterable
+
+import redis
+
+from . import timeutil
+from .backend import Backend, text, text_dict
+from .exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
+from .imports import func_path
+from .keys import Keys
+from .retry import Retry
+from .serializers import get_serializer
+
+DEFAULT_TIMEOUT = 180
+DEFAULT_RESULT_TTL = 500
+DEFAULT_FAILURE_TTL = 365 * 24 * 3600
+
+
+class JobStatus(str, Enum):
+    QUEUED = "queued"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
+    SCHEDULED = "scheduled"
+    CANCELED = "canceled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _describe(func_name: str, args: Iterable[Any], kwargs: dict[str, Any]) -> str:
+    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    return f"{func_name}({', '.join(parts)})"
+
+
+def _ttl_text(value: int | None) -> str:
+    return "" if value is None else str(int(value))
+
+
+class Job:
+    """Create jobs with ``Queue.enqueue``; load them with ``Job.fetch``."""
+
+    def __init__(self, id: str | None = None, connection: redis.Redis | Backend | None = None,
+                 *, prefix: str | None = None) -> None:
+        self.backend = Backend.of(connection, prefix)
+        self.connection = self.backend.connection
+        self.id = id or uuid.uuid4().hex
+        self._fields: dict[str, str] = {}
+        self._result_loaded = False
+        self._result: Any = None
+
+    # -- creation and loading -------------------------------------------------------
+
+    @classmethod
+    def create(cls, func: Callable[..., Any] | str, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
+               *, connection: redis.Redis | Backend | None = None, id: str | None = None, origin: str = "default",
+               description: str | None = None, timeout: int | None = None, result_ttl: int | None = None,
+               failure_ttl: int | None = None, ttl: int | None = None, retry: Retry | None = None,
+               meta: dict[str, Any] | None = None, serializer: str = "json") -> "Job":
+        """Build a job in memory; serializing here makes a bad argument fail at enqueue time."""
+        job = cls(id, connection)
+        path = func_path(func)
+        args, kwargs = tuple(args), dict(kwargs or {})
+        ser = get_serializer(serializer)
+        job._fields = {
+            "id": job.id, "func": path, "data": ser.dumps([list(args), kwargs]), "serializer": ser.name,
+            "description": description or _describe(path, args, kwargs), "origin": origin,
+            "status": JobStatus.QUEUED.value, "created_at": timeutil.iso(),
+            "timeout": _ttl_text(DEFAULT_TIMEOUT if timeout is None else timeout),
+            "result_ttl": _ttl_text(DEFAULT_RESULT_TTL if result_ttl is None else result_ttl),
+            "failure_ttl": _ttl_text(DEFAULT_FAILURE_TTL if failure_ttl is None else failure_ttl),
+            "ttl": _ttl_text(ttl), "meta": ser.dumps(meta or {}),
+            "retries_left": str(retry.max if retry else 0),
+            "retry_intervals": json.dumps(retry.intervals if retry else []),
+        }
+        return job
+
+    @classmethod
+    def from_fields(cls, backend: Backend, fields: dict[str, str]) -> "Job":
+        job = cls(fields.get("id"), backend)
+        job._fields = fields
+        return job
+
+    @classmethod
+    def fetch(cls, id: str, connection: redis.Redis | Backend | None = None, *, prefix: str | None = None) -> "Job":
+        job = cls(id, connection, prefix=prefix)
+        job.refresh()
+        return job
+
+    @classmethod
+    def fetch_many(cls, ids: Iterable[str], connection: redis.Redis | Backend | None = None,
+                   *, prefix: str | None = None) -> list["Job | None"]:
+        """One round trip; missing jobs come back as None, as in RQ."""
+        backend = Backend.of(connection, prefix)
+        ids = list(ids)
+        pipe = backend.connection.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(backend.keys.job(job_id))
+        jobs: list[Job | None] = []
+        for job_id, raw in zip(ids, pipe.execute()):
+            fields = text_dict(raw)
+            jobs.append(cls.from_fields(backend, {**fields, "id": job_id}) if _live(fields) else None)
+        return jobs
+
+    @staticmethod
+    def key_for(id: str, prefix: str | None = None) -> str:
+        return Keys(prefix).job(id)
+
+    @property
+    def key(self) -> str:
+        return self.backend.keys.job(self.id)
+
+    def refresh(self) -> None:
+        fields = text_dict(self.connection.hgetall(self.key))
+        if not _live(fields):
+            raise NoSuchJobError(self.id)
+        self._fields = {**fields, "id": self.id}
+        self._result_loaded = False
+
+    # -- attributes ------------------------------------------------------------------
+
+    def get_id(self) -> str:
+        return self.id
+
+    def _get(self, name: str) -> str | None:
+        return self._fields.get(name) or None
+
+    def _int(self, name: str) -> int | None:
+        value = self._get(name)
+        return None if value is None else int(float(value))
+
+    @property
+    def serializer(self):
+        return get_serializer(self._get("serializer") or "json")
+
+    @property
+    def func_name(self) -> str:
+        return self._get("func") or ""
+
+    def _payload(self) -> tuple[list[Any], dict[str, Any]]:
+        data = self._get("data")
+        if data is None:
+            raise DeserializationError(f"job {self.id} has no 'data' field: its hash was corrupted; delete it")
+        payload = self.serializer.loads(data)
+        if not (isinstance(payload, list) and len(payload) == 2 and isinstance(payload[1], dict)):
+            raise DeserializationError(f"job {self.id}: 'data' is not [args, kwargs]; its hash was corrupted")
+        return payload[0], payload[1]
+
+    @property
+    def args(self) -> list[Any]:
+        return self._payload()[0]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return self._payload()[1]
+
+    description = property(lambda self: self._get("description"))
+    origin = property(lambda self: self._get("origin") or "default")
+    worker_name = property(lambda self: self._get("worker"))
+    exc_info = property(lambda self: self._get("exc_info"))
+    timeout = property(lambda self: self._int("timeout"))
+    result_ttl = property(lambda self: self._int("result_ttl"))
+    failure_ttl = property(lambda self: self._int("failure_ttl"))
+    ttl = property(lambda self: self._int("ttl"))
+    retries_left = property(lambda self: self._int("retries_left") or 0)
+    created_at = property(lambda self: timeutil.parse_iso(self._get("created_at")))
+    enqueued_at = property(lambda self: timeutil.parse_iso(self._get("enqueued_at")))
+    started_at = property(lambda self: timeutil.parse_iso(self._get("started_at")))
+    ended_at = property(lambda self: timeutil.parse_iso(self._get("ended_at")))
+
+    @property
+    def retry_intervals(self) -> list[float]:
+        return json.loads(self._get("retry_intervals") or "[]")
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        if "_meta" not in self.__dict__:
+            self.__dict__["_meta"] = self.serializer.loads(self._get("meta") or "{}")
+        return self.__dict__["_meta"]
+
+    def save_meta(self) -> None:
+        """Write only ``meta``, so a running job can report progress safely."""
+        encoded = self.serializer.dumps(self.meta)
+        self._fields["meta"] = encoded
+        self.connection.hset(self.key, "meta", encoded)
+
+    def get_status(self, refresh: bool = True) -> JobStatus | None:
+        if refresh:
+            status = text(self.connection.hget(self.key, "status"))
+            if status is None:
+                return None
+            self._fields["status"] = status
+        status = self._get("status")
+        return JobStatus(status) if status else None
+
+    is_queued = property(lambda self: self.get_status() == JobStatus.QUEUED)
+    is_started = property(lambda self: self.get_status() == JobStatus.STARTED)
+    is_finished = property(lambda self: self.get_status() == JobStatus.FINISHED)
+    is_failed = property(lambda self: self.get_status() == JobStatus.FAILED)
+    is_scheduled = property(lambda self: self.get_status() == JobStatus.SCHEDULED)
+    is_canceled = property(lambda self: self.get_status() == JobStatus.CANCELED)
+
+    def return_value(self, refresh: bool = True) -> Any:
+        """The function's return value once finished, else None (as in RQ)."""
+        if refresh:
+            try:
+                self.refresh()
+            except NoSuchJobError:
+                return None
+        if not self._result_loaded:
+            raw = self._get("result")
+            self._result = self.serializer.loads(raw) if raw is not None and self._get("status") == "finished" else None
+            self._result_loaded = True
+        return self._result
+
+    @property
+    def result(self) -> Any:
+        return self.return_value(refresh=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly: stored fields as text, args/kwargs/meta/result decoded when JSON."""
+        out: dict[str, Any] = {k: v for k, v in self._fields.items() if k not in ("data", "meta", "result")}
+        if self.serializer.name == "json":
+            try:
+                out["args"], out["kwargs"] = self._payload()
+                out["meta"] = self.meta
+                out["result"] = self.return_value(refresh=False)
+            except DeserializationError as exc:
+                out["error"] = str(exc)
+        return out
+
+    def fields(self) -> dict[str, str]:
+        return dict(self._fields)
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r}, status={self._get('status')!r}, func={self.func_name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    # -- state changes (each one atomic script) --------------------------------------
+
+    def cancel(self) -> None:
+        expires = timeutil.now() + (self.failure_ttl or DEFAULT_FAILURE_TTL)
+        was = text(self.backend.run("cancel", self.id, self.origin, timeutil.iso(), expires))
+        if was is None:
+            raise NoSuchJobError(self.id)
+        if was in ("finished", "failed", "canceled"):
+            raise InvalidJobOperation(f"job {self.id} is already {was}; only waiting or running jobs can be canceled")
+        self._fields["status"] = "canceled"
+
+    def requeue(self) -> "Job":
+        """Put a failed or canceled job back on its queue."""
+        done = self.backend.run("requeue", timeutil.iso(), self.origin, self.id)
+        if not done:
+            status = self.get_status()
+            raise InvalidJobOperation(
+                f"job {self.id} is {status or 'missing'}; only failed or canceled jobs can be requeued"
+            )
+        self.refresh()
+        return self
+
+    def delete(self) -> None:
+        """Remove the job and every reference to it (one MULTI/EXEC)."""
+        keys = self.backend.keys
+        pipe = self.connection.pipeline(transaction=True)
+        pipe.lrem(keys.queue(self.origin), 0, self.id)
+        for kind in ("started", "finished", "failed", "scheduled", "canceled"):
+            pipe.zrem(keys.registry(kind, self.origin), self.id)
+        pipe.delete(self.key)
+        pipe.execute()
+
+
+def _live(fields: dict[str, str]) -> bool:
+    """A settled job whose TTL ran out counts as gone even before the
+    maintenance pass deletes it."""
+    if not fields:
+        return False
+    expires = fields.get("expires_at")
+    return not expires or float(expires) < 0 or float(expires) > timeutil.now()

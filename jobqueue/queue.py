@@ -1,0 +1,202 @@
+"""A named queue: where jobs wait, in order, until a worker takes them."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable, NamedTuple
+
+import redis
+
+from . import timeutil
+from .backend import Backend, text
+from .exceptions import JobQueueError
+from .job import Job, JobStatus
+from .registry import (CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry,
+                       StartedJobRegistry)
+from .retry import Retry
+
+ENQUEUE_CHUNK = 500
+_JOB_OPTIONS = ("timeout", "result_ttl", "failure_ttl", "ttl", "description", "job_id", "retry", "meta", "at_front")
+
+
+class EnqueueData(NamedTuple):
+    """One job for ``enqueue_many``, made by ``Queue.prepare_data``."""
+    func: Callable[..., Any] | str
+    args: tuple
+    kwargs: dict
+    options: dict
+
+
+class Queue:
+    def __init__(self, name: str = "default", connection: redis.Redis | Backend | None = None,
+                 *, prefix: str | None = None, serializer: str = "json", default_timeout: int | None = None) -> None:
+        if not name or any(c.isspace() for c in name):
+            raise JobQueueError(f"invalid queue name {name!r}: use a non-empty name without spaces")
+        self.name = name
+        self.backend = Backend.of(connection, prefix)
+        self.connection = self.backend.connection
+        self.key = self.backend.keys.queue(name)
+        self.serializer = serializer
+        self.default_timeout = default_timeout
+
+    def __repr__(self) -> str:
+        return f"Queue({self.name!r})"
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def count(self) -> int:
+        return self.connection.llen(self.key)
+
+    def is_empty(self) -> bool:
+        return self.count == 0
+
+    @classmethod
+    def all(cls, connection: redis.Redis | Backend | None = None, *, prefix: str | None = None) -> list["Queue"]:
+        backend = Backend.of(connection, prefix)
+        names = sorted(text(n) for n in backend.connection.smembers(backend.keys.queues))
+        return [cls(n, backend) for n in names]
+
+    # -- enqueueing ------------------------------------------------------------------
+
+    def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
+        """``q.enqueue(f, 'x', job_timeout=30)``: options are taken out of
+        kwargs as in RQ; ``args=``/``kwargs=`` pass them explicitly."""
+        options, args, kwargs = self._split_options(args, kwargs)
+        return self.enqueue_call(f, args, kwargs, **options)
+
+    def enqueue_call(self, func: Callable[..., Any] | str, args: Iterable[Any] | None = None,
+                     kwargs: dict[str, Any] | None = None, **options: Any) -> Job:
+        job = self._build(EnqueueData(func, tuple(args or ()), dict(kwargs or {}), options))
+        self._submit([job], [options])
+        return job
+
+    def enqueue_at(self, when: datetime, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
+        options, args, kwargs = self._split_options(args, kwargs)
+        job = self._build(EnqueueData(f, args, kwargs, options))
+        self._submit([job], [options], at=timeutil.to_epoch(when))
+        return job
+
+    def enqueue_in(self, delay: timedelta, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
+        return self.enqueue_at(datetime.fromtimestamp(timeutil.now()).astimezone() + delay, f, *args, **kwargs)
+
+    @staticmethod
+    def prepare_data(func: Callable[..., Any] | str, args: Iterable[Any] = (), kwargs: dict | None = None,
+                     **options: Any) -> EnqueueData:
+        return EnqueueData(func, tuple(args or ()), dict(kwargs or {}), options)
+
+    def enqueue_many(self, job_datas: Iterable[EnqueueData]) -> list[Job]:
+        """All jobs are serialized first (a bad argument enqueues nothing),
+        then written in chunks of one script call each, pipelined."""
+        datas = list(job_datas)
+        jobs = [self._build(d) for d in datas]
+        if jobs:
+            self._submit(jobs, [d.options for d in datas])
+        return jobs
+
+    def _split_options(self, args: tuple, kwargs: dict) -> tuple[dict, tuple, dict]:
+        if "depends_on" in kwargs:
+            raise JobQueueError("depends_on is not supported by jobqueue; enqueue the dependent job from the first one")
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in _JOB_OPTIONS or k == "job_timeout"}
+        if "job_timeout" in options:
+            options["timeout"] = options.pop("job_timeout")
+        if "args" in kwargs or "kwargs" in kwargs:
+            if args:
+                raise JobQueueError("pass job arguments either positionally or as args=/kwargs=, not both")
+            args, kwargs = tuple(kwargs.pop("args", ()) or ()), dict(kwargs.pop("kwargs", {}) or {})
+        return options, tuple(args), kwargs
+
+    def _build(self, data: EnqueueData) -> Job:
+        opts = dict(data.options)
+        if "job_timeout" in opts:
+            opts["timeout"] = opts.pop("job_timeout")
+        unknown = set(opts) - set(_JOB_OPTIONS)
+        if unknown:
+            raise JobQueueError(f"unknown job option(s) {', '.join(sorted(unknown))}; known: {', '.join(_JOB_OPTIONS)}")
+        retry = opts.get("retry")
+        if retry is not None and not isinstance(retry, Retry):
+            raise JobQueueError("retry= takes a Retry(max=..., interval=...)")
+        return Job.create(
+            data.func, data.args, data.kwargs, connection=self.backend, id=opts.get("job_id"), origin=self.name,
+            description=opts.get("description"),
+            timeout=opts.get("timeout", self.default_timeout), result_ttl=opts.get("result_ttl"),
+            failure_ttl=opts.get("failure_ttl"), ttl=opts.get("ttl"), retry=retry, meta=opts.get("meta"),
+            serializer=self.serializer,
+        )
+
+    def _submit(self, jobs: list[Job], options: list[dict], at: float | None = None) -> None:
+        """Write jobs with the enqueue script: one call per chunk, all chunks in one round trip."""
+        now_iso = timeutil.iso()
+        records = []
+        for job, opts in zip(jobs, options):
+            fields = job.fields()
+            fields["enqueued_at"] = now_iso
+            if at is not None:
+                fields["status"] = JobStatus.SCHEDULED.value
+            job._fields = fields
+            records.append({
+                "id": job.id, "q": self.name, "f": [x for kv in fields.items() for x in kv],
+                "front": 1 if opts.get("at_front") else 0, "at": at,
+                "replace": 1 if opts.get("job_id") else 0, "ttl": job.ttl,
+            })
+        calls = [("enqueue", [json.dumps(records[s:s + ENQUEUE_CHUNK])]) for s in range(0, len(records), ENQUEUE_CHUNK)]
+        if len(calls) == 1:
+            self.backend.run("enqueue", *calls[0][1])
+        else:
+            self.backend.run.many(calls)
+
+    # -- inspection and housekeeping ---------------------------------------------------
+
+    def get_job_ids(self, offset: int = 0, length: int = -1) -> list[str]:
+        end = -1 if length < 0 else offset + length - 1
+        return [text(i) for i in self.connection.lrange(self.key, offset, end)]
+
+    @property
+    def job_ids(self) -> list[str]:
+        return self.get_job_ids()
+
+    def get_jobs(self, offset: int = 0, length: int = -1) -> list[Job]:
+        return [j for j in Job.fetch_many(self.get_job_ids(offset, length), self.backend) if j is not None]
+
+    @property
+    def jobs(self) -> list[Job]:
+        return self.get_jobs()
+
+    def fetch_job(self, job_id: str) -> Job | None:
+        """The job if it exists and belongs to this queue, else None (as in RQ)."""
+        job = Job.fetch_many([job_id], self.backend)[0]
+        return job if job is not None and job.origin == self.name else None
+
+    def empty(self) -> int:
+        """Remove every waiting job; returns how many."""
+        return int(self.backend.run("empty", self.name))
+
+    def delete(self, delete_jobs: bool = True) -> None:
+        if delete_jobs:
+            self.empty()
+        pipe = self.connection.pipeline(transaction=True)
+        pipe.delete(self.key, self.backend.keys.wake(self.name))
+        pipe.srem(self.backend.keys.queues, self.name)
+        pipe.execute()
+
+    @property
+    def started_job_registry(self) -> StartedJobRegistry:
+        return StartedJobRegistry(queue=self)
+
+    @property
+    def finished_job_registry(self) -> FinishedJobRegistry:
+        return FinishedJobRegistry(queue=self)
+
+    @property
+    def failed_job_registry(self) -> FailedJobRegistry:
+        return FailedJobRegistry(queue=self)
+
+    @property
+    def scheduled_job_registry(self) -> ScheduledJobRegistry:
+        return ScheduledJobRegistry(queue=self)
+
+    @property
+    def canceled_job_registry(self) -> CanceledJobRegistry:
+        return CanceledJobRegistry(queue=self)

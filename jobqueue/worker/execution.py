@@ -1,0 +1,181 @@
+"""Execution strategies: where a job's function runs.
+
+``ThreadSlots`` runs jobs on threads of the worker process (cheap, for
+I/O-bound work). ``ForkSlots`` runs each job in a forked work horse, like
+RQ's default, so a crash or a leak dies with the child. Both report an
+``Outcome`` on the worker's event queue and can be told to ``stop`` a job
+(on timeout or cold shutdown).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from queue import SimpleQueue
+
+from ..exceptions import JobQueueError, JobTimeoutError
+from ..imports import FunctionImporter
+from ..job import Job
+
+_current = threading.local()
+
+
+def get_current_job() -> Job | None:
+    """The job the calling thread (or work horse) is running, as in RQ."""
+    return getattr(_current, "job", None)
+
+
+@dataclass
+class Outcome:
+    job_id: str
+    ok: bool
+    result: str | None = None      # serialized return value
+    exc_info: str | None = None    # traceback text
+    duration: float = 0.0
+
+
+def run_job(job: Job, importer: FunctionImporter) -> Outcome:
+    """Import, call, serialize: every error becomes a failed Outcome, never a crashed worker."""
+    start = time.perf_counter()
+    _current.job = job
+    try:
+        func = importer(job.func_name)
+        args, kwargs = job._payload()
+        value = func(*args, **kwargs)
+        encoded = job.serializer.dumps(value)
+        return Outcome(job.id, True, encoded, None, time.perf_counter() - start)
+    except JobQueueError as exc:  # our own errors carry a complete message; no traceback noise
+        return Outcome(job.id, False, None, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
+    except BaseException:
+        return Outcome(job.id, False, None, traceback.format_exc(), time.perf_counter() - start)
+    finally:
+        _current.job = None
+
+
+def _raise_in_thread(ident: int, exc_type: type[BaseException]) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc_type))
+
+
+class ThreadSlots:
+    """An elastic pool: ``size`` threads normally; a thread stuck in a timed-out
+    job does not block the pool, a spare thread takes its place."""
+
+    def __init__(self, size: int, events: SimpleQueue, importer: FunctionImporter) -> None:
+        self.size, self.events, self.importer = size, events, importer
+        self._work: SimpleQueue = SimpleQueue()
+        self._lock = threading.Lock()
+        self._running: dict[str, int] = {}   # job id -> thread ident (thread mode) or pid (fork mode)
+        self._threads = 0
+        self._idle = 0
+
+    def start(self, job: Job) -> None:
+        with self._lock:
+            spawn = self._idle == 0
+            if spawn:
+                self._threads += 1
+            else:
+                self._idle -= 1
+        self._work.put(job)
+        if spawn:
+            threading.Thread(target=self._slot, name=f"slot-{self._threads}", daemon=True).start()
+
+    def _slot(self) -> None:
+        while True:
+            job = self._work.get()
+            try:
+                outcome = self._execute(job)
+                with self._lock:
+                    self._running.pop(job.id, None)
+            except JobTimeoutError:  # a stop that landed just after the job returned
+                with self._lock:
+                    self._running.pop(job.id, None)
+                outcome = Outcome(job.id, False, None, "JobTimeoutError: stopped")
+            self.events.put(("done", outcome))
+            with self._lock:
+                if self._threads > self.size:
+                    self._threads -= 1
+                    return
+                self._idle += 1
+
+    def _execute(self, job: Job) -> Outcome:
+        with self._lock:
+            self._running[job.id] = threading.get_ident()
+        return run_job(job, self.importer)
+
+    def stop(self, job_id: str) -> None:
+        """Raise JobTimeoutError inside the job's thread. A thread blocked in C
+        (a long sleep, a socket read without timeout) sees it only when it returns."""
+        with self._lock:
+            ident = self._running.pop(job_id, None)
+            if ident is not None:
+                _raise_in_thread(ident, JobTimeoutError)
+
+
+class ForkSlots(ThreadSlots):
+    """Each job in a forked child; a slot thread waits for it and reads its
+    outcome from a pipe. The child dies with the worker (PR_SET_PDEATHSIG),
+    so a SIGKILLed worker never leaves a job running on."""
+
+    def _execute(self, job: Job) -> Outcome:
+        read_fd, write_fd = os.pipe()
+        parent = os.getpid()
+        with self._lock:
+            pid = os.fork()
+            if pid == 0:
+                self._child(job, read_fd, write_fd, parent)
+            self._running[job.id] = pid
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        if data:
+            fields = json.loads(data)
+            return Outcome(job.id, fields["ok"], fields["result"], fields["exc_info"], fields["duration"])
+        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit code {os.waitstatus_to_exitcode(status)}"
+        return Outcome(job.id, False, None, f"WorkHorseTerminatedError: work horse {pid} died ({how}) while running the job")
+
+    def _child(self, job: Job, read_fd: int, write_fd: int, parent: int) -> None:
+        try:
+            os.close(read_fd)
+            _die_with_parent(parent)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_DFL)
+            outcome = run_job(job, self.importer)
+            payload = json.dumps({"ok": outcome.ok, "result": outcome.result,
+                                  "exc_info": outcome.exc_info, "duration": outcome.duration}).encode()
+            with os.fdopen(write_fd, "wb") as pipe:
+                pipe.write(payload)
+        finally:
+            os._exit(0)
+
+    def stop(self, job_id: str) -> None:
+        with self._lock:
+            pid = self._running.pop(job_id, None)
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel SIGKILLs us when the worker dies. Checked once after
+    arming, in case the worker died before."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def make_slots(size: int, fork: bool, events: SimpleQueue, importer: FunctionImporter) -> ThreadSlots:
+    return (ForkSlots if fork else ThreadSlots)(size, events, importer)
+

@@ -1,0 +1,82 @@
+"""What monitoring sees of workers: their registration, counters and the
+jobs they hold (read from the started registries, so it is never stale)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis
+
+from .. import timeutil
+from ..backend import Backend, text, text_dict
+
+
+@dataclass
+class WorkerInfo:
+    name: str
+    hostname: str = ""
+    pid: int = 0
+    queues: list[str] = field(default_factory=list)
+    mode: str = "thread"
+    concurrency: int = 1
+    birth: str = ""
+    last_heartbeat: str = ""
+    successful_job_count: int = 0
+    failed_job_count: int = 0
+    total_working_time: float = 0.0
+    current_jobs: list[tuple[str, str]] = field(default_factory=list)  # (job id, description)
+
+    @property
+    def state(self) -> str:
+        return "busy" if self.current_jobs else "idle"
+
+    def queue_names(self) -> list[str]:
+        return self.queues
+
+    def get_current_job_ids(self) -> list[str]:
+        return [job_id for job_id, _ in self.current_jobs]
+
+
+def list_workers(connection: redis.Redis | Backend | None = None, *, prefix: str | None = None) -> list[WorkerInfo]:
+    backend = Backend.of(connection, prefix)
+    conn, keys = backend.connection, backend.keys
+    names = sorted(text(n) for n in conn.smembers(keys.workers))
+    pipe = conn.pipeline(transaction=False)
+    for name in names:
+        pipe.hgetall(keys.worker(name))
+    workers: dict[str, WorkerInfo] = {}
+    for name, raw in zip(names, pipe.execute()):
+        h = text_dict(raw)
+        if not h:
+            continue  # expired: died without registering death
+        workers[name] = WorkerInfo(
+            name=name, hostname=h.get("hostname", ""), pid=int(h.get("pid", 0) or 0),
+            queues=[q for q in h.get("queues", "").split(",") if q], mode=h.get("mode", "thread"),
+            concurrency=int(h.get("concurrency", 1) or 1), birth=h.get("birth", ""),
+            last_heartbeat=h.get("last_heartbeat", ""),
+            successful_job_count=int(h.get("successful_job_count", 0) or 0),
+            failed_job_count=int(h.get("failed_job_count", 0) or 0),
+            total_working_time=float(h.get("total_working_time", 0) or 0),
+        )
+    _attach_current_jobs(backend, workers)
+    return list(workers.values())
+
+
+def _attach_current_jobs(backend: Backend, workers: dict[str, WorkerInfo]) -> None:
+    conn, keys = backend.connection, backend.keys
+    queues = sorted({q for w in workers.values() for q in w.queues})
+    pipe = conn.pipeline(transaction=False)
+    for q in queues:
+        pipe.zrange(keys.registry("started", q), 0, -1)
+    ids = [text(i) for batch in pipe.execute() for i in batch]
+    for job_id in ids:
+        pipe.hmget(keys.job(job_id), "worker", "description")
+    for job_id, (worker, description) in zip(ids, pipe.execute()):
+        w = workers.get(text(worker) or "")
+        if w is not None:
+            w.current_jobs.append((job_id, text(description) or ""))
+
+
+def age_seconds(iso_text: str) -> float | None:
+    when = timeutil.parse_iso(iso_text)
+    return None if when is None else timeutil.now() - when.timestamp()

@@ -1,0 +1,92 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from jobqueue import Queue, Timing
+from tests.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+# Short clocks so dead workers are noticed in a second or two, not a minute.
+FAST = {"JOBQUEUE_HEARTBEAT_INTERVAL": "0.3", "JOBQUEUE_HEARTBEAT_TTL": "1.5",
+        "JOBQUEUE_MAINTENANCE_INTERVAL": "0.5", "JOBQUEUE_SCHEDULER_INTERVAL": "0.2", "JOBQUEUE_IDLE_BLOCK": "1"}
+FAST_TIMING = Timing(heartbeat_interval=0.3, heartbeat_ttl=1.5, maintenance_interval=0.5,
+                     scheduler_interval=0.2, idle_block=1)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def r(redis_server):
+    client = redis_server.client()
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def q(r):
+    return Queue(connection=r)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A server of the test's own, for tests that kill or restart Redis."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.kill()
+
+
+def wait_for(condition, timeout=15.0, interval=0.02, message="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+class Workers:
+    """Real worker processes (`python -m jobqueue worker`), killed at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, url: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+        log = open(self.tmp_path / f"worker-{len(self.procs)}.log", "w")
+        full_env = {**os.environ, **FAST, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
+        proc = subprocess.Popen([sys.executable, "-m", "jobqueue", "worker", "--url", url, *args],
+                                cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        proc.log_path = log.name
+        self.procs.append(proc)
+        return proc
+
+    @staticmethod
+    def output(proc) -> str:
+        return Path(proc.log_path).read_text()
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture
+def workers(tmp_path):
+    w = Workers(tmp_path)
+    yield w
+    w.cleanup()

@@ -1,0 +1,71 @@
+"""Job functions the tests enqueue; workers import them as tests.jobs.*."""
+
+import os
+import time
+
+from jobqueue import get_current_job
+
+
+def add(a, b):
+    return a + b
+
+
+def echo(*args, **kwargs):
+    return {"args": list(args), "kwargs": kwargs}
+
+
+def fail(message="boom"):
+    raise ValueError(message)
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def busy_loop(seconds):
+    """Pure Python: a thread-mode timeout can interrupt it."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return seconds
+
+
+def record(path, tag, seconds=0.0):
+    """Append one line per execution, so tests can count runs."""
+    with open(path, "a") as f:
+        f.write(f"start {tag} {os.getpid()}\n")
+    time.sleep(seconds)
+    with open(path, "a") as f:
+        f.write(f"done {tag} {os.getpid()}\n")
+    return tag
+
+
+def fail_until(path, succeed_on):
+    """Fail until this is the succeed_on-th attempt (counted in a file)."""
+    with open(path, "a") as f:
+        f.write("x")
+    with open(path) as f:
+        attempts = len(f.read())
+    if attempts < succeed_on:
+        raise RuntimeError(f"attempt {attempts} fails")
+    return attempts
+
+
+def progress():
+    job = get_current_job()
+    job.meta["progress"] = 50
+    job.save_meta()
+    return job.id
+
+
+def pid():
+    return os.getpid()
+
+
+def unserializable():
+    return object()
+
+
+def crash_horse():
+    os._exit(3)

@@ -1,0 +1,156 @@
+"""Queue and Job as an RQ user knows them."""
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from jobqueue import (Job, JobStatus, NoSuchJobError, Queue, Retry, SerializationError)
+from jobqueue.exceptions import ImportFunctionError, InvalidJobOperation
+from tests import jobs
+
+
+def test_enqueue_stores_an_importable_call_with_rq_options(q):
+    job = q.enqueue(jobs.add, 1, b=2, job_timeout=30, result_ttl=60, failure_ttl=120, ttl=600,
+                    description="adding", meta={"owner": "me"}, job_id="my-id")
+    assert job.id == job.get_id() == "my-id"
+    fetched = Job.fetch("my-id", connection=q.connection)
+    assert fetched.func_name == "tests.jobs.add"
+    assert fetched.args == [1] and fetched.kwargs == {"b": 2}
+    assert (fetched.timeout, fetched.result_ttl, fetched.failure_ttl, fetched.ttl) == (30, 60, 120, 600)
+    assert fetched.description == "adding" and fetched.meta == {"owner": "me"}
+    assert fetched.origin == "default" and fetched.get_status() == JobStatus.QUEUED
+    assert fetched.created_at and fetched.enqueued_at and fetched.started_at is None
+    assert 0 < q.connection.ttl(Job.key_for("my-id")) <= 600
+
+
+def test_description_reads_like_the_call(q):
+    assert q.enqueue("tests.jobs.echo", "x", 2, flag=True).description == "tests.jobs.echo('x', 2, flag=True)"
+
+
+def test_explicit_args_and_kwargs_and_enqueue_call(q):
+    job = q.enqueue(jobs.echo, args=(1, 2), kwargs={"timeout": 5})
+    assert Job.fetch(job.id, q.connection).kwargs == {"timeout": 5}
+    job2 = q.enqueue_call("tests.jobs.add", args=[1, 2], timeout=9)
+    assert Job.fetch(job2.id, q.connection).timeout == 9
+
+
+def test_queue_listing_counting_and_fetching(q):
+    ids = [q.enqueue(jobs.add, i, i).id for i in range(3)]
+    front = q.enqueue(jobs.add, 9, 9, at_front=True)
+    assert len(q) == 4 and q.count == 4
+    assert q.get_job_ids() == [front.id, *ids]
+    assert [j.id for j in q.get_jobs()] == [front.id, *ids]
+    assert q.fetch_job(ids[0]).id == ids[0]
+    assert q.fetch_job("nope") is None
+    assert Queue("other", connection=q.connection).fetch_job(ids[0]) is None
+    assert {x.name for x in Queue.all(connection=q.connection)} == {"default"}
+
+
+def test_empty_returns_the_count_and_removes_the_jobs(q):
+    ids = [q.enqueue(jobs.add, i, i).id for i in range(5)]
+    assert q.empty() == 5
+    assert len(q) == 0
+    with pytest.raises(NoSuchJobError):
+        Job.fetch(ids[0], q.connection)
+
+
+def test_delete_queue_with_its_jobs(q):
+    job = q.enqueue(jobs.add, 1, 1)
+    q.delete(delete_jobs=True)
+    assert Queue.all(connection=q.connection) == []
+    assert not q.connection.exists(Job.key_for(job.id))
+
+
+def test_enqueue_many_with_prepare_data(q):
+    datas = [Queue.prepare_data(jobs.add, (i, i), job_id=f"id{i}", result_ttl=10) for i in range(1200)]
+    created = q.enqueue_many(datas)
+    assert len(created) == 1200 and len(q) == 1200
+    assert q.get_job_ids(0, 2) == ["id0", "id1"]
+    assert Job.fetch("id1199", q.connection).result_ttl == 10
+
+
+def test_non_json_argument_fails_at_enqueue_and_enqueues_nothing(q):
+    with pytest.raises(SerializationError, match="JSON"):
+        q.enqueue(jobs.echo, object())
+    with pytest.raises(SerializationError):
+        q.enqueue_many([Queue.prepare_data(jobs.echo, (1,)), Queue.prepare_data(jobs.echo, ({1, 2},))])
+    assert len(q) == 0
+
+
+def test_pickle_is_an_explicit_opt_in(r):
+    q = Queue("pickled", connection=r, serializer="pickle")
+    job = q.enqueue(jobs.echo, {1, 2})
+    assert Job.fetch(job.id, r).args == [{1, 2}]
+
+
+def test_functions_a_worker_could_not_import_are_refused(q):
+    with pytest.raises(ImportFunctionError, match="module-level"):
+        q.enqueue(lambda: 1)
+    with pytest.raises(ImportFunctionError, match="dotted path"):
+        q.enqueue("not a path")
+
+
+def test_unknown_job_id_is_a_clear_error(r):
+    with pytest.raises(NoSuchJobError, match="no job with id 'missing'"):
+        Job.fetch("missing", connection=r)
+
+
+def test_meta_save_and_refresh(q):
+    job = q.enqueue(jobs.add, 1, 1)
+    job.meta["progress"] = 10
+    job.save_meta()
+    other = Job.fetch(job.id, q.connection)
+    assert other.meta == {"progress": 10}
+
+
+def test_to_dict_is_json_friendly(q):
+    job = q.enqueue(jobs.add, 1, 2, meta={"a": 1})
+    data = json.loads(json.dumps(Job.fetch(job.id, q.connection).to_dict()))
+    assert data["args"] == [1, 2] and data["meta"] == {"a": 1} and data["status"] == "queued"
+    assert data["description"] == "tests.jobs.add(1, 2)"
+
+
+def test_cancel_removes_a_queued_job_from_the_queue(q):
+    job = q.enqueue(jobs.add, 1, 1)
+    job.cancel()
+    assert job.get_status() == JobStatus.CANCELED
+    assert len(q) == 0 and job.id in q.canceled_job_registry
+    with pytest.raises(InvalidJobOperation):
+        job.cancel()
+
+
+def test_delete_job_removes_every_reference(q):
+    job = q.enqueue(jobs.add, 1, 1)
+    job.delete()
+    assert len(q) == 0 and not q.connection.exists(job.key)
+
+
+def test_requeue_only_failed_or_canceled(q):
+    job = q.enqueue(jobs.add, 1, 1)
+    with pytest.raises(InvalidJobOperation, match="only failed or canceled"):
+        job.requeue()
+    job.cancel()
+    job.requeue()
+    assert job.get_status() == JobStatus.QUEUED and q.get_job_ids() == [job.id]
+
+
+def test_enqueue_at_and_in_go_to_the_scheduled_registry(q):
+    at = datetime.now(timezone.utc) + timedelta(hours=1)
+    job = q.enqueue_at(at, jobs.add, 1, 1)
+    job2 = q.enqueue_in(timedelta(minutes=5), jobs.add, 2, 2)
+    assert job.get_status() == JobStatus.SCHEDULED and len(q) == 0
+    registry = q.scheduled_job_registry
+    assert set(registry.get_job_ids()) == {job.id, job2.id}
+    assert abs(registry.get_scheduled_time(job).timestamp() - at.timestamp()) < 0.01
+
+
+def test_retry_policy_is_validated():
+    assert Retry(max=3, interval=[1, 5, 30]).intervals == [1, 5, 30]
+    with pytest.raises(ValueError):
+        Retry(max=0)
+
+
+def test_depends_on_is_refused_instead_of_silently_passed_on(q):
+    with pytest.raises(Exception, match="depends_on"):
+        q.enqueue(jobs.add, 1, 1, depends_on="x")

@@ -1,0 +1,202 @@
+"""The worker in this process: results, failures, retries, scheduling,
+timeouts in both modes, bad input. (Process-level scenarios: test_resilience.py.)"""
+
+import time
+from datetime import timedelta
+
+import pytest
+
+from jobqueue import Job, JobStatus, Queue, Retry, Worker
+from tests import jobs
+from tests.conftest import FAST_TIMING, wait_for
+
+
+def work(queues, conn, **kwargs):
+    w = Worker(queues, connection=conn, timing=FAST_TIMING, **kwargs)
+    w.work(burst=True)
+    return w
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["threads", "fork"])
+def test_burst_worker_runs_jobs_and_records_results(q, fork):
+    ok = q.enqueue(jobs.add, 2, 3)
+    bad = q.enqueue(jobs.fail, "nope")
+    w = work([q], q.connection, concurrency=2, fork=fork)
+    assert ok.return_value() == 5 and ok.result == 5
+    assert ok.get_status() == JobStatus.FINISHED and ok.id in q.finished_job_registry
+    ok.refresh()
+    assert ok.started_at <= ok.ended_at and ok.worker_name == w.name
+    assert bad.get_status() == JobStatus.FAILED and bad.id in q.failed_job_registry
+    bad.refresh()
+    assert "ValueError: nope" in bad.exc_info
+    assert (w.successful_job_count, w.failed_job_count) == (1, 1)
+    assert len(q.started_job_registry) == 0
+
+
+def test_many_jobs_at_once_in_one_worker(q):
+    for i in range(8):
+        q.enqueue(jobs.sleep, 0.5)
+    start = time.monotonic()
+    work([q], q.connection, concurrency=8)
+    assert time.monotonic() - start < 2.5  # 8 x 0.5 s run side by side, not one after another
+    assert len(q.finished_job_registry) == 8
+
+
+def test_earlier_queue_always_goes_first(r, tmp_path):
+    log = tmp_path / "order"
+    low, high = Queue("low", connection=r), Queue("high", connection=r)
+    for i in range(3):
+        low.enqueue(jobs.record, str(log), f"low{i}")
+    for i in range(3):
+        high.enqueue(jobs.record, str(log), f"high{i}")
+    work([high, low], r, concurrency=1)
+    order = [line.split()[1] for line in log.read_text().splitlines() if line.startswith("start")]
+    assert order == ["high0", "high1", "high2", "low0", "low1", "low2"]
+
+
+def test_retry_without_interval_then_success(q, tmp_path):
+    job = q.enqueue(jobs.fail_until, str(tmp_path / "n"), 3, retry=Retry(max=3))
+    work([q], q.connection)
+    assert job.get_status() == JobStatus.FINISHED and job.return_value() == 3
+
+
+def test_retries_with_intervals_go_through_the_scheduled_registry(q, tmp_path):
+    job = q.enqueue(jobs.fail_until, str(tmp_path / "n"), 99, retry=Retry(max=2, interval=[0.3, 0.6]))
+    w = Worker([q], connection=q.connection, timing=FAST_TIMING)
+    w.work(burst=True)  # first attempt; the retry waits in the scheduled registry
+    assert job.get_status() == JobStatus.SCHEDULED and job.id in q.scheduled_job_registry
+    def retried_to_the_end():
+        work([q], q.connection)  # promotes the retry once it is due, then runs it
+        return job.get_status() == JobStatus.FAILED
+    wait_for(retried_to_the_end, timeout=10, interval=0.1, message="retries exhausted")
+    job.refresh()
+    assert job.get_status() == JobStatus.FAILED and "attempt 3 fails" in job.exc_info
+    assert (tmp_path / "n").read_text() == "xxx"
+
+
+def test_scheduled_job_runs_when_due(q):
+    job = q.enqueue_in(timedelta(seconds=0.5), jobs.add, 1, 1)
+    work([q], q.connection)
+    assert job.get_status() == JobStatus.SCHEDULED
+    time.sleep(0.6)
+    work([q], q.connection)
+    assert job.return_value() == 2
+
+
+def test_blocking_worker_wakes_for_new_and_scheduled_jobs(q):
+    import threading
+    w = Worker([q], connection=q.connection, timing=FAST_TIMING)
+    thread = threading.Thread(target=w.work, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    job = q.enqueue(jobs.add, 1, 2)
+    wait_for(lambda: job.get_status() == JobStatus.FINISHED, timeout=5, message="idle worker woke up")
+    later = q.enqueue_in(timedelta(seconds=0.4), jobs.add, 2, 2)
+    wait_for(lambda: later.get_status() == JobStatus.FINISHED, timeout=5, message="scheduled job ran")
+    w.request_stop()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("fork,func", [(False, jobs.busy_loop), (True, jobs.sleep)], ids=["threads", "fork"])
+def test_timeout_fails_the_job_with_a_clear_error(q, fork, func):
+    slow = q.enqueue(func, 5, job_timeout=1)
+    quick = q.enqueue(jobs.add, 1, 1)
+    start = time.monotonic()
+    work([q], q.connection, concurrency=2, fork=fork)
+    assert time.monotonic() - start < 4
+    slow.refresh()
+    assert slow.get_status() == JobStatus.FAILED
+    assert "JobTimeoutError: Task exceeded maximum timeout value (1 seconds)" in slow.exc_info
+    assert quick.return_value() == 2
+
+
+def test_work_horse_that_dies_fails_its_job_only(q):
+    job = q.enqueue(jobs.crash_horse)
+    after = q.enqueue(jobs.add, 1, 1)
+    work([q], q.connection, fork=True)
+    job.refresh()
+    assert "work horse" in job.exc_info and "exit code 3" in job.exc_info
+    assert after.return_value() == 2
+
+
+def test_bad_input_fails_the_job_and_the_worker_keeps_running(q, r):
+    missing = q.enqueue("tests.no_such_module.func")
+    no_attr = q.enqueue("tests.jobs.no_such_function")
+    corrupt = q.enqueue(jobs.add, 1, 1)
+    r.hset(corrupt.key, "data", "{not json")
+    gutted = q.enqueue(jobs.add, 1, 1)
+    r.hdel(gutted.key, "func")
+    odd_timeout = q.enqueue(jobs.add, 1, 1)
+    r.hset(odd_timeout.key, "timeout", "soon")
+    bad_result = q.enqueue(jobs.unserializable)
+    fine = q.enqueue(jobs.add, 2, 2)
+    work([q], q.connection)
+    assert fine.return_value() == 4
+    messages = {}
+    for job in (missing, no_attr, corrupt, gutted, odd_timeout, bad_result):
+        job.refresh()
+        assert job.get_status() == JobStatus.FAILED
+        messages[job.id] = job.exc_info
+    assert "no module" in messages[missing.id] or "no_such_module" in messages[missing.id]
+    assert "has no no_such_function" in messages[no_attr.id]
+    assert "not valid JSON" in messages[corrupt.id]
+    assert "no 'func' field" in messages[gutted.id]
+    assert "corrupted" in messages[odd_timeout.id]
+    assert "JSON" in messages[bad_result.id]
+
+
+def test_pickle_jobs_need_the_workers_opt_in_too(r):
+    q = Queue("p", connection=r, serializer="pickle")
+    job = q.enqueue(jobs.echo, {1})
+    work([q], r)
+    job.refresh()
+    assert job.get_status() == JobStatus.FAILED and "--allow-pickle" in job.exc_info
+    job.requeue()
+    work([q], r, allow_pickle=True)
+    assert job.return_value() == {"args": [{1}], "kwargs": {}}
+
+
+def test_allow_list_limits_importable_functions(q):
+    job = q.enqueue("os.getcwd")
+    ok = q.enqueue(jobs.add, 1, 1)
+    work([q], q.connection, allowed_modules=["tests.jobs"])
+    job.refresh()
+    assert "allow-list" in job.exc_info and ok.return_value() == 2
+
+
+def test_get_current_job_and_meta_inside_a_job(q):
+    job = q.enqueue(jobs.progress)
+    work([q], q.connection)
+    assert job.return_value() == job.id
+    assert Job.fetch(job.id, q.connection).meta == {"progress": 50}
+
+
+def test_result_ttl_expires_the_job(q):
+    job = q.enqueue(jobs.add, 1, 1, result_ttl=0)
+    work([q], q.connection)
+    with pytest.raises(Exception):
+        Job.fetch(job.id, q.connection)
+    keep = q.enqueue(jobs.add, 1, 1, result_ttl=-1)
+    work([q], q.connection)
+    assert keep.return_value() == 2
+
+
+def test_canceled_running_job_result_is_not_recorded(q):
+    import threading
+    job = q.enqueue(jobs.sleep, 0.8)
+    w = Worker([q], connection=q.connection, timing=FAST_TIMING)
+    thread = threading.Thread(target=w.work, kwargs={"burst": True})
+    thread.start()
+    wait_for(lambda: job.get_status() == JobStatus.STARTED, message="job started")
+    job.cancel()
+    thread.join(5)
+    assert job.get_status() == JobStatus.CANCELED and job.return_value() is None
+
+
+def test_max_jobs_stops_the_worker(q):
+    for i in range(5):
+        q.enqueue(jobs.add, i, i)
+    w = Worker([q], connection=q.connection, timing=FAST_TIMING)
+    w.work(max_jobs=2)
+    assert w.successful_job_count == 2 and len(q) == 3
