@@ -89,6 +89,20 @@ def _answers_ping(port: int, password: str, timeout: float = 0.5) -> bool:
         return False
 
 
+def _gone(pid: int) -> bool:
+    """Exited; reaped too when it is our own child (else it lingers as a zombie)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == pid
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+        return False
+    except OSError:
+        return True
+
+
 def _read_state(directory: Path) -> EmbeddedServer | None:
     try:
         port, password, pid = (directory / "server.info").read_text().split()
@@ -154,11 +168,7 @@ def stop(directory: Path | None = None, timeout: float = 10.0) -> bool:
         return False
     os.kill(server.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(server.pid, 0)
-        except OSError:
-            break
+    while time.monotonic() < deadline and not _gone(server.pid):
         time.sleep(0.05)
     (directory / "server.info").unlink(missing_ok=True)
     return True
