@@ -62,23 +62,29 @@ class Job:
                *, connection: redis.Redis | Backend | None = None, id: str | None = None, origin: str = "default",
                description: str | None = None, timeout: int | None = None, result_ttl: int | None = None,
                failure_ttl: int | None = None, ttl: int | None = None, retry: Retry | None = None,
-               meta: dict[str, Any] | None = None, serializer: str = "json") -> "Job":
-        """Build a job in memory; serializing here makes a bad argument fail at enqueue time."""
+               meta: dict[str, Any] | None = None, serializer: str = "json", created_at: str | None = None) -> "Job":
+        """Build a job in memory; serializing here makes a bad argument fail at
+        enqueue time. Optional fields left at their default are not stored."""
         job = cls(id, connection)
         path = func_path(func)
         args, kwargs = tuple(args), dict(kwargs or {})
         ser = get_serializer(serializer)
-        job._fields = {
+        fields = {
             "id": job.id, "func": path, "data": ser.dumps([list(args), kwargs]), "serializer": ser.name,
             "description": description or _describe(path, args, kwargs), "origin": origin,
-            "status": JobStatus.QUEUED.value, "created_at": timeutil.iso(),
+            "status": JobStatus.QUEUED.value, "created_at": created_at or timeutil.iso(),
             "timeout": _ttl_text(DEFAULT_TIMEOUT if timeout is None else timeout),
             "result_ttl": _ttl_text(DEFAULT_RESULT_TTL if result_ttl is None else result_ttl),
             "failure_ttl": _ttl_text(DEFAULT_FAILURE_TTL if failure_ttl is None else failure_ttl),
-            "ttl": _ttl_text(ttl), "meta": ser.dumps(meta or {}),
-            "retries_left": str(retry.max if retry else 0),
-            "retry_intervals": json.dumps(retry.intervals if retry else []),
         }
+        if ttl is not None:
+            fields["ttl"] = _ttl_text(ttl)
+        if meta:
+            fields["meta"] = ser.dumps(meta)
+        if retry:
+            fields["retries_left"] = str(retry.max)
+            fields["retry_intervals"] = json.dumps(retry.intervals)
+        job._fields = fields
         return job
 
     @classmethod

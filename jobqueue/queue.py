@@ -17,6 +17,7 @@ from .registry import (CanceledJobRegistry, FailedJobRegistry, FinishedJobRegist
 from .retry import Retry
 
 ENQUEUE_CHUNK = 500
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 _JOB_OPTIONS = ("timeout", "result_ttl", "failure_ttl", "ttl", "description", "job_id", "retry", "meta", "at_front")
 
 
@@ -69,14 +70,16 @@ class Queue:
 
     def enqueue_call(self, func: Callable[..., Any] | str, args: Iterable[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, **options: Any) -> Job:
-        job = self._build(EnqueueData(func, tuple(args or ()), dict(kwargs or {}), options))
-        self._submit([job], [options])
+        now_iso = timeutil.iso()
+        job = self._build(EnqueueData(func, tuple(args or ()), dict(kwargs or {}), options), now_iso)
+        self._submit([job], [options], now_iso)
         return job
 
     def enqueue_at(self, when: datetime, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
         options, args, kwargs = self._split_options(args, kwargs)
-        job = self._build(EnqueueData(f, args, kwargs, options))
-        self._submit([job], [options], at=timeutil.to_epoch(when))
+        now_iso = timeutil.iso()
+        job = self._build(EnqueueData(f, args, kwargs, options), now_iso)
+        self._submit([job], [options], now_iso, at=timeutil.to_epoch(when))
         return job
 
     def enqueue_in(self, delay: timedelta, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
@@ -91,9 +94,10 @@ class Queue:
         """All jobs are serialized first (a bad argument enqueues nothing),
         then written in chunks of one script call each, pipelined."""
         datas = list(job_datas)
-        jobs = [self._build(d) for d in datas]
+        now_iso = timeutil.iso()
+        jobs = [self._build(d, now_iso) for d in datas]
         if jobs:
-            self._submit(jobs, [d.options for d in datas])
+            self._submit(jobs, [d.options for d in datas], now_iso)
         return jobs
 
     def _split_options(self, args: tuple, kwargs: dict) -> tuple[dict, tuple, dict]:
@@ -108,7 +112,7 @@ class Queue:
             args, kwargs = tuple(kwargs.pop("args", ()) or ()), dict(kwargs.pop("kwargs", {}) or {})
         return options, tuple(args), kwargs
 
-    def _build(self, data: EnqueueData) -> Job:
+    def _build(self, data: EnqueueData, created_at: str | None = None) -> Job:
         opts = dict(data.options)
         if "job_timeout" in opts:
             opts["timeout"] = opts.pop("job_timeout")
@@ -123,25 +127,23 @@ class Queue:
             description=opts.get("description"),
             timeout=opts.get("timeout", self.default_timeout), result_ttl=opts.get("result_ttl"),
             failure_ttl=opts.get("failure_ttl"), ttl=opts.get("ttl"), retry=retry, meta=opts.get("meta"),
-            serializer=self.serializer,
+            serializer=self.serializer, created_at=created_at,
         )
 
-    def _submit(self, jobs: list[Job], options: list[dict], at: float | None = None) -> None:
+    def _submit(self, jobs: list[Job], options: list[dict], now_iso: str, at: float | None = None) -> None:
         """Write jobs with the enqueue script: one call per chunk, all chunks in one round trip."""
-        now_iso = timeutil.iso()
         records = []
         for job, opts in zip(jobs, options):
-            fields = job.fields()
+            fields = job._fields
             fields["enqueued_at"] = now_iso
             if at is not None:
                 fields["status"] = JobStatus.SCHEDULED.value
-            job._fields = fields
             records.append({
                 "id": job.id, "q": self.name, "f": [x for kv in fields.items() for x in kv],
                 "front": 1 if opts.get("at_front") else 0, "at": at,
                 "replace": 1 if opts.get("job_id") else 0, "ttl": job.ttl,
             })
-        calls = [("enqueue", [json.dumps(records[s:s + ENQUEUE_CHUNK])]) for s in range(0, len(records), ENQUEUE_CHUNK)]
+        calls = [("enqueue", [_encode(records[s:s + ENQUEUE_CHUNK])]) for s in range(0, len(records), ENQUEUE_CHUNK)]
         if len(calls) == 1:
             self.backend.run("enqueue", *calls[0][1])
         else:

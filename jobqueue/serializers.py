@@ -26,10 +26,11 @@ class Serializer(Protocol):
 
 class JSONSerializer:
     name = "json"
+    _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # built once: dumps() would rebuild it
 
     def dumps(self, value: Any) -> str:
         try:
-            return json.dumps(value, separators=(",", ":"), allow_nan=False)
+            return self._encode(value)
         except (TypeError, ValueError) as exc:
             raise SerializationError(
                 f"{exc}; jobqueue stores data as JSON by default: pass JSON-friendly values "

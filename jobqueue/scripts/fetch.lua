@@ -5,11 +5,13 @@
 -- step that enters it in a started registry with a deadline; if the worker
 -- dies at any later instant, the reaper finds the expired deadline.
 -- ARGV[A] worker name, A+1 deadline, A+2 started_at (ISO), A+3 max jobs,
--- A+4.. queue names. Returns a flat list: queue, id, hash (flat), ...
+-- A+4 '1' when a wake-up token woke the worker, A+5.. queue names.
+-- Returns a flat list: queue, id, hash (flat), ...
 local worker, deadline, started_at = ARGV[A], ARGV[A + 1], ARGV[A + 2]
 local need = tonumber(ARGV[A + 3])
+local woken = ARGV[A + 4] == '1'
 local out = {}
-for i = A + 4, #ARGV do
+for i = A + 5, #ARGV do
   if need <= 0 then break end
   local q = ARGV[i]
   local ids = redis.call('LPOP', P.queue .. q, need)
@@ -29,7 +31,9 @@ for i = A + 4, #ARGV do
     end
     if #entries > 0 then redis.call('ZADD', P.started .. q, unpack(entries)) end
     need = need - #ids
-    if need == 0 then wake(q) end  -- work may be left: pass the token on
+    -- work may be left: a worker that was woken passes the token on, so
+    -- idle workers join one after another (a busy one need not pay for it)
+    if need == 0 and woken then wake(q) end
   end
 end
 return out

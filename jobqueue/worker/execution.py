@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from queue import SimpleQueue
 
 from ..exceptions import JobQueueError, JobTimeoutError
+from ..backend import Backend
 from ..imports import FunctionImporter
 from ..job import Job
 
@@ -97,6 +98,7 @@ class ThreadSlots:
                     self._running.pop(job.id, None)
                 outcome = Outcome(job.id, False, None, "JobTimeoutError: stopped")
             self.events.put(("done", outcome))
+            self._after_job()
             with self._lock:
                 if self._threads > self.size:
                     self._threads -= 1
@@ -108,6 +110,9 @@ class ThreadSlots:
             self._running[job.id] = threading.get_ident()
         return run_job(job, self.importer)
 
+    def _after_job(self) -> None:
+        """Called on the slot thread once an outcome is reported."""
+
     def stop(self, job_id: str) -> None:
         """Raise JobTimeoutError inside the job's thread. A thread blocked in C
         (a long sleep, a socket read without timeout) sees it only when it returns."""
@@ -118,41 +123,35 @@ class ThreadSlots:
 
 
 class ForkSlots(ThreadSlots):
-    """Each job in a forked child; a slot thread waits for it and reads its
-    outcome from a pipe. The child dies with the worker (PR_SET_PDEATHSIG),
-    so a SIGKILLed worker never leaves a job running on."""
+    """Each job in a fresh forked child (a work horse). Each slot thread forks
+    its next horse ahead of time, while the worker records the last job, so
+    fork() is off the job's path; a horse runs exactly one job, then exits.
+    Horses die with the worker (PR_SET_PDEATHSIG), so a SIGKILLed worker never
+    leaves a job running on."""
+
+    def __init__(self, size: int, events: SimpleQueue, importer: FunctionImporter, backend: Backend) -> None:
+        super().__init__(size, events, importer)
+        self.backend = backend  # what the horse's Job talks to (save_meta, get_current_job)
+        self._spare = threading.local()
 
     def _execute(self, job: Job) -> Outcome:
-        read_fd, write_fd = os.pipe()
-        parent = os.getpid()
+        horse = getattr(self._spare, "horse", None) or _Horse.fork(self.importer, self.backend)
+        self._spare.horse = None
         with self._lock:
-            pid = os.fork()
-            if pid == 0:
-                self._child(job, read_fd, write_fd, parent)
-            self._running[job.id] = pid
-        os.close(write_fd)
-        with os.fdopen(read_fd, "rb") as pipe:
-            data = pipe.read()
-        _, status = os.waitpid(pid, 0)
-        if data:
-            fields = json.loads(data)
-            return Outcome(job.id, fields["ok"], fields["result"], fields["exc_info"], fields["duration"])
-        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit code {os.waitstatus_to_exitcode(status)}"
-        return Outcome(job.id, False, None, f"WorkHorseTerminatedError: work horse {pid} died ({how}) while running the job")
+            self._running[job.id] = horse.pid
+        outcome = horse.run(job)
+        self._warm_import(job.func_name)
+        return outcome
 
-    def _child(self, job: Job, read_fd: int, write_fd: int, parent: int) -> None:
+    def _after_job(self) -> None:
+        self._spare.horse = _Horse.fork(self.importer, self.backend)
+
+    def _warm_import(self, path: str) -> None:
+        """Import the job's function in the worker too, so later horses inherit it."""
         try:
-            os.close(read_fd)
-            _die_with_parent(parent)
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, signal.SIG_DFL)
-            outcome = run_job(job, self.importer)
-            payload = json.dumps({"ok": outcome.ok, "result": outcome.result,
-                                  "exc_info": outcome.exc_info, "duration": outcome.duration}).encode()
-            with os.fdopen(write_fd, "wb") as pipe:
-                pipe.write(payload)
-        finally:
-            os._exit(0)
+            self.importer(path)
+        except Exception:
+            pass  # the horse already reported the error
 
     def stop(self, job_id: str) -> None:
         with self._lock:
@@ -162,6 +161,90 @@ class ForkSlots(ThreadSlots):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+class _Horse:
+    """A forked child waiting for one job on a pipe.
+
+    Pipes signal the end of a message by EOF, which only comes when no other
+    process holds the write end: so horses are forked one at a time
+    (``_fork_lock``) and each child closes the worker-side ends of all the
+    other horses' pipes (``_worker_fds``)."""
+
+    _fork_lock = threading.Lock()
+    _worker_fds: set[int] = set()
+
+    def __init__(self, pid: int, job_w: int, result_r: int) -> None:
+        self.pid, self.job_w, self.result_r = pid, job_w, result_r
+
+    @classmethod
+    def fork(cls, importer: FunctionImporter, backend: Backend) -> "_Horse":
+        with cls._fork_lock:
+            job_r, job_w = os.pipe()
+            result_r, result_w = os.pipe()
+            parent = os.getpid()
+            pid = os.fork()
+            if pid == 0:
+                for fd in (job_w, result_r, *cls._worker_fds):
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+                cls._child(importer, backend, job_r, result_w, parent)
+            os.close(job_r)
+            os.close(result_w)
+            cls._worker_fds.update((job_w, result_r))
+        return cls(pid, job_w, result_r)
+
+    @classmethod
+    def _release(cls, fd: int) -> None:
+        with cls._fork_lock:
+            cls._worker_fds.discard(fd)
+            os.close(fd)
+
+    def run(self, job: Job) -> Outcome:
+        try:
+            _write_all(self.job_w, json.dumps(job.fields()).encode())
+        except BrokenPipeError:
+            pass  # the horse died before the job: reported below
+        finally:
+            self._release(self.job_w)
+        chunks = []
+        while chunk := os.read(self.result_r, 65536):
+            chunks.append(chunk)
+        self._release(self.result_r)
+        data = b"".join(chunks)
+        _, status = os.waitpid(self.pid, 0)
+        if data:
+            fields = json.loads(data)
+            return Outcome(job.id, fields["ok"], fields["result"], fields["exc_info"], fields["duration"])
+        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit code {os.waitstatus_to_exitcode(status)}"
+        return Outcome(job.id, False, None, f"WorkHorseTerminatedError: work horse {self.pid} died ({how}) while running the job")
+
+    @staticmethod
+    def _child(importer: FunctionImporter, backend: Backend, job_r: int, result_w: int, parent: int) -> None:
+        try:
+            _die_with_parent(parent)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_DFL)
+            with os.fdopen(job_r, "rb") as pipe:
+                data = pipe.read()
+            if not data:
+                return  # the worker is shutting down: no job for this horse
+            job = Job.from_fields(backend, json.loads(data))
+            outcome = run_job(job, importer)
+            payload = json.dumps({"ok": outcome.ok, "result": outcome.result,
+                                  "exc_info": outcome.exc_info, "duration": outcome.duration}).encode()
+            with os.fdopen(result_w, "wb") as pipe:
+                pipe.write(payload)
+        finally:
+            os._exit(0)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _die_with_parent(parent: int) -> None:
@@ -176,6 +259,6 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def make_slots(size: int, fork: bool, events: SimpleQueue, importer: FunctionImporter) -> ThreadSlots:
-    return (ForkSlots if fork else ThreadSlots)(size, events, importer)
+def make_slots(size: int, fork: bool, events: SimpleQueue, importer: FunctionImporter, backend: Backend) -> ThreadSlots:
+    return ForkSlots(size, events, importer, backend) if fork else ThreadSlots(size, events, importer)
 

@@ -21,13 +21,15 @@ class Maintenance:
         self.next_promote = 0.0
         self.next_pass = 0.0
 
-    def heartbeat(self, running: dict[str, str]) -> None:
-        """``running`` maps job id -> queue; their deadlines move forward."""
+    def heartbeat(self, running: dict[str, str], stats: list) -> None:
+        """``running`` maps job id -> queue; their deadlines move forward.
+        ``stats``: worker fields (name, value, ...) written with the beat."""
         now = timeutil.now()
         pairs = [x for job_id, queue in running.items() for x in (queue, job_id)]
         keys = self.backend.keys
         self.backend.run("heartbeat", keys.worker(self.name), keys.workers, self.name,
-                         int(self.timing.heartbeat_ttl) + 1, now + self.timing.heartbeat_ttl, timeutil.iso(now), *pairs)
+                         int(self.timing.heartbeat_ttl) + 1, now + self.timing.heartbeat_ttl, len(stats), *stats,
+                         *pairs)
         self.next_heartbeat = time.monotonic() + self.timing.heartbeat_interval
 
     def promote(self) -> float | None:
@@ -64,7 +66,9 @@ class Maintenance:
             return
         pipe = conn.pipeline(transaction=False)
         for name in names:
-            pipe.exists(keys.worker(name))
-        dead = [n for n, alive in zip(names, pipe.execute()) if not alive]
-        if dead:
+            pipe.hget(keys.worker(name), "last_seen")
+        oldest = timeutil.now() - 3 * self.timing.heartbeat_ttl
+        dead = [n for n, seen in zip(names, pipe.execute()) if seen is None or float(seen) < oldest]
+        if dead:  # a hash that outlived its TTL (re-created by a late write) goes too
+            conn.delete(*[keys.worker(n) for n in dead])
             conn.srem(keys.workers, *dead)

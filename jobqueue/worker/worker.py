@@ -70,7 +70,7 @@ class Worker:
         self.serializers = {"json", "pickle"} if allow_pickle else {"json"}
         self.events: SimpleQueue = SimpleQueue()
         self.shutdown = Shutdown(self.events)
-        self.slots = make_slots(concurrency, fork, self.events, FunctionImporter(allowed_modules))
+        self.slots = make_slots(concurrency, fork, self.events, FunctionImporter(allowed_modules), self.backend)
         self.maintenance = Maintenance(self.backend, self.name, self.queue_names, self.timing)
         self.running: dict[str, Running] = {}
         self.pending: list[dict] = []      # outcomes not yet written to Redis
@@ -79,6 +79,8 @@ class Worker:
         self._waker: _Waker | None = None
         self._next_scheduled: float | None = None
         self._redis_down_since: float | None = None
+        self._woken = False        # a wake-up token brought us here: pass it on if work is left
+        self._next_stats = 0.0
 
     def __repr__(self) -> str:
         return f"Worker({self.name!r}, queues={self.queue_names})"
@@ -192,14 +194,16 @@ class Worker:
         """One round trip: write finished outcomes, then take up to ``want`` jobs."""
         calls = []
         if self.pending:
-            calls.append(("finish", [json.dumps(self.pending), self.backend.keys.worker(self.name), *self._stats()]))
+            calls.append(("finish", [json.dumps(self.pending), *self._stats_due()]))
         if want > 0:
             now = timeutil.now()
-            calls.append(("fetch", [self.name, now + self.timing.heartbeat_ttl, timeutil.iso(now), want, *self.queue_names]))
+            calls.append(("fetch", [self.name, now + self.timing.heartbeat_ttl, timeutil.iso(now), want,
+                                    "1" if self._woken else "0", *self.queue_names]))
         if not calls:
             return []
         results = self.backend.run.many(calls) if len(calls) > 1 else [self.backend.run(calls[0][0], *calls[0][1])]
         self.pending = []
+        self._woken = False
         self._redis_back()
         if want <= 0:
             return []
@@ -210,6 +214,13 @@ class Worker:
             fetched.append((text(flat[i]), Job.from_fields(self.backend, fields)))
         self.jobs_taken += len(fetched)
         return fetched
+
+    def _stats_due(self) -> list:
+        """Counters ride along with a finish call at most once a second."""
+        if time.monotonic() < self._next_stats:
+            return []
+        self._next_stats = time.monotonic() + 1.0
+        return [self.backend.keys.worker(self.name), *self._stats()]
 
     def _stats(self) -> list:
         now = timeutil.now()
@@ -277,7 +288,7 @@ class Worker:
         now = time.monotonic()
         m = self.maintenance
         if now >= m.next_heartbeat:
-            m.heartbeat({job_id: r.queue for job_id, r in self.running.items()})
+            m.heartbeat({job_id: r.queue for job_id, r in self.running.items()}, self._stats())
         if now >= m.next_promote or (self._next_scheduled is not None and timeutil.now() >= self._next_scheduled):
             self._next_scheduled = m.promote()
         if now >= m.next_pass:
@@ -308,8 +319,11 @@ class Worker:
             running = self.running.get(payload.job_id)
             if running is not None:  # else: already settled (timed out, or returned by a cold shutdown)
                 self._settle(running, payload)
-        elif kind == "wake" and payload and self._free_slots(None) == 0:
-            self._pass_wake_token(payload)
+        elif kind == "wake" and payload:
+            if self._free_slots(None) == 0:
+                self._pass_wake_token(payload)
+            else:
+                self._woken = True
 
     def _arm_waker(self) -> None:
         if self._waker is None:
