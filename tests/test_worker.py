@@ -200,3 +200,21 @@ def test_max_jobs_stops_the_worker(q):
     w = Worker([q], connection=q.connection, timing=FAST_TIMING)
     w.work(max_jobs=2)
     assert w.successful_job_count == 2 and len(q) == 3
+
+
+def _children() -> set[int]:
+    import os
+    pids = set()
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as f:
+            pids |= {int(p) for p in f.read().split()}
+    return pids
+
+
+def test_fork_mode_with_concurrency_runs_every_job_and_leaves_no_horse(q):
+    before = _children()
+    created = q.enqueue_many([Queue.prepare_data(jobs.pid) for _ in range(60)])
+    work([q], q.connection, fork=True, concurrency=4)
+    pids = {job.return_value() for job in created}
+    assert None not in pids and len(pids) == 60  # each job in a fresh work horse
+    wait_for(lambda: _children() <= before, timeout=5, message="spare horses gone")

@@ -89,6 +89,9 @@ class ThreadSlots:
     def _slot(self) -> None:
         while True:
             job = self._work.get()
+            if job is None:  # close()
+                self._retire()
+                return
             try:
                 outcome = self._execute(job)
                 with self._lock:
@@ -97,13 +100,24 @@ class ThreadSlots:
                 with self._lock:
                     self._running.pop(job.id, None)
                 outcome = Outcome(job.id, False, None, "JobTimeoutError: stopped")
-            self.events.put(("done", outcome))
-            self._after_job()
-            with self._lock:
-                if self._threads > self.size:
+            with self._lock:  # count ourselves idle before the worker hears of the outcome
+                retire = self._threads > self.size
+                if retire:
                     self._threads -= 1
-                    return
-                self._idle += 1
+                else:
+                    self._idle += 1
+            self.events.put(("done", outcome))
+            if retire:
+                self._retire()
+                return
+            self._after_job()
+
+    def close(self) -> None:
+        """Let the slot threads end (they are idle when the worker stops)."""
+        with self._lock:
+            count, self._threads, self._idle = self._threads, 0, 0
+        for _ in range(count):
+            self._work.put(None)
 
     def _execute(self, job: Job) -> Outcome:
         with self._lock:
@@ -112,6 +126,9 @@ class ThreadSlots:
 
     def _after_job(self) -> None:
         """Called on the slot thread once an outcome is reported."""
+
+    def _retire(self) -> None:
+        """Called on a slot thread that is about to end."""
 
     def stop(self, job_id: str) -> None:
         """Raise JobTimeoutError inside the job's thread. A thread blocked in C
@@ -146,12 +163,21 @@ class ForkSlots(ThreadSlots):
     def _after_job(self) -> None:
         self._spare.horse = _Horse.fork(self.importer, self.backend)
 
+    def _retire(self) -> None:
+        horse = getattr(self._spare, "horse", None)
+        if horse is not None:
+            horse.dismiss()
+            self._spare.horse = None
+
     def _warm_import(self, path: str) -> None:
-        """Import the job's function in the worker too, so later horses inherit it."""
-        try:
-            self.importer(path)
-        except Exception:
-            pass  # the horse already reported the error
+        """Import the job's function in the worker too, so later horses inherit
+        it. Under the fork lock: a horse forked mid-import would inherit a held
+        import lock and hang on its first import."""
+        with _Horse._fork_lock:
+            try:
+                self.importer(path)
+            except Exception:
+                pass  # the horse already reported the error
 
     def stop(self, job_id: str) -> None:
         with self._lock:
@@ -201,6 +227,12 @@ class _Horse:
         with cls._fork_lock:
             cls._worker_fds.discard(fd)
             os.close(fd)
+
+    def dismiss(self) -> None:
+        """No job for this horse: EOF on its job pipe makes it exit."""
+        self._release(self.job_w)
+        self._release(self.result_r)
+        os.waitpid(self.pid, 0)
 
     def run(self, job: Job) -> Outcome:
         try:

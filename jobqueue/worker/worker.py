@@ -178,6 +178,7 @@ class Worker:
         except REDIS_DOWN:
             log.warning("Could not register death; the worker entry will expire by itself")
         self.shutdown.uninstall()
+        self.slots.close()
         log.info("Worker %s: done (%d ok, %d failed), quitting", self.name, self.successful_job_count, self.failed_job_count)
 
     # -- dequeue and record --------------------------------------------------------------
