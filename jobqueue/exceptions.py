@@ -30,10 +30,6 @@ class JobTimeoutError(JobQueueError):
     """A job ran longer than its timeout and was stopped."""
 
 
-class AbandonedJobError(JobQueueError):
-    """A job's workers kept dying while running it."""
-
-
 class ConnectionConfigError(JobQueueError):
     """The Redis URL is malformed or Redis cannot be reached."""
 
