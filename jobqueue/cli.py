@@ -78,13 +78,14 @@ def main() -> None:
 @click.option("--heartbeat-interval", type=float, help="seconds between heartbeats [10]")
 @click.option("--heartbeat-ttl", type=float, help="seconds of silence after which a worker is dead [30]")
 @click.option("--maintenance-interval", type=float, help="seconds between reaper passes [15]")
+@click.option("--with-scheduler", is_flag=True, hidden=True, help="accepted for RQ users: every worker schedules")
 @click.option("--verbose", "-v", "verbosity", flag_value="DEBUG", help="log more (results, timings)")
 @click.option("--quiet", "-q", "verbosity", flag_value="WARNING", help="log only warnings and errors")
 @friendly_errors
 def worker(queues: tuple[str, ...], url: str | None, prefix: str | None, burst: bool, name: str | None,
            concurrency: int, fork: bool, max_jobs: int | None, paths: tuple[str, ...], allowed: tuple[str, ...],
            allow_pickle: bool, heartbeat_interval: float | None, heartbeat_ttl: float | None,
-           maintenance_interval: float | None, verbosity: str | None) -> None:
+           maintenance_interval: float | None, with_scheduler: bool, verbosity: str | None) -> None:
     """Run jobs from QUEUES (default: default), earlier queues first."""
     for path in reversed(paths):
         if path not in sys.path:

@@ -39,8 +39,9 @@ def _describe(func_name: str, args: Iterable[Any], kwargs: dict[str, Any]) -> st
     return f"{func_name}({', '.join(parts)})"
 
 
-def _ttl_text(value: int | None) -> str:
-    return "" if value is None else str(int(value))
+def _ttl_text(value: int | str | None) -> str:
+    seconds = timeutil.parse_duration(value)
+    return "" if seconds is None else str(seconds)
 
 
 class Job:
@@ -62,7 +63,9 @@ class Job:
                *, connection: redis.Redis | Backend | None = None, id: str | None = None, origin: str = "default",
                description: str | None = None, timeout: int | None = None, result_ttl: int | None = None,
                failure_ttl: int | None = None, ttl: int | None = None, retry: Retry | None = None,
-               meta: dict[str, Any] | None = None, serializer: str = "json", created_at: str | None = None) -> "Job":
+               meta: dict[str, Any] | None = None, serializer: str = "json", created_at: str | None = None,
+               on_success: Callable[..., Any] | str | None = None,
+               on_failure: Callable[..., Any] | str | None = None) -> "Job":
         """Build a job in memory; serializing here makes a bad argument fail at
         enqueue time. Optional fields left at their default are not stored."""
         job = cls(id, connection)
@@ -81,6 +84,10 @@ class Job:
             fields["ttl"] = _ttl_text(ttl)
         if meta:
             fields["meta"] = ser.dumps(meta)
+        if on_success is not None:
+            fields["on_success"] = func_path(on_success)
+        if on_failure is not None:
+            fields["on_failure"] = func_path(on_failure)
         if retry:
             fields["retries_left"] = str(retry.max)
             fields["retry_intervals"] = json.dumps(retry.intervals)
@@ -228,6 +235,11 @@ class Job:
     @property
     def result(self) -> Any:
         return self.return_value(refresh=True)
+
+    def get_position(self) -> int | None:
+        """Index in its queue (0 = next), or None when not waiting."""
+        position = self.connection.execute_command("LPOS", self.backend.keys.queue(self.origin), self.id)
+        return None if position is None else int(position)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly: stored fields as text, args/kwargs/meta/result decoded when JSON."""

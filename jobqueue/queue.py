@@ -18,7 +18,8 @@ from .retry import Retry
 
 ENQUEUE_CHUNK = 500
 _encode = json.JSONEncoder(separators=(",", ":")).encode
-_JOB_OPTIONS = ("timeout", "result_ttl", "failure_ttl", "ttl", "description", "job_id", "retry", "meta", "at_front")
+_JOB_OPTIONS = ("timeout", "result_ttl", "failure_ttl", "ttl", "description", "job_id", "retry", "meta", "at_front",
+                "on_success", "on_failure")
 
 
 class EnqueueData(NamedTuple):
@@ -128,6 +129,7 @@ class Queue:
             timeout=opts.get("timeout", self.default_timeout), result_ttl=opts.get("result_ttl"),
             failure_ttl=opts.get("failure_ttl"), ttl=opts.get("ttl"), retry=retry, meta=opts.get("meta"),
             serializer=self.serializer, created_at=created_at,
+            on_success=opts.get("on_success"), on_failure=opts.get("on_failure"),
         )
 
     def _submit(self, jobs: list[Job], options: list[dict], now_iso: str, at: float | None = None) -> None:

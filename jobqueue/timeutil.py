@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+from .exceptions import JobQueueError
+
 
 def now() -> float:
     return time.time()
@@ -25,3 +27,18 @@ def to_epoch(when: datetime) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return when.timestamp()
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: int | float | str | None) -> int | None:
+    """Seconds from 30, '30s', '5m', '1h' or '2d' (as RQ accepts for job_timeout and TTLs)."""
+    if value is None or isinstance(value, (int, float)):
+        return None if value is None else int(value)
+    text = value.strip().lower()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    if text[:-1].isdigit() and text[-1:] in _UNITS:
+        return int(text[:-1]) * _UNITS[text[-1]]
+    raise JobQueueError(f"invalid duration {value!r}: use seconds or a number with s, m, h or d ('90s', '5m', '1h')")

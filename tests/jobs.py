@@ -69,3 +69,11 @@ def unserializable():
 
 def crash_horse():
     os._exit(3)
+
+
+def remember_success(job, connection, result):
+    connection.set(f"callback:{job.id}", f"ok {result}")
+
+
+def remember_failure(job, connection, exc_type, exc, tb):
+    connection.set(f"callback:{job.id}", f"failed {exc_type.__name__}: {exc}")

@@ -154,3 +154,15 @@ def test_retry_policy_is_validated():
 def test_depends_on_is_refused_instead_of_silently_passed_on(q):
     with pytest.raises(Exception, match="depends_on"):
         q.enqueue(jobs.add, 1, 1, depends_on="x")
+
+
+def test_durations_as_rq_accepts_them(q):
+    job = q.enqueue(jobs.add, 1, 1, job_timeout="1h", result_ttl="5m", failure_ttl="2d")
+    assert (job.timeout, job.result_ttl, job.failure_ttl) == (3600, 300, 172800)
+    with pytest.raises(Exception, match="invalid duration"):
+        q.enqueue(jobs.add, 1, 1, job_timeout="soon")
+
+
+def test_position_in_the_queue(q):
+    first, second = q.enqueue(jobs.add, 1, 1), q.enqueue(jobs.add, 2, 2)
+    assert (first.get_position(), second.get_position()) == (0, 1)

@@ -218,3 +218,26 @@ def test_fork_mode_with_concurrency_runs_every_job_and_leaves_no_horse(q):
     pids = {job.return_value() for job in created}
     assert None not in pids and len(pids) == 60  # each job in a fresh work horse
     wait_for(lambda: _children() <= before, timeout=5, message="spare horses gone")
+
+
+def test_success_and_failure_callbacks(q, r):
+    ok = q.enqueue(jobs.add, 1, 2, on_success=jobs.remember_success)
+    bad = q.enqueue(jobs.fail, "x", on_failure="tests.jobs.remember_failure")
+    work([q], r)
+    assert r.get(f"callback:{ok.id}") == b"ok 3"
+    assert r.get(f"callback:{bad.id}") == b"failed ValueError: x"
+
+
+def test_workers_are_listed_per_queue(r):
+    import threading
+    from jobqueue import Worker as W
+    q1, q2 = Queue("one", connection=r), Queue("two", connection=r)
+    w = Worker([q1], connection=r, name="lister", timing=FAST_TIMING)
+    thread = threading.Thread(target=w.work, daemon=True)
+    thread.start()
+    wait_for(lambda: W.count(connection=r) == 1, message="worker registered")
+    assert [x.name for x in W.all(queue=q1)] == ["lister"] and W.all(queue=q2) == []
+    assert W.all(connection=r)[0].state == "idle"
+    w.request_stop()
+    thread.join(5)
+    assert W.count(connection=r) == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import signal
 import threading
@@ -25,6 +26,7 @@ from ..imports import FunctionImporter
 from ..job import Job
 
 _current = threading.local()
+log = logging.getLogger("jobqueue.worker")
 
 
 def get_current_job() -> Job | None:
@@ -42,7 +44,10 @@ class Outcome:
 
 
 def run_job(job: Job, importer: FunctionImporter) -> Outcome:
-    """Import, call, serialize: every error becomes a failed Outcome, never a crashed worker."""
+    """Import, call, serialize, then the job's callback, as in RQ:
+    ``on_success(job, connection, result)`` or ``on_failure(job, connection,
+    type, value, traceback)``. Every error becomes a failed Outcome, never a
+    crashed worker; a failing success callback fails the job."""
     start = time.perf_counter()
     _current.job = job
     try:
@@ -50,13 +55,26 @@ def run_job(job: Job, importer: FunctionImporter) -> Outcome:
         args, kwargs = job._payload()
         value = func(*args, **kwargs)
         encoded = job.serializer.dumps(value)
+        if job._get("on_success"):
+            importer(job._get("on_success"))(job, job.connection, value)
         return Outcome(job.id, True, encoded, None, time.perf_counter() - start)
-    except JobQueueError as exc:  # our own errors carry a complete message; no traceback noise
-        return Outcome(job.id, False, None, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
-    except BaseException:
-        return Outcome(job.id, False, None, traceback.format_exc(), time.perf_counter() - start)
+    except BaseException as exc:
+        # our own errors carry a complete message; no traceback noise
+        exc_info = f"{type(exc).__name__}: {exc}" if isinstance(exc, JobQueueError) else traceback.format_exc()
+        _on_failure(job, importer, exc)
+        return Outcome(job.id, False, None, exc_info, time.perf_counter() - start)
     finally:
         _current.job = None
+
+
+def _on_failure(job: Job, importer: FunctionImporter, exc: BaseException) -> None:
+    path = job._get("on_failure")
+    if not path or isinstance(exc, JobTimeoutError):
+        return
+    try:
+        importer(path)(job, job.connection, type(exc), exc, exc.__traceback__)
+    except Exception:
+        log.exception("on_failure callback %s of job %s failed", path, job.id)
 
 
 def _raise_in_thread(ident: int, exc_type: type[BaseException]) -> None:

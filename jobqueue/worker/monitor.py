@@ -37,7 +37,11 @@ class WorkerInfo:
         return [job_id for job_id, _ in self.current_jobs]
 
 
-def list_workers(connection: redis.Redis | Backend | None = None, *, prefix: str | None = None) -> list[WorkerInfo]:
+def list_workers(connection: redis.Redis | Backend | None = None, *, queue=None,
+                 prefix: str | None = None) -> list[WorkerInfo]:
+    """Live workers; with ``queue``, only those listening on it (as RQ's ``Worker.all(queue=q)``)."""
+    if queue is not None and connection is None:
+        connection = queue.backend
     backend = Backend.of(connection, prefix)
     conn, keys = backend.connection, backend.keys
     names = sorted(text(n) for n in conn.smembers(keys.workers))
@@ -59,7 +63,8 @@ def list_workers(connection: redis.Redis | Backend | None = None, *, prefix: str
             total_working_time=float(h.get("total_working_time", 0) or 0),
         )
     _attach_current_jobs(backend, workers)
-    return list(workers.values())
+    found = list(workers.values())
+    return [w for w in found if queue.name in w.queues] if queue is not None else found
 
 
 def _attach_current_jobs(backend: Backend, workers: dict[str, WorkerInfo]) -> None:

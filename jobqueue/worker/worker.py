@@ -103,8 +103,9 @@ class Worker:
     all = staticmethod(list_workers)
 
     @staticmethod
-    def count(connection: redis.Redis | Backend | None = None, *, prefix: str | None = None) -> int:
-        return len(list_workers(connection, prefix=prefix))
+    def count(connection: redis.Redis | Backend | None = None, *, queue: Queue | None = None,
+              prefix: str | None = None) -> int:
+        return len(list_workers(connection, queue=queue, prefix=prefix))
 
     def request_stop(self, cold: bool = False) -> None:
         """What a signal does, for embedders running the worker in a thread."""
