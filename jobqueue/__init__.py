@@ -7,8 +7,8 @@
     job.return_value()
 """
 
-from .exceptions import (DeserializationError, ImportFunctionError, JobQueueError, JobTimeoutError, NoSuchJobError,
-                         SerializationError)
+from .exceptions import (AbandonedJobError, DeserializationError, ImportFunctionError, JobQueueError, JobTimeoutError,
+                         NoSuchJobError, RetryLater, SerializationError, StopRetrying)
 from .job import Job, JobStatus
 from .queue import Queue
 from .registry import (CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry,
@@ -20,6 +20,6 @@ __all__ = [
     "Queue", "Job", "JobStatus", "Worker", "Retry", "Timing", "get_current_job",
     "StartedJobRegistry", "FinishedJobRegistry", "FailedJobRegistry", "ScheduledJobRegistry", "CanceledJobRegistry",
     "JobQueueError", "NoSuchJobError", "SerializationError", "DeserializationError", "ImportFunctionError",
-    "JobTimeoutError",
+    "JobTimeoutError", "AbandonedJobError", "StopRetrying", "RetryLater",
 ]
 __version__ = "0.1.0"

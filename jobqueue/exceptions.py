@@ -30,6 +30,24 @@ class JobTimeoutError(JobQueueError):
     """A job ran longer than its timeout and was stopped."""
 
 
+class AbandonedJobError(JobQueueError):
+    """The workers running a job kept dying; the reaper gave up on it."""
+
+
+class StopRetrying(Exception):
+    """Raise it (or a subclass) from a job for a failure no retry can fix:
+    the job fails at once, whatever its Retry says."""
+
+
+class RetryLater(Exception):
+    """Raise it from a job to ask for its next retry no sooner than
+    ``retry_after`` seconds (e.g. an HTTP Retry-After header)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ConnectionConfigError(JobQueueError):
     """The Redis URL is malformed or Redis cannot be reached."""
 

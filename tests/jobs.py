@@ -77,3 +77,20 @@ def remember_success(job, connection, result):
 
 def remember_failure(job, connection, exc_type, exc, tb):
     connection.set(f"callback:{job.id}", f"failed {exc_type.__name__}: {exc}")
+
+
+def give_up(path):
+    """Counts attempts; a failure no retry can fix."""
+    from jobqueue import StopRetrying
+    with open(path, "a") as f:
+        f.write("x")
+    raise StopRetrying("the resource is gone for good")
+
+
+def rate_limited(path):
+    from jobqueue import RetryLater
+    with open(path, "a") as f:
+        f.write("x")
+    if len(open(path).read()) < 2:
+        raise RetryLater("slow down", retry_after=0.6)
+    return "ok"

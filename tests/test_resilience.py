@@ -126,7 +126,7 @@ def test_random_sigkills_across_several_queues_lose_nothing(redis_server, r, wor
 def test_job_abandoned_too_often_goes_to_failed_with_the_reason(redis_server, r, workers, tmp_path):
     q = Queue(connection=r)
     log = tmp_path / "runs"
-    job = q.enqueue(jobs.record, str(log), "x", 30)
+    job = q.enqueue(jobs.record, str(log), "x", 30, on_failure=jobs.remember_failure)
     env = {"JOBQUEUE_MAX_ABANDONED": "1"}
     for attempt in (1, 2):
         worker = workers.start(redis_server.url, env=env)
@@ -137,6 +137,8 @@ def test_job_abandoned_too_often_goes_to_failed_with_the_reason(redis_server, r,
     wait_for(lambda: job.get_status() == JobStatus.FAILED, timeout=20, message="abandoned job failed")
     job.refresh()
     assert "abandoned 2 times" in job.exc_info and job.id in q.failed_job_registry
+    wait_for(lambda: r.get(f"callback:{job.id}"), message="on_failure called")
+    assert b"AbandonedJobError" in r.get(f"callback:{job.id}")
 
 
 def test_redis_restart_mid_run_loses_nothing(own_redis, workers, tmp_path):

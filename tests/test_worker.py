@@ -222,10 +222,23 @@ def test_fork_mode_with_concurrency_runs_every_job_and_leaves_no_horse(q):
 
 def test_success_and_failure_callbacks(q, r):
     ok = q.enqueue(jobs.add, 1, 2, on_success=jobs.remember_success)
-    bad = q.enqueue(jobs.fail, "x", on_failure="tests.jobs.remember_failure")
-    work([q], r)
+    bad = q.enqueue(jobs.fail, "x", on_failure="tests.jobs.remember_failure", retry=Retry(max=1))
+    late = q.enqueue(jobs.busy_loop, 3, job_timeout=1, on_failure=jobs.remember_failure)
+    work([q], r, concurrency=3)
     assert r.get(f"callback:{ok.id}") == b"ok 3"
-    assert r.get(f"callback:{bad.id}") == b"failed ValueError: x"
+    assert r.get(f"callback:{bad.id}") == b"failed JobFailed: ValueError: x"  # once, after the last retry
+    assert b"JobTimeoutError" in r.get(f"callback:{late.id}")
+
+
+def test_stop_retrying_fails_at_once_and_retry_later_waits(q, tmp_path):
+    gone = q.enqueue(jobs.give_up, str(tmp_path / "a"), retry=Retry(max=5))
+    limited = q.enqueue(jobs.rate_limited, str(tmp_path / "b"), retry=Retry(max=2))
+    work([q], q.connection)
+    assert gone.get_status() == JobStatus.FAILED and (tmp_path / "a").read_text() == "x"
+    assert limited.get_status() == JobStatus.SCHEDULED  # interval 0, but the job asked for 0.6 s
+    time.sleep(0.7)
+    work([q], q.connection)
+    assert limited.return_value() == "ok"
 
 
 def test_workers_are_listed_per_queue(r):

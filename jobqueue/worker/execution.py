@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import logging
 import os
 import signal
 import threading
@@ -20,13 +19,12 @@ import traceback
 from dataclasses import dataclass
 from queue import SimpleQueue
 
-from ..exceptions import JobQueueError, JobTimeoutError
+from ..exceptions import JobQueueError, JobTimeoutError, StopRetrying
 from ..backend import Backend
 from ..imports import FunctionImporter
 from ..job import Job
 
 _current = threading.local()
-log = logging.getLogger("jobqueue.worker")
 
 
 def get_current_job() -> Job | None:
@@ -41,13 +39,15 @@ class Outcome:
     result: str | None = None      # serialized return value
     exc_info: str | None = None    # traceback text
     duration: float = 0.0
+    retry: bool = True             # False: fail now whatever the Retry policy (StopRetrying)
+    retry_after: float | None = None  # the job asked for at least this pause (RetryLater)
 
 
 def run_job(job: Job, importer: FunctionImporter) -> Outcome:
-    """Import, call, serialize, then the job's callback, as in RQ:
-    ``on_success(job, connection, result)`` or ``on_failure(job, connection,
-    type, value, traceback)``. Every error becomes a failed Outcome, never a
-    crashed worker; a failing success callback fails the job."""
+    """Import, call, serialize, then ``on_success(job, connection, result)``
+    as in RQ. Every error becomes a failed Outcome, never a crashed worker; a
+    failing success callback fails the job. (``on_failure`` is called by the
+    worker once a failure is final: see worker.callbacks.)"""
     start = time.perf_counter()
     _current.job = job
     try:
@@ -61,20 +61,10 @@ def run_job(job: Job, importer: FunctionImporter) -> Outcome:
     except BaseException as exc:
         # our own errors carry a complete message; no traceback noise
         exc_info = f"{type(exc).__name__}: {exc}" if isinstance(exc, JobQueueError) else traceback.format_exc()
-        _on_failure(job, importer, exc)
-        return Outcome(job.id, False, None, exc_info, time.perf_counter() - start)
+        return Outcome(job.id, False, None, exc_info, time.perf_counter() - start,
+                       retry=not isinstance(exc, StopRetrying), retry_after=getattr(exc, "retry_after", None))
     finally:
         _current.job = None
-
-
-def _on_failure(job: Job, importer: FunctionImporter, exc: BaseException) -> None:
-    path = job._get("on_failure")
-    if not path or isinstance(exc, JobTimeoutError):
-        return
-    try:
-        importer(path)(job, job.connection, type(exc), exc, exc.__traceback__)
-    except Exception:
-        log.exception("on_failure callback %s of job %s failed", path, job.id)
 
 
 def _raise_in_thread(ident: int, exc_type: type[BaseException]) -> None:
@@ -267,7 +257,7 @@ class _Horse:
         _, status = os.waitpid(self.pid, 0)
         if data:
             fields = json.loads(data)
-            return Outcome(job.id, fields["ok"], fields["result"], fields["exc_info"], fields["duration"])
+            return Outcome(job.id, **fields)
         how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit code {os.waitstatus_to_exitcode(status)}"
         return Outcome(job.id, False, None, f"WorkHorseTerminatedError: work horse {self.pid} died ({how}) while running the job")
 
@@ -283,8 +273,9 @@ class _Horse:
                 return  # the worker is shutting down: no job for this horse
             job = Job.from_fields(backend, json.loads(data))
             outcome = run_job(job, importer)
-            payload = json.dumps({"ok": outcome.ok, "result": outcome.result,
-                                  "exc_info": outcome.exc_info, "duration": outcome.duration}).encode()
+            fields = dict(outcome.__dict__)
+            del fields["job_id"]
+            payload = json.dumps(fields).encode()
             with os.fdopen(result_w, "wb") as pipe:
                 pipe.write(payload)
         finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 from .. import timeutil
 from ..backend import Backend, text
@@ -15,8 +16,10 @@ log = logging.getLogger("jobqueue.worker")
 
 
 class Maintenance:
-    def __init__(self, backend: Backend, worker_name: str, queues: list[str], timing: Timing) -> None:
+    def __init__(self, backend: Backend, worker_name: str, queues: list[str], timing: Timing,
+                 on_abandoned: Callable[[list[str], str], None] | None = None) -> None:
         self.backend, self.name, self.queues, self.timing = backend, worker_name, queues, timing
+        self.on_abandoned = on_abandoned  # told which jobs the reaper failed
         self.next_heartbeat = 0.0
         self.next_promote = 0.0
         self.next_pass = 0.0
@@ -56,6 +59,8 @@ class Maintenance:
                 log.warning("Requeued %d job(s) of dead workers: %s", len(requeued), ", ".join(requeued[:10]))
             if failed:
                 log.warning("Moved %d job(s) abandoned too often to failed: %s", len(failed), ", ".join(failed[:10]))
+                if self.on_abandoned:
+                    self.on_abandoned(failed, "AbandonedJobError: abandoned by workers that died")
             self.backend.run("expire", now, *queues)
         self._forget_dead_workers()
 

@@ -26,10 +26,10 @@ def settle_record(job: Job, queue: str, outcome: Outcome, now: float) -> dict[st
         fields = ["status", "finished", "ended_at", now_iso, "result", outcome.result, "expires_at", expires]
         return {"id": job.id, "q": queue, "s": "finished", "f": fields, "exp": score}
     retries_left = _safe_int(job._get("retries_left"))
-    if retries_left > 0:
+    if retries_left > 0 and outcome.retry:
         intervals = _safe_intervals(job)
         used = _safe_int(job._get("retries_used"))
-        delay = retry_delay(intervals, used)
+        delay = max(retry_delay(intervals, used), outcome.retry_after or 0.0)
         fields = ["retries_left", str(retries_left - 1), "retries_used", str(used + 1), "exc_info", outcome.exc_info,
                   "enqueued_at", now_iso, "status", "scheduled" if delay > 0 else "queued"]
         return {"id": job.id, "q": queue, "s": "retry", "f": fields, "at": now + delay if delay > 0 else None}

@@ -30,6 +30,7 @@ from ..exceptions import JobQueueError
 from ..imports import FunctionImporter
 from ..job import Job
 from ..queue import Queue
+from .callbacks import call_on_failure
 from .execution import Outcome, make_slots
 from .maintenance import Maintenance
 from .monitor import list_workers
@@ -71,7 +72,8 @@ class Worker:
         self.events: SimpleQueue = SimpleQueue()
         self.shutdown = Shutdown(self.events)
         self.slots = make_slots(concurrency, fork, self.events, FunctionImporter(allowed_modules), self.backend)
-        self.maintenance = Maintenance(self.backend, self.name, self.queue_names, self.timing)
+        self.maintenance = Maintenance(self.backend, self.name, self.queue_names, self.timing,
+                                       on_abandoned=self._abandoned_jobs_failed)
         self.running: dict[str, Running] = {}
         self.pending: list[dict] = []      # outcomes not yet written to Redis
         self.successful_job_count = self.failed_job_count = self.jobs_taken = 0
@@ -267,6 +269,13 @@ class Worker:
             last_line = (outcome.exc_info or "").strip().splitlines()[-1:] or ["?"]
             retrying = "; will retry" if record["s"] == "retry" else ""
             log.warning("%s: Job failed (%s): %s%s", running.queue, job.id, last_line[0], retrying)
+            if record["s"] == "failed":
+                call_on_failure(job, self.slots.importer, outcome.exc_info or "")
+
+    def _abandoned_jobs_failed(self, job_ids: list[str], reason: str) -> None:
+        for job in Job.fetch_many(job_ids, self.backend):
+            if job is not None:
+                call_on_failure(job, self.slots.importer, job.exc_info or reason)
 
     def _enforce_timeouts(self) -> None:
         now = time.monotonic()
