@@ -1,0 +1,234 @@
+"""The ``downloader`` command: parses and presents; runs.py and download.py do the work."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import subprocess
+import sys
+from typing import Any, Callable
+
+import click
+import redis
+
+from jobqueue import JobQueueError, Timing, Worker
+from jobqueue import connection as jq_connection
+from jobqueue import embedded
+
+from . import download
+from .config import Settings, load
+from .demo_server import DemoServer
+from .exceptions import DownloaderError, SourceError
+from .progress import human_bytes, summary, watch, workers_view
+from .runs import Runs
+from .sources.imgur import ImgurGallery
+from .sources.links_file import LinksFile
+
+
+def common(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--config, --redis-url, --dir on every command; errors become one line and exit 1."""
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="DOWNLOADER_CONFIG",
+                  help="settings file [env DOWNLOADER_CONFIG; default config/downloader.toml if present]")
+    @click.option("--redis-url", help="Redis URL [env DOWNLOADER_REDIS_URL; default: the embedded redis-server]")
+    @click.option("--dir", "directory", help="download directory [env DOWNLOADER_DIR; default downloads]")
+    @functools.wraps(func)
+    def wrapper(config_path: str | None, redis_url: str | None, directory: str | None, **kwargs: Any) -> Any:
+        try:
+            settings = load(config_path, redis_url=redis_url, dir=directory)
+            return func(settings, **kwargs)
+        except (DownloaderError, JobQueueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise click.ClickException(f"lost the connection to Redis ({exc}); is it running? "
+                                       "(--redis-url / DOWNLOADER_REDIS_URL)") from None
+    return wrapper
+
+
+def redis_url(settings: Settings) -> str:
+    """The configured URL, else the embedded server's (started if need be)."""
+    return settings.redis_url or embedded.ensure_running().url
+
+
+def connect(settings: Settings) -> redis.Redis:
+    client = jq_connection.from_url(redis_url(settings))
+    jq_connection.check(client)
+    return client
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="jobqueue-downloader")
+def main() -> None:
+    """Download a whole image gallery fast, with as many workers as you like.
+
+    \b
+    downloader fetch --client-id X        enqueue a gallery, show progress
+    downloader work                       a download worker (run many, anywhere)
+    downloader status / runs / retry      watch and repair runs from any machine
+
+    With no Redis URL configured, a private redis-server on this machine is used.
+    """
+
+
+@main.command()
+@common
+@click.option("--client-id", envvar="DOWNLOADER_CLIENT_ID", help="Imgur API client id [env DOWNLOADER_CLIENT_ID]")
+@click.option("--api-url", help="Imgur-compatible API base [https://api.imgur.com]")
+@click.option("--pages", type=click.IntRange(min=1), help="gallery pages to fetch [1]")
+@click.option("--links", "links_path", metavar="FILE", help="read URLs from FILE instead ('-' = stdin)")
+@click.option("--queue", help="jobqueue queue for the downloads [downloads]")
+@click.option("--no-wait", is_flag=True, help="return right after enqueueing")
+@click.option("--workers", type=click.IntRange(min=0), default=0, help="also start N local worker processes")
+@click.option("--concurrency", type=click.IntRange(min=1), help="parallel downloads per local worker [8]")
+def fetch(settings: Settings, client_id: str | None, api_url: str | None, pages: int | None, links_path: str | None,
+          queue: str | None, no_wait: bool, workers: int, concurrency: int | None) -> None:
+    """Enqueue one download per unique image URL, then show progress until done.
+
+    Exit code 0 when every file was downloaded or already there, 1 if any failed.
+    """
+    settings = settings.with_overrides(api_url=api_url, pages=pages, queue=queue, concurrency=concurrency)
+    if links_path and client_id:
+        raise click.UsageError("use either --links FILE or --client-id, not both")
+    if not links_path and not client_id:
+        raise click.UsageError("say where the links come from: --client-id X (Imgur API) or --links FILE")
+    source = LinksFile(links_path) if links_path else ImgurGallery(
+        client_id, settings.api_url, settings.pages, (settings.connect_timeout, settings.read_timeout))
+    client = connect(settings)
+    links: list[str] = []
+    try:
+        links.extend(source.links())
+    except SourceError as exc:
+        raise click.ClickException(f"{exc}\nNothing was enqueued ({len(links)} link(s) had been read).") from None
+    if not links:
+        click.echo(f"{source.description} gave no image links: nothing to download.")
+        return
+    runs = Runs(client)
+    run_id, unique = runs.create(links, source.description, settings)
+    click.echo(f"Run {run_id}: {len(unique)} download(s) enqueued on {settings.queue!r} "
+               f"from {source.description} ({len(links) - len(unique)} duplicate(s) dropped)")
+    local = start_local_workers(workers, settings)
+    if no_wait:
+        click.echo(f"Follow it with `downloader status {run_id} --watch`.")
+        return
+    finish(runs, run_id, local)
+
+
+def start_local_workers(count: int, settings: Settings) -> list[subprocess.Popen]:
+    """Burst workers on this machine; the Redis URL (with its password) goes by environment."""
+    if not count:
+        return []
+    env = {**os.environ, "DOWNLOADER_REDIS_URL": redis_url(settings)}
+    args = [sys.executable, "-m", "downloader", "work", "--burst", "--quiet", "--dir", settings.dir,
+            "--queue", settings.queue, "--concurrency", str(settings.concurrency)]
+    return [subprocess.Popen(args, env=env) for _ in range(count)]
+
+
+def finish(runs: Runs, run_id: str, local: list[subprocess.Popen]) -> None:
+    try:
+        progress = watch(runs, run_id)
+    except KeyboardInterrupt:
+        click.echo(f"\nStopped watching; the run goes on. `downloader status {run_id} --watch` resumes.", err=True)
+        sys.exit(130)
+    for proc in local:
+        proc.wait()
+    click.echo(summary(runs, progress))
+    sys.exit(1 if progress.failed else 0)
+
+
+@main.command()
+@common
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), help="parallel downloads [8]")
+@click.option("--burst", is_flag=True, help="quit when there is nothing left to download")
+@click.option("--name", help="worker name (default host:pid)")
+@click.option("--queue", help="queue to take downloads from [downloads]")
+@click.option("--quiet", "-q", is_flag=True, help="log only warnings and errors")
+def work(settings: Settings, concurrency: int | None, burst: bool, name: str | None, queue: str | None,
+         quiet: bool) -> None:
+    """Run a download worker; start as many as you like, on any machine
+    that reaches the same Redis and the same download directory."""
+    settings = settings.with_overrides(concurrency=concurrency, queue=queue)
+    logging.basicConfig(level="WARNING" if quiet else "INFO", format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    download.WORKER_DIR = settings.dir
+    worker = Worker([settings.queue], connect(settings), name=name, concurrency=settings.concurrency,
+                    timing=Timing.from_env(), allowed_modules=["downloader."])
+    worker.work(burst=burst)
+
+
+@main.command()
+@common
+@click.argument("run_id", required=False)
+@click.option("--watch", "-w", "watching", is_flag=True, help="show a progress bar until the run completes")
+@click.option("--json", "as_json", is_flag=True, help="print counts and failures as JSON")
+def status(settings: Settings, run_id: str | None, watching: bool, as_json: bool) -> None:
+    """Progress of RUN (default: the latest), its failures, and the live workers."""
+    runs = Runs(connect(settings))
+    run_id = run_id or runs.latest()
+    progress = watch(runs, run_id) if watching else runs.progress(run_id)
+    if as_json:
+        click.echo(json.dumps({**progress.__dict__, "failures": runs.failures(run_id)}, indent=2))
+        return
+    click.echo(summary(runs, progress))
+    click.echo(workers_view(runs, runs.queue_of(run_id)))
+    if watching:
+        sys.exit(1 if progress.failed else 0)
+
+
+@main.command("runs")
+@common
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+def list_runs(settings: Settings, limit: int) -> None:
+    """List runs, newest first, with their counts."""
+    rows = Runs(connect(settings)).all(limit)
+    if not rows:
+        click.echo("No runs yet: start one with `downloader fetch`.")
+        return
+    click.echo(f"{'RUN':<22} {'TOTAL':>6} {'DONE':>6} {'SKIP':>6} {'FAIL':>6} {'PEND':>6} {'BYTES':>10}  SOURCE")
+    for p in rows:
+        click.echo(f"{p.run_id:<22} {p.total:>6} {p.done:>6} {p.skipped:>6} {p.failed:>6} "
+                   f"{p.total - p.settled:>6} {human_bytes(p.bytes):>10}  {p.source}")
+
+
+@main.command()
+@common
+@click.argument("run_id", required=False)
+@click.option("--all-runs", is_flag=True, help="retry the failed downloads of every run")
+@click.option("--url", "urls", multiple=True, help="retry only this URL (repeatable)")
+@click.option("--no-wait", is_flag=True, help="return right after re-enqueueing")
+@click.option("--workers", type=click.IntRange(min=0), default=0, help="also start N local worker processes")
+def retry(settings: Settings, run_id: str | None, all_runs: bool, urls: tuple[str, ...], no_wait: bool,
+          workers: int) -> None:
+    """Re-enqueue the failed downloads of RUN (default: the latest), then show progress."""
+    runs = Runs(connect(settings))
+    targets = [p.run_id for p in runs.all(10_000)] if all_runs else [run_id or runs.latest()]
+    total = 0
+    for target in targets:
+        again = runs.retry(target, settings, urls or None)
+        total += len(again)
+        if again:
+            click.echo(f"Run {target}: {len(again)} failed download(s) re-enqueued")
+    if not total:
+        click.echo("Nothing to retry: no failed downloads" + (" matching --url" if urls else "") + ".")
+        return
+    local = start_local_workers(workers, settings)
+    if no_wait or len(targets) > 1:
+        return
+    finish(runs, targets[0], local)
+
+
+@main.command("demo-server")
+@click.option("--images", type=click.IntRange(min=1), default=120, show_default=True, help="images in the gallery")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8765, show_default=True, help="0 picks a free port")
+@click.option("--latency", type=float, default=0.0, help="seconds added to every request")
+def demo_server(images: int, host: str, port: int, latency: float) -> None:
+    """Serve an Imgur-compatible gallery of generated images, for offline runs."""
+    server = DemoServer(images, host, port, latency)
+    click.echo(f"Demo gallery of {images} images at {server.url} (any client id). Try:\n"
+               f"  downloader fetch --client-id demo --api-url {server.url} --workers 2", err=True)
+    click.echo(server.url, err=False)
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,210 @@
+"""download_link: the job. Fetch one URL into the shared directory, safely.
+
+- Streams into ``<name>.part`` and renames it into place only when complete,
+  so no partial file ever stands under its final name, even after SIGKILL; a
+  stale ``.part`` left by a killed worker is resumed (HTTP Range) or restarted.
+- Idempotent: a complete file is skipped and counted as skipped.
+- One writer per file at a time, across machines (a Redis lock per name).
+- Transient failures (reset, timeout, 429, 5xx) raise TransientDownloadError,
+  which jobqueue retries (honouring Retry-After); permanent ones (404, 403,
+  too large, not an image, malformed URL) raise PermanentDownloadError and
+  fail at once. Nothing is ever written outside the directory.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import fcntl
+import hashlib
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import requests
+
+from jobqueue import get_current_job
+
+from .exceptions import PermanentDownloadError, TransientDownloadError
+from .keys import Keys
+from .naming import check_url, file_name
+from .runs import Runs
+
+WORKER_DIR: str | None = None  # `downloader work --dir`: this machine's path to the shared directory
+CHUNK = 64 * 1024
+LOCK_TTL = 60
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+_sessions = threading.local()
+
+
+def download_link(directory: str, link: str, run: str | None = None, max_size: int = 50 * 2**20,
+                  connect_timeout: float = 5.0, read_timeout: float = 30.0, check_image: bool = True,
+                  user_agent: str = "downloader/0.1") -> dict:
+    """Download ``link`` into ``directory``; returns what happened (as the job's result)."""
+    link = check_url(link)
+    folder = Path(WORKER_DIR or directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = file_name(link)
+    final = folder / name
+    if final.resolve().parent != folder.resolve():  # naming makes this impossible; keep it so
+        raise PermanentDownloadError(f"refusing to write {final} outside {folder}")
+    job = get_current_job()
+    runs = Runs(job.connection) if job is not None and run else None
+    with _exclusive(job, folder, name):
+        if final.exists():
+            if runs:
+                runs.mark(run, link, "skipped")
+            return {"status": "skipped", "file": name, "bytes": final.stat().st_size}
+        nbytes = _fetch(link, final, max_size, (connect_timeout, read_timeout), check_image, user_agent)
+    if runs:
+        runs.mark(run, link, "done", nbytes)
+    return {"status": "done", "file": name, "bytes": nbytes}
+
+
+def _session(user_agent: str) -> requests.Session:
+    """One pooled session per thread: keep-alive across a worker's downloads."""
+    session = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = requests.Session()
+    session.headers["User-Agent"] = user_agent
+    return session
+
+
+@contextmanager
+def _exclusive(job, folder: Path, name: str) -> Iterator[None]:
+    """A Redis lock (all machines) when running as a job, else a file lock."""
+    if job is None:
+        with open(folder / f".{name}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        return
+    directory_id = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
+    lock = job.connection.lock(Keys().lock(directory_id, name), timeout=LOCK_TTL, blocking=False)
+    if not lock.acquire():
+        raise TransientDownloadError(f"another worker is writing {name}; retrying later", retry_after=5)
+    _current_lock.lock = lock
+    try:
+        yield
+    finally:
+        _current_lock.lock = None
+        try:
+            lock.release()
+        except Exception:
+            pass  # expired: nothing to release
+
+
+_current_lock = threading.local()
+
+
+def _keep_lock(last: float) -> float:
+    """Extend our file lock while a long download streams."""
+    lock = getattr(_current_lock, "lock", None)
+    now = time.monotonic()
+    if lock is None or now - last < LOCK_TTL / 4:
+        return last
+    try:
+        lock.reacquire()
+    except Exception:
+        raise TransientDownloadError("lost the file lock (Redis unreachable?); retrying later") from None
+    return now
+
+
+def _fetch(link: str, final: Path, max_size: int, timeouts: tuple[float, float], check_image: bool,
+           user_agent: str) -> int:
+    part = final.with_name(final.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    try:
+        with _session(user_agent).get(link, stream=True, timeout=timeouts, headers=headers) as response:
+            if response.status_code == 416 and have:  # our .part is stale or whole: start over
+                part.unlink()
+                raise TransientDownloadError("stale partial file discarded; retrying", retry_after=0)
+            _check_status(response)
+            resume = response.status_code == 206 and have > 0
+            expected = _expected_size(response, have if resume else 0)
+            if expected is not None and expected > max_size:
+                raise PermanentDownloadError(f"too large: {expected} bytes > max size {max_size}")
+            _check_content_type(response, check_image)
+            written = _stream(response, part, resume, have, max_size, check_image)
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise TransientDownloadError(f"network error: {type(exc).__name__}: {_short(exc)}") from None
+    except requests.exceptions.ChunkedEncodingError as exc:
+        raise TransientDownloadError(f"connection broken mid-transfer: {_short(exc)}") from None
+    if expected is not None and written != expected:
+        raise TransientDownloadError(f"truncated: got {written} of {expected} bytes")
+    os.replace(part, final)  # atomic: the final name only ever holds a complete file
+    return written
+
+
+def _check_status(response: requests.Response) -> None:
+    code = response.status_code
+    if code in (200, 206):
+        return
+    reason = f"HTTP {code} {response.reason or ''}".strip()
+    if code == 429 or code >= 500:
+        raise TransientDownloadError(reason, retry_after=_retry_after(response))
+    raise PermanentDownloadError(reason)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    when = email.utils.parsedate_to_datetime(value)
+    return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+def _expected_size(response: requests.Response, offset: int) -> int | None:
+    length = response.headers.get("Content-Length")
+    return offset + int(length) if length and length.isdigit() else None
+
+
+def _check_content_type(response: requests.Response, check_image: bool) -> None:
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if check_image and kind and not kind.startswith("image/") and kind != "application/octet-stream":
+        raise PermanentDownloadError(f"not an image (Content-Type {kind})")
+
+
+def _looks_like_image(head: bytes) -> bool:
+    if head.startswith(IMAGE_MAGIC):
+        return True
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return True
+    return head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"heic", b"mif1")
+
+
+def _stream(response: requests.Response, part: Path, resume: bool, have: int, max_size: int,
+            check_image: bool) -> int:
+    written = have if resume else 0
+    last_lock = time.monotonic()
+    with open(part, "ab" if resume else "wb") as out:
+        first = not resume
+        for chunk in response.iter_content(CHUNK):
+            if first and check_image and not _looks_like_image(chunk[:16]):
+                out.close()
+                part.unlink(missing_ok=True)
+                raise PermanentDownloadError("not an image (content does not start like JPEG, PNG, GIF, WebP...)")
+            first = False
+            written += len(chunk)
+            if written > max_size:
+                out.close()
+                part.unlink(missing_ok=True)
+                raise PermanentDownloadError(f"too large: more than max size {max_size} bytes")
+            out.write(chunk)
+            last_lock = _keep_lock(last_lock)
+        if first and check_image:  # no byte at all
+            out.close()
+            part.unlink(missing_ok=True)
+            raise PermanentDownloadError("not an image (empty response)")
+        out.flush()
+        os.fsync(out.fileno())
+    return written
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) < 200 else text[:200] + "..."

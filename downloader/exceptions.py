@@ -1,0 +1,27 @@
+"""One exception hierarchy for the downloader; messages say what to do."""
+
+from jobqueue import RetryLater, StopRetrying
+
+
+class DownloaderError(Exception):
+    """Base class of every error the downloader raises on purpose."""
+
+
+class ConfigError(DownloaderError):
+    """A config file or setting is invalid."""
+
+
+class SourceError(DownloaderError):
+    """The link source (API, links file) failed; nothing or only part was enqueued."""
+
+
+class PermanentDownloadError(DownloaderError, StopRetrying):
+    """A download no retry can fix (404, 403, too large, not an image, bad URL)."""
+
+
+class TransientDownloadError(DownloaderError, RetryLater):
+    """A download worth retrying (connection reset, timeout, 429, 5xx)."""
+
+
+class RunNotFound(DownloaderError):
+    """No run with that id."""

@@ -1,0 +1,38 @@
+"""Every Redis key the downloader uses (jobqueue keeps its own in jobqueue.keys).
+
+    {p}runs                   sorted set of run ids, scored by creation time
+    {p}run:{id}               hash: run metadata and the byte counter
+    {p}run:{id}:urls          hash: url -> job id, every URL of the run
+    {p}run:{id}:{state}       sets of URLs: done, skipped, failed (O(1) counts)
+    {p}run:{id}:reasons       hash: url -> why it failed
+    {p}lock:{name}            lock: one writer per file name
+"""
+
+from __future__ import annotations
+
+import os
+
+STATES = ("done", "skipped", "failed")
+
+
+class Keys:
+    def __init__(self, prefix: str | None = None) -> None:
+        self.prefix = prefix if prefix is not None else os.environ.get("DOWNLOADER_PREFIX", "downloader:")
+        self.runs = self.prefix + "runs"
+
+    def run(self, run_id: str) -> str:
+        return f"{self.prefix}run:{run_id}"
+
+    def urls(self, run_id: str) -> str:
+        return f"{self.run(run_id)}:urls"
+
+    def state(self, run_id: str, state: str) -> str:
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}")
+        return f"{self.run(run_id)}:{state}"
+
+    def reasons(self, run_id: str) -> str:
+        return f"{self.run(run_id)}:reasons"
+
+    def lock(self, directory_id: str, name: str) -> str:
+        return f"{self.prefix}lock:{directory_id}:{name}"
