@@ -115,23 +115,33 @@ def fetch(settings: Settings, client_id: str | None, api_url: str | None, pages:
 
 
 def start_local_workers(count: int, settings: Settings) -> list[subprocess.Popen]:
-    """Burst workers on this machine; the Redis URL (with its password) goes by environment."""
+    """Workers on this machine for this run, stopped when it completes (not
+    burst: retries wait in the scheduled registry). The Redis URL, with its
+    password, goes by environment, not argv."""
     if not count:
         return []
     env = {**os.environ, "DOWNLOADER_REDIS_URL": redis_url(settings)}
-    args = [sys.executable, "-m", "downloader", "work", "--burst", "--quiet", "--dir", settings.dir,
+    args = [sys.executable, "-m", "downloader", "work", "--quiet", "--dir", settings.dir,
             "--queue", settings.queue, "--concurrency", str(settings.concurrency)]
     return [subprocess.Popen(args, env=env) for _ in range(count)]
+
+
+def stop_local_workers(local: list[subprocess.Popen]) -> None:
+    for proc in local:
+        proc.terminate()  # warm shutdown: a download in hand finishes
+    for proc in local:
+        proc.wait()
 
 
 def finish(runs: Runs, run_id: str, local: list[subprocess.Popen]) -> None:
     try:
         progress = watch(runs, run_id)
     except KeyboardInterrupt:
-        click.echo(f"\nStopped watching; the run goes on. `downloader status {run_id} --watch` resumes.", err=True)
+        stop_local_workers(local)
+        click.echo(f"\nStopped watching; what is enqueued stays enqueued: `downloader work` takes it up, "
+                   f"`downloader status {run_id} --watch` shows it.", err=True)
         sys.exit(130)
-    for proc in local:
-        proc.wait()
+    stop_local_workers(local)
     click.echo(summary(runs, progress))
     sys.exit(1 if progress.failed else 0)
 

@@ -81,9 +81,15 @@ def _exclusive(job, folder: Path, name: str) -> Iterator[None]:
             yield
         return
     directory_id = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
-    lock = job.connection.lock(Keys().lock(directory_id, name), timeout=LOCK_TTL, blocking=False)
-    if not lock.acquire():
-        raise TransientDownloadError(f"another worker is writing {name}; retrying later", retry_after=5)
+    key = Keys().lock(directory_id, name)
+    lock = job.connection.lock(key, timeout=LOCK_TTL, blocking=False)
+    if not lock.acquire(token=job.id):
+        holder = job.connection.get(key)
+        if holder is None or holder.decode() != job.id:
+            raise TransientDownloadError(f"another job is writing {name}; retrying later", retry_after=5)
+        # an earlier run of this very job died holding it (at-least-once re-run): take over
+        lock.local.token = job.id.encode()
+        lock.reacquire()
     _current_lock.lock = lock
     try:
         yield

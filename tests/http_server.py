@@ -1,0 +1,121 @@
+"""A real HTTP server on 127.0.0.1 that misbehaves on purpose, per path:
+
+    /img/NAME.png        a valid PNG (bytes depend on NAME)
+    /missing.png         404                 /forbidden.png   403
+    /flaky/KEY.png       500 the first time for KEY, then the PNG
+    /limited/KEY.png     429 (Retry-After: 1) the first time, then the PNG
+    /slow/NAME.png       the PNG in small pieces with pauses (slow_delay)
+    /big.png             announces 10 MB     /endless.png     streams past any limit, no length
+    /page.html           text/html           /fake.png        image/png header, HTML body
+    /toggle.png          404 until `server.toggle_on = True`
+    anything else        a valid PNG (for path-traversal URLs)
+It counts hits per path, so tests can tell what was downloaded twice.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from PIL import Image
+
+
+def png(name: str, size: int = 48) -> bytes:
+    out = io.BytesIO()
+    Image.effect_noise((size, size), 40 + len(name) % 50).convert("RGB").save(out, "PNG")
+    return out.getvalue()
+
+
+class MisbehavingServer:
+    def __init__(self, slow_delay: float = 0.05, slow_size: int = 120) -> None:
+        self.hits: Counter[str] = Counter()
+        self.toggle_on = False
+        self.slow_delay = slow_delay
+        self.slow_body = png("slow", slow_size)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path
+                server.hits[path] += 1
+                first = server.hits[path] == 1
+                if path == "/missing.png" or (path == "/toggle.png" and not server.toggle_on):
+                    return self.send(404, b"no such image", "text/plain")
+                if path == "/forbidden.png":
+                    return self.send(403, b"forbidden", "text/plain")
+                if path.startswith("/flaky/") and first:
+                    return self.send(500, b"oops", "text/plain")
+                if path.startswith("/limited/") and first:
+                    return self.send(429, b"slow down", "text/plain", {"Retry-After": "1"})
+                if path == "/big.png":
+                    return self.send_headers(200, "image/png", 10_000_000, close=True)
+                if path == "/endless.png":
+                    self.send_headers(200, "image/png", None, close=True)
+                    self.wfile.write(png("endless"))
+                    for _ in range(2000):
+                        self.wfile.write(b"\0" * 65536)
+                    return
+                if path == "/page.html":
+                    return self.send(200, b"<html>hello</html>", "text/html")
+                if path == "/fake.png":
+                    return self.send(200, b"<html>not a png</html>", "image/png")
+                if path.startswith("/slow/"):
+                    return self.slow()
+                return self.send(200, png(path), "image/png")
+
+            def slow(self) -> None:
+                body = server.slow_body
+                start = 0
+                rng = self.headers.get("Range")
+                if rng and rng.startswith("bytes="):
+                    start = int(rng[6:].split("-")[0])
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                try:
+                    for offset in range(start, len(body), 4096):
+                        self.wfile.write(body[offset:offset + 4096])
+                        self.wfile.flush()
+                        time.sleep(server.slow_delay)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def send_headers(self, code, content_type, length, close=False, extra=None):
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                if length is not None:
+                    self.send_header("Content-Length", str(length))
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
+                if close:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+
+            def send(self, code, body, content_type, extra=None):
+                self.send_headers(code, content_type, len(body), extra=extra)
+                self.wfile.write(body)
+
+        return Handler

@@ -1,0 +1,116 @@
+"""download_link on its own (no queue): every kind of URL ends in the right state."""
+
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from downloader.config import Settings, load
+from downloader.download import download_link
+from downloader.exceptions import ConfigError, PermanentDownloadError, TransientDownloadError
+from downloader.naming import check_url, file_name
+from tests.http_server import MisbehavingServer
+
+
+@pytest.fixture(scope="module")
+def web():
+    server = MisbehavingServer(slow_delay=0.01)
+    yield server
+    server.stop()
+
+
+def test_names_are_safe_bounded_deterministic_and_distinct():
+    assert file_name("http://h/a/cat.JPG").startswith("cat-") and file_name("http://h/a/cat.JPG").endswith(".jpg")
+    assert file_name("http://h/a/cat.jpg") == file_name("http://h/a/cat.jpg")
+    assert file_name("http://h/a/cat.jpg") != file_name("http://h/b/cat.jpg")
+    for evil in ["http://h/..%2F..%2Fetc%2Fpasswd", "http://h/%2e%2e/x.png", "http://h/a\\..\\..\\b.png",
+                 "http://h/%00%0a%1bbad.png", "http://h/" + "a" * 500 + ".png", "http://h/.hidden", "http://h/"]:
+        name = file_name(evil)
+        assert "/" not in name and "\\" not in name and not name.startswith(".")
+        assert all(c.isprintable() for c in name) and len(name) < 110
+    for bad in ["ftp://h/x.png", "not a url", "http:///x.png", "javascript:alert(1)"]:
+        with pytest.raises(PermanentDownloadError, match="malformed URL"):
+            check_url(bad)
+
+
+def test_a_good_image_is_downloaded_then_skipped(web, tmp_path):
+    first = download_link(str(tmp_path), f"{web.url}/img/a.png")
+    assert first["status"] == "done"
+    Image.open(tmp_path / first["file"]).verify()
+    again = download_link(str(tmp_path), f"{web.url}/img/a.png")
+    assert again == {"status": "skipped", "file": first["file"], "bytes": first["bytes"]}
+    assert web.hits["/img/a.png"] == 1
+
+
+@pytest.mark.parametrize("path,error,message", [
+    ("/missing.png", PermanentDownloadError, "HTTP 404"),
+    ("/forbidden.png", PermanentDownloadError, "HTTP 403"),
+    ("/big.png", PermanentDownloadError, "too large"),
+    ("/endless.png", PermanentDownloadError, "too large"),
+    ("/page.html", PermanentDownloadError, "not an image"),
+    ("/fake.png", PermanentDownloadError, "not an image"),
+    ("/flaky/x1.png", TransientDownloadError, "HTTP 500"),
+])
+def test_failures_are_permanent_or_transient_and_leave_nothing(web, tmp_path, path, error, message):
+    with pytest.raises(error, match=message):
+        download_link(str(tmp_path), web.url + path, max_size=1_000_000)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_429_asks_for_the_servers_retry_after(web, tmp_path):
+    with pytest.raises(TransientDownloadError) as caught:
+        download_link(str(tmp_path), f"{web.url}/limited/k1.png")
+    assert caught.value.retry_after == 1
+
+
+def test_unreachable_host_and_read_timeout_are_transient(web, tmp_path):
+    with pytest.raises(TransientDownloadError, match="network error"):
+        download_link(str(tmp_path), "http://127.0.0.1:1/x.png", connect_timeout=1)
+    slow = MisbehavingServer(slow_delay=1.0)
+    try:
+        with pytest.raises(TransientDownloadError):
+            download_link(str(tmp_path), f"{slow.url}/slow/s.png", read_timeout=0.3)
+    finally:
+        slow.stop()
+
+
+def test_path_traversal_urls_stay_inside_the_directory(web, tmp_path):
+    target = tmp_path / "dl"
+    for url in [f"{web.url}/..%2F..%2Fescape.png", f"{web.url}/%2e%2e%2f%2e%2e%2fescape2.png"]:
+        result = download_link(str(target), url)
+        assert (target / result["file"]).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dl"]
+
+
+def test_a_stale_part_file_is_resumed(web, tmp_path):
+    url = f"{web.url}/slow/resume.png"
+    name = file_name(url)
+    (tmp_path / (name + ".part")).write_bytes(web.slow_body[:10000])
+    result = download_link(str(tmp_path), url)
+    assert (tmp_path / name).read_bytes() == web.slow_body
+    assert result["bytes"] == len(web.slow_body)
+    assert not (tmp_path / (name + ".part")).exists()
+
+
+def test_config_precedence_flag_over_env_over_file_over_default(tmp_path):
+    config = tmp_path / "d.toml"
+    config.write_text('dir = "from-file"\nconcurrency = 3\nqueue = "file-q"\n')
+    env = {"DOWNLOADER_DIR": "from-env", "DOWNLOADER_CONCURRENCY": "5"}
+    settings = load(config, env, dir="from-flag")
+    assert settings.dir == "from-flag"            # flag beats env and file
+    assert settings.concurrency == 5              # env beats file
+    assert settings.queue == "file-q"             # file beats default
+    assert settings.read_timeout == Settings().read_timeout  # default
+    with pytest.raises(ConfigError, match="unknown setting"):
+        (tmp_path / "bad.toml").write_text("colour = 1\n")
+        load(tmp_path / "bad.toml", {})
+    with pytest.raises(ConfigError, match="DOWNLOADER_CONCURRENCY"):
+        load(None, {"DOWNLOADER_CONCURRENCY": "many"})
+
+
+def test_shipped_config_file_holds_every_default():
+    shipped = load(Path(__file__).resolve().parent.parent / "config" / "downloader.toml", {})
+    assert shipped == Settings()
+    text = (Path(__file__).resolve().parent.parent / "config" / "downloader.toml").read_text()
+    assert all(f"\n{name} =" in "\n" + text for name in Settings.__dataclass_fields__)

@@ -1,0 +1,166 @@
+"""The downloader as users run it: real processes, real Redis, real HTTP servers."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from downloader.demo_server import DemoServer
+from downloader.naming import file_name
+from downloader.runs import Runs
+from jobqueue import Queue
+from tests.conftest import FAST, ROOT, wait_for
+from tests.http_server import MisbehavingServer
+
+
+def env_for(redis_server, **extra):
+    return {**os.environ, **FAST, "PYTHONPATH": str(ROOT), "DOWNLOADER_REDIS_URL": redis_server.url,
+            "DOWNLOADER_RETRY_INTERVALS": "[0.2]", **extra}
+
+
+def downloader(redis_server, *args, input=None, timeout=120, **extra):
+    return subprocess.run([sys.executable, "-m", "downloader", *args], cwd=ROOT, env=env_for(redis_server, **extra),
+                          capture_output=True, text=True, input=input, timeout=timeout)
+
+
+def status_json(redis_server, run_id, directory):
+    out = downloader(redis_server, "status", run_id, "--json", "--dir", str(directory))
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def run_id_of(output):
+    return next(line.split()[1].rstrip(":") for line in output.splitlines() if line.startswith("Run "))
+
+
+def test_fetch_a_gallery_with_local_workers_then_skip_it_all(redis_server, r, tmp_path):
+    demo = DemoServer(images=40).start()
+    try:
+        out = downloader(redis_server, "fetch", "--client-id", "demo", "--api-url", demo.url, "--workers", "2",
+                         "--dir", str(tmp_path / "gallery"))
+        assert out.returncode == 0, out.stdout + out.stderr
+        files = sorted((tmp_path / "gallery").iterdir())
+        assert len(files) == 40 and not any(f.name.endswith(".part") for f in files)
+        for f in files:
+            Image.open(f).verify()
+        assert "done          40" in out.stdout and "100%" in out.stderr
+        again = downloader(redis_server, "fetch", "--client-id", "demo", "--api-url", demo.url, "--workers", "1",
+                           "--dir", str(tmp_path / "gallery"))
+        assert again.returncode == 0 and "skipped       40" in again.stdout
+        listing = downloader(redis_server, "runs")
+        assert run_id_of(out.stdout) in listing.stdout and run_id_of(again.stdout) in listing.stdout
+    finally:
+        demo.stop()
+
+
+def test_mixed_links_end_in_the_right_state_and_retry_reruns_only_the_failed(redis_server, r, tmp_path):
+    web = MisbehavingServer(slow_delay=0.02)
+    folder = tmp_path / "inside" / "dl"
+    links = {
+        "ok": f"{web.url}/img/fine.png", "404": f"{web.url}/missing.png", "flaky": f"{web.url}/flaky/f.png",
+        "limited": f"{web.url}/limited/l.png", "slow": f"{web.url}/slow/s.png", "big": f"{web.url}/big.png",
+        "html": f"{web.url}/page.html", "fake": f"{web.url}/fake.png", "toggle": f"{web.url}/toggle.png",
+        "traversal": f"{web.url}/..%2F..%2F..%2Fescape.png", "malformed": "htp:/nope",
+    }
+    links_file = tmp_path / "links.txt"
+    links_file.write_text("# my links\n\n" + "\n".join(links.values()) + f"\n{links['ok']}\n")
+    try:
+        out = downloader(redis_server, "fetch", "--links", str(links_file), "--workers", "2", "--dir", str(folder),
+                         DOWNLOADER_MAX_SIZE="1000000")
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert "11 download(s) enqueued" in out.stdout and "1 duplicate(s) dropped" in out.stdout
+        run_id = run_id_of(out.stdout)
+        state = status_json(redis_server, run_id, folder)
+        reasons = state["failures"]
+        assert (state["done"], state["failed"], state["total"]) == (5, 6, 11)
+        assert "HTTP 404" in reasons[links["404"]] and "HTTP 404" in reasons[links["toggle"]]
+        assert "too large" in reasons[links["big"]]
+        assert "not an image" in reasons[links["html"]] and "not an image" in reasons[links["fake"]]
+        assert "malformed URL" in reasons[links["malformed"]]
+        for key in ("ok", "flaky", "limited", "slow", "traversal"):
+            assert (folder / file_name(links[key])).is_file(), key
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["inside", "links.txt"]
+        assert sorted(p.name for p in (tmp_path / "inside").iterdir()) == ["dl"]
+        assert web.hits["/missing.png"] == 1  # permanent: no retry
+
+        web.toggle_on = True
+        hits_before = dict(web.hits)
+        again = downloader(redis_server, "retry", run_id, "--workers", "1", "--dir", str(folder),
+                           DOWNLOADER_MAX_SIZE="1000000")
+        assert "6 failed download(s) re-enqueued" in again.stdout
+        assert again.returncode == 1  # the truly broken ones fail again
+        state = status_json(redis_server, run_id, folder)
+        assert (state["done"], state["failed"]) == (6, 5) and links["toggle"] not in state["failures"]
+        for path in ("/img/fine.png", "/flaky/f.png", "/slow/s.png"):
+            assert web.hits[path] == hits_before[path]  # what succeeded was not fetched again
+    finally:
+        web.stop()
+
+
+def test_worker_killed_mid_download_another_completes_the_file(redis_server, r, tmp_path):
+    web = MisbehavingServer(slow_delay=0.15, slow_size=200)
+    url = f"{web.url}/slow/big.png"
+    folder = tmp_path / "dl"
+    final, part = folder / file_name(url), folder / (file_name(url) + ".part")
+    try:
+        out = downloader(redis_server, "fetch", "--links", "-", "--no-wait", "--dir", str(folder), input=url + "\n")
+        run_id = run_id_of(out.stdout)
+        first = subprocess.Popen([sys.executable, "-m", "downloader", "work", "--dir", str(folder)], cwd=ROOT,
+                                 env=env_for(redis_server), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: part.exists() and part.stat().st_size > 8192, message="download under way")
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        finally:
+            first.kill()
+        assert not final.exists()  # a partial file never stands under its final name
+        second = subprocess.Popen([sys.executable, "-m", "downloader", "work", "--dir", str(folder)], cwd=ROOT,
+                                  env=env_for(redis_server), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            runs = Runs(r)
+            wait_for(lambda: runs.progress(run_id).complete, timeout=60, message="run complete")
+        finally:
+            second.terminate()
+            second.wait()
+        assert final.read_bytes() == web.slow_body and not part.exists()
+        assert runs.progress(run_id).done == 1
+    finally:
+        web.stop()
+
+
+@pytest.mark.parametrize("case", ["bad-client-id", "invalid-json", "unreachable"])
+def test_source_errors_are_clear_and_enqueue_nothing(redis_server, r, tmp_path, case):
+    demo = DemoServer(images=5, client_ids={"good"}).start()
+    web = MisbehavingServer()
+    api = {"bad-client-id": demo.url, "invalid-json": f"{web.url}/page.html?", "unreachable": "http://127.0.0.1:1"}[case]
+    expected = {"bad-client-id": "refused client id 'wrong'", "invalid-json": "did not answer JSON",
+                "unreachable": "cannot reach"}[case]
+    try:
+        out = downloader(redis_server, "fetch", "--client-id", "wrong", "--api-url", api, "--dir", str(tmp_path))
+        assert out.returncode == 1 and expected in out.stderr and "Nothing was enqueued" in out.stderr
+        assert "Traceback" not in out.stderr
+        assert len(Queue("downloads", connection=r)) == 0
+    finally:
+        demo.stop()
+        web.stop()
+
+
+def test_progress_costs_the_same_few_commands_for_any_run_size(r):
+    from downloader.config import Settings
+    runs = Runs(r)
+    small, _ = runs.create([f"http://h/{i}.png" for i in range(5)], "test", Settings(queue="q"))
+    large, _ = runs.create([f"http://h/{i}.png" for i in range(3000)], "test", Settings(queue="q"))
+
+    def commands(run_id):
+        r.config_resetstat()
+        runs.progress(run_id)
+        stats = r.info("commandstats")
+        return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_config")
+
+    assert commands(small) == commands(large) <= 4
