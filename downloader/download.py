@@ -1,10 +1,13 @@
 """download_link: the job. Fetch one URL into the shared directory, safely.
 
-- Streams into ``<name>.part`` and renames it into place only when complete,
-  so no partial file ever stands under its final name, even after SIGKILL; a
-  stale ``.part`` left by a killed worker is resumed (HTTP Range) or restarted.
+- Streams into ``<name>.<job>.part`` and renames it into place only when
+  complete, so no partial file ever stands under its final name, even after
+  SIGKILL; the re-run of a killed job resumes its own part (HTTP Range) or
+  restarts it.
 - Idempotent: a complete file is skipped and counted as skipped.
-- One writer per file at a time, across machines (a Redis lock per name).
+- No two workers ever write the same file: each job writes its own part file,
+  and a name is derived from a hash of the URL, so two jobs that rename onto
+  one name (the same URL in two runs) carry the same bytes; the rename is atomic.
 - Transient failures (reset, timeout, 429, 5xx) raise TransientDownloadError,
   which jobqueue retries (honouring Retry-After); permanent ones (404, 403,
   too large, not an image, malformed URL) raise PermanentDownloadError and
@@ -14,27 +17,22 @@
 from __future__ import annotations
 
 import email.utils
-import fcntl
-import hashlib
+import functools
 import os
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import requests
 
 from jobqueue import get_current_job
 
 from .exceptions import PermanentDownloadError, TransientDownloadError
-from .keys import Keys
 from .naming import check_url, file_name
 from .runs import Runs
 
 WORKER_DIR: str | None = None  # `downloader work --dir`: this machine's path to the shared directory
 CHUNK = 64 * 1024
-LOCK_TTL = 60
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 _sessions = threading.local()
 
@@ -44,23 +42,27 @@ def download_link(directory: str, link: str, run: str | None = None, max_size: i
                   user_agent: str = "downloader/0.1") -> dict:
     """Download ``link`` into ``directory``; returns what happened (as the job's result)."""
     link = check_url(link)
-    folder = Path(WORKER_DIR or directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    name = file_name(link)
+    folder = _folder(WORKER_DIR or directory)
+    name = file_name(link)  # never a path: no separator, no leading dot
     final = folder / name
-    if final.resolve().parent != folder.resolve():  # naming makes this impossible; keep it so
-        raise PermanentDownloadError(f"refusing to write {final} outside {folder}")
     job = get_current_job()
-    runs = Runs(job.connection) if job is not None and run else None
-    with _exclusive(job, folder, name):
-        if final.exists():
-            if runs:
-                runs.mark(run, link, "skipped")
-            return {"status": "skipped", "file": name, "bytes": final.stat().st_size}
-        nbytes = _fetch(link, final, max_size, (connect_timeout, read_timeout), check_image, user_agent)
+    runs = Runs.of(job.connection) if job is not None and run else None
+    if final.exists():
+        if runs:
+            runs.mark(run, link, "skipped")
+        return {"status": "skipped", "file": name, "bytes": final.stat().st_size}
+    part = folder / (f"{name}.{job.id[-12:]}.part" if job is not None else f"{name}.part")
+    nbytes = _fetch(link, part, final, max_size, (connect_timeout, read_timeout), check_image, user_agent)
     if runs:
         runs.mark(run, link, "done", nbytes)
     return {"status": "done", "file": name, "bytes": nbytes}
+
+
+@functools.lru_cache(maxsize=64)
+def _folder(directory: str) -> Path:
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _session(user_agent: str) -> requests.Session:
@@ -72,54 +74,8 @@ def _session(user_agent: str) -> requests.Session:
     return session
 
 
-@contextmanager
-def _exclusive(job, folder: Path, name: str) -> Iterator[None]:
-    """A Redis lock (all machines) when running as a job, else a file lock."""
-    if job is None:
-        with open(folder / f".{name}.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            yield
-        return
-    directory_id = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
-    key = Keys().lock(directory_id, name)
-    lock = job.connection.lock(key, timeout=LOCK_TTL, blocking=False)
-    if not lock.acquire(token=job.id):
-        holder = job.connection.get(key)
-        if holder is None or holder.decode() != job.id:
-            raise TransientDownloadError(f"another job is writing {name}; retrying later", retry_after=5)
-        # an earlier run of this very job died holding it (at-least-once re-run): take over
-        lock.local.token = job.id.encode()
-        lock.reacquire()
-    _current_lock.lock = lock
-    try:
-        yield
-    finally:
-        _current_lock.lock = None
-        try:
-            lock.release()
-        except Exception:
-            pass  # expired: nothing to release
-
-
-_current_lock = threading.local()
-
-
-def _keep_lock(last: float) -> float:
-    """Extend our file lock while a long download streams."""
-    lock = getattr(_current_lock, "lock", None)
-    now = time.monotonic()
-    if lock is None or now - last < LOCK_TTL / 4:
-        return last
-    try:
-        lock.reacquire()
-    except Exception:
-        raise TransientDownloadError("lost the file lock (Redis unreachable?); retrying later") from None
-    return now
-
-
-def _fetch(link: str, final: Path, max_size: int, timeouts: tuple[float, float], check_image: bool,
+def _fetch(link: str, part: Path, final: Path, max_size: int, timeouts: tuple[float, float], check_image: bool,
            user_agent: str) -> int:
-    part = final.with_name(final.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
     try:
@@ -186,7 +142,6 @@ def _looks_like_image(head: bytes) -> bool:
 def _stream(response: requests.Response, part: Path, resume: bool, have: int, max_size: int,
             check_image: bool) -> int:
     written = have if resume else 0
-    last_lock = time.monotonic()
     with open(part, "ab" if resume else "wb") as out:
         first = not resume
         for chunk in response.iter_content(CHUNK):
@@ -201,13 +156,10 @@ def _stream(response: requests.Response, part: Path, resume: bool, have: int, ma
                 part.unlink(missing_ok=True)
                 raise PermanentDownloadError(f"too large: more than max size {max_size} bytes")
             out.write(chunk)
-            last_lock = _keep_lock(last_lock)
         if first and check_image:  # no byte at all
             out.close()
             part.unlink(missing_ok=True)
             raise PermanentDownloadError("not an image (empty response)")
-        out.flush()
-        os.fsync(out.fileno())
     return written
 
 

@@ -5,7 +5,6 @@
     {p}run:{id}:urls          hash: url -> job id, every URL of the run
     {p}run:{id}:{state}       sets of URLs: done, skipped, failed (O(1) counts)
     {p}run:{id}:reasons       hash: url -> why it failed
-    {p}lock:{name}            lock: one writer per file name
 """
 
 from __future__ import annotations
@@ -33,6 +32,3 @@ class Keys:
 
     def reasons(self, run_id: str) -> str:
         return f"{self.run(run_id)}:reasons"
-
-    def lock(self, directory_id: str, name: str) -> str:
-        return f"{self.prefix}lock:{directory_id}:{name}"

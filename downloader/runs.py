@@ -19,6 +19,7 @@ from .config import Settings
 from .exceptions import RunNotFound
 from .keys import STATES, Keys
 
+_by_connection: dict[int, "Runs"] = {}
 MARK_SCRIPT = resources.files(__package__).joinpath("mark.lua").read_text()
 DOWNLOAD_FUNC = "downloader.download.download_link"
 
@@ -49,6 +50,14 @@ class Runs:
         self.connection = connection
         self.keys = keys or Keys()
         self._mark = connection.register_script(MARK_SCRIPT)
+
+    @classmethod
+    def of(cls, connection: redis.Redis) -> "Runs":
+        """One per client, reused by every download a worker runs."""
+        runs = _by_connection.get(id(connection))
+        if runs is None or runs.connection is not connection:
+            runs = _by_connection[id(connection)] = cls(connection)
+        return runs
 
     # -- creating a run ---------------------------------------------------------------
 

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 
 from jobqueue import Queue, Timing
 from tests.redis_server import RedisServer

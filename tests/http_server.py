@@ -32,6 +32,7 @@ def png(name: str, size: int = 48) -> bytes:
 class MisbehavingServer:
     def __init__(self, slow_delay: float = 0.05, slow_size: int = 120) -> None:
         self.hits: Counter[str] = Counter()
+        self.ranges: list[tuple[str, int]] = []  # (path, first byte asked) of Range requests
         self.toggle_on = False
         self.slow_delay = slow_delay
         self.slow_body = png("slow", slow_size)
@@ -87,6 +88,7 @@ class MisbehavingServer:
                 rng = self.headers.get("Range")
                 if rng and rng.startswith("bytes="):
                     start = int(rng[6:].split("-")[0])
+                    server.ranges.append((self.path, start))
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 else:

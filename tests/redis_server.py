@@ -3,7 +3,6 @@ with AOF so restarts keep data. Never port 6379, never a fake."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path

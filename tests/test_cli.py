@@ -8,7 +8,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from jobqueue import Job, JobStatus, Queue
+from jobqueue import JobStatus, Queue
 from jobqueue.cli import main
 from tests import jobs
 from tests.conftest import ROOT, wait_for
@@ -43,7 +43,7 @@ def test_info_shows_counts_and_busy_workers(redis_server, r, workers, tmp_path):
     out = run(redis_server, "info")
     assert out.exit_code == 0
     assert "default" in out.output and "w-busy (busy" in out.output
-    assert f"running tests.jobs.record" in out.output and blocker.id in out.output
+    assert "running tests.jobs.record" in out.output and blocker.id in out.output
     row = next(line.split() for line in out.output.splitlines() if line.startswith("default"))
     assert row[1:] == ["1", "1", "0", "0", "1", "0"]  # queued started scheduled finished failed canceled
     data = json.loads(run(redis_server, "info", "--json").output)

@@ -1,6 +1,5 @@
 """download_link on its own (no queue): every kind of URL ends in the right state."""
 
-import os
 from pathlib import Path
 
 import pytest
@@ -90,6 +89,7 @@ def test_a_stale_part_file_is_resumed(web, tmp_path):
     result = download_link(str(tmp_path), url)
     assert (tmp_path / name).read_bytes() == web.slow_body
     assert result["bytes"] == len(web.slow_body)
+    assert ("/slow/resume.png", 10000) in web.ranges
     assert not (tmp_path / (name + ".part")).exists()
 
 
