@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-import requests
+import urllib3
 
 from jobqueue import get_current_job
 
@@ -34,7 +34,9 @@ from .runs import Runs
 WORKER_DIR: str | None = None  # `downloader work --dir`: this machine's path to the shared directory
 CHUNK = 64 * 1024
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
-_sessions = threading.local()
+_pools = threading.local()
+# Follow redirects; every other retry belongs to jobqueue (with backoff and Retry-After).
+_NO_RETRY = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5, raise_on_status=False)
 
 
 def download_link(directory: str, link: str, run: str | None = None, max_size: int = 50 * 2**20,
@@ -65,43 +67,54 @@ def _folder(directory: str) -> Path:
     return path
 
 
-def _session(user_agent: str) -> requests.Session:
-    """One pooled session per thread: keep-alive across a worker's downloads."""
-    session = getattr(_sessions, "session", None)
-    if session is None:
-        session = _sessions.session = requests.Session()
-    session.headers["User-Agent"] = user_agent
-    return session
+def _pool() -> urllib3.PoolManager:
+    """One keep-alive pool per thread. urllib3 rather than requests: a third
+    of the CPU per file, which is what a fast server makes the bottleneck."""
+    pool = getattr(_pools, "pool", None)
+    if pool is None:
+        pool = _pools.pool = urllib3.PoolManager(num_pools=16, maxsize=2)
+    return pool
 
 
 def _fetch(link: str, part: Path, final: Path, max_size: int, timeouts: tuple[float, float], check_image: bool,
            user_agent: str) -> int:
     have = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={have}-"} if have else {}
+    headers = {"User-Agent": user_agent}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    response, fully_read = None, False
     try:
-        with _session(user_agent).get(link, stream=True, timeout=timeouts, headers=headers) as response:
-            if response.status_code == 416 and have:  # our .part is stale or whole: start over
-                part.unlink()
-                raise TransientDownloadError("stale partial file discarded; retrying", retry_after=0)
-            _check_status(response)
-            resume = response.status_code == 206 and have > 0
-            expected = _expected_size(response, have if resume else 0)
-            if expected is not None and expected > max_size:
-                raise PermanentDownloadError(f"too large: {expected} bytes > max size {max_size}")
-            _check_content_type(response, check_image)
-            written = _stream(response, part, resume, have, max_size, check_image)
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        raise TransientDownloadError(f"network error: {type(exc).__name__}: {_short(exc)}") from None
-    except requests.exceptions.ChunkedEncodingError as exc:
-        raise TransientDownloadError(f"connection broken mid-transfer: {_short(exc)}") from None
+        response = _pool().request("GET", link, headers=headers, preload_content=False, retries=_NO_RETRY,
+                                   timeout=urllib3.Timeout(connect=timeouts[0], read=timeouts[1]))
+        if response.status == 416 and have:  # our .part is stale or whole: start over
+            part.unlink()
+            raise TransientDownloadError("stale partial file discarded; retrying", retry_after=0)
+        _check_status(response)
+        resume = response.status == 206 and have > 0
+        expected = _expected_size(response, have if resume else 0)
+        if expected is not None and expected > max_size:
+            raise PermanentDownloadError(f"too large: {expected} bytes > max size {max_size}")
+        _check_content_type(response, check_image)
+        written = _stream(response, part, resume, have, max_size, check_image)
+        fully_read = True
+    except urllib3.exceptions.LocationParseError as exc:
+        raise PermanentDownloadError(f"malformed URL {link!r}: {exc}") from None
+    except urllib3.exceptions.HTTPError as exc:  # connect/read timeouts, resets, truncated bodies
+        reason = getattr(exc, "reason", None) or exc
+        raise TransientDownloadError(f"network error: {type(reason).__name__}: {_short(reason)}") from None
+    finally:
+        if response is not None:
+            if not fully_read:
+                response.close()  # an unread body: never hand that connection back to the pool
+            response.release_conn()
     if expected is not None and written != expected:
         raise TransientDownloadError(f"truncated: got {written} of {expected} bytes")
     os.replace(part, final)  # atomic: the final name only ever holds a complete file
     return written
 
 
-def _check_status(response: requests.Response) -> None:
-    code = response.status_code
+def _check_status(response: urllib3.BaseHTTPResponse) -> None:
+    code = response.status
     if code in (200, 206):
         return
     reason = f"HTTP {code} {response.reason or ''}".strip()
@@ -110,7 +123,7 @@ def _check_status(response: requests.Response) -> None:
     raise PermanentDownloadError(reason)
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
         return None
@@ -120,12 +133,12 @@ def _retry_after(response: requests.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time()) if when else None
 
 
-def _expected_size(response: requests.Response, offset: int) -> int | None:
+def _expected_size(response: urllib3.BaseHTTPResponse, offset: int) -> int | None:
     length = response.headers.get("Content-Length")
     return offset + int(length) if length and length.isdigit() else None
 
 
-def _check_content_type(response: requests.Response, check_image: bool) -> None:
+def _check_content_type(response: urllib3.BaseHTTPResponse, check_image: bool) -> None:
     kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if check_image and kind and not kind.startswith("image/") and kind != "application/octet-stream":
         raise PermanentDownloadError(f"not an image (Content-Type {kind})")
@@ -139,12 +152,12 @@ def _looks_like_image(head: bytes) -> bool:
     return head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"heic", b"mif1")
 
 
-def _stream(response: requests.Response, part: Path, resume: bool, have: int, max_size: int,
+def _stream(response: urllib3.BaseHTTPResponse, part: Path, resume: bool, have: int, max_size: int,
             check_image: bool) -> int:
     written = have if resume else 0
     with open(part, "ab" if resume else "wb") as out:
         first = not resume
-        for chunk in response.iter_content(CHUNK):
+        for chunk in response.stream(CHUNK):
             if first and check_image and not _looks_like_image(chunk[:16]):
                 out.close()
                 part.unlink(missing_ok=True)

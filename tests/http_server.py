@@ -70,9 +70,12 @@ class MisbehavingServer:
                     return self.send_headers(200, "image/png", 10_000_000, close=True)
                 if path == "/endless.png":
                     self.send_headers(200, "image/png", None, close=True)
-                    self.wfile.write(png("endless"))
-                    for _ in range(2000):
-                        self.wfile.write(b"\0" * 65536)
+                    try:
+                        self.wfile.write(png("endless"))
+                        for _ in range(2000):
+                            self.wfile.write(b"\0" * 65536)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass  # the client gave up, as it should
                     return
                 if path == "/page.html":
                     return self.send(200, b"<html>hello</html>", "text/html")
