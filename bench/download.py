@@ -178,7 +178,7 @@ def run_aria2(urls: list[str], server: Server, redis: PrivateRedis) -> tuple[flo
 
 SYSTEMS = [("(a) sequential loop, one requests.Session", run_sequential, "files"),
            ("(b) tutorial RQ pipeline, 2 x rq worker --burst", run_rq, "rq_files"),
-           ("(c) downloader, 2 workers x 8 downloads", run_downloader, "files"),
+           ("(c) downloader, 2 workers x 16 downloads", run_downloader, "files"),
            ("(d) aria2c -j 16", run_aria2, "files")]
 
 
@@ -201,7 +201,7 @@ def scenario(title: str, files: int, rq_files: int, size: int, latency: float, r
             results[label] = {"n": n, "wall": median(walls), "rss": median(rss) if rss else None}
     finally:
         server.close()
-    ours = results["(c) downloader, 2 workers x 8 downloads"]
+    ours = results["(c) downloader, 2 workers x 16 downloads"]
     our_rate = ours["n"] / ours["wall"]
     lines = [f"### {title}: {files} files of {size // 1024} KiB from {server.kind}", "",
              "| system | files | wall s | files/s | MB/s | peak worker RSS MB | downloader is |",

@@ -19,7 +19,7 @@ class Settings:
     redis_url: str = ""
     queue: str = "downloads"
     dir: str = "downloads"
-    concurrency: int = 8
+    concurrency: int = 16
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     retries: int = 3

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import email.utils
-import functools
+import hashlib
 import os
 import threading
 import time
@@ -53,14 +53,14 @@ def download_link(directory: str, link: str, run: str | None = None, max_size: i
         if runs:
             runs.mark(run, link, "skipped")
         return {"status": "skipped", "file": name, "bytes": final.stat().st_size}
-    part = folder / (f"{name}.{job.id[-12:]}.part" if job is not None else f"{name}.part")
+    owner = hashlib.sha1(job.id.encode()).hexdigest()[:10] if job is not None else ""
+    part = folder / (f"{name}.{owner}.part" if owner else f"{name}.part")  # this job's own part file
     nbytes = _fetch(link, part, final, max_size, (connect_timeout, read_timeout), check_image, user_agent)
     if runs:
         runs.mark(run, link, "done", nbytes)
     return {"status": "done", "file": name, "bytes": nbytes}
 
 
-@functools.lru_cache(maxsize=64)
 def _folder(directory: str) -> Path:
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)

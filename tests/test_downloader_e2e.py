@@ -169,3 +169,48 @@ def test_progress_costs_the_same_few_commands_for_any_run_size(r):
         return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_config")
 
     assert commands(small) == commands(large) <= 4
+
+
+def test_retry_with_url_reenqueues_only_that_failed_download(redis_server, r, tmp_path):
+    from downloader.config import Settings
+    runs = Runs(r)
+    settings = Settings(queue="rq1", dir=str(tmp_path))
+    run_id, urls = runs.create(["http://h/a.png", "http://h/b.png", "http://h/c.png"], "test", settings)
+    Queue("rq1", connection=r).empty()  # as if the workers had taken them
+    runs.mark(run_id, urls[0], "failed", reason="HTTP 404")
+    runs.mark(run_id, urls[1], "failed", reason="HTTP 500")
+    runs.mark(run_id, urls[2], "done", 10)
+    out = downloader(redis_server, "retry", run_id, "--url", urls[1], "--no-wait", "--dir", str(tmp_path))
+    assert out.returncode == 0 and "1 failed download(s) re-enqueued" in out.stdout
+    queued = Queue("rq1", connection=r).get_jobs()
+    assert [job.args[1] for job in queued] == [urls[1]]
+    progress = runs.progress(run_id)
+    assert (progress.failed, progress.done) == (1, 1) and list(runs.failures(run_id)) == [urls[0]]
+    nothing = downloader(redis_server, "retry", run_id, "--url", urls[2], "--no-wait")
+    assert nothing.returncode == 0 and "Nothing to retry" in nothing.stdout
+
+
+def test_same_url_in_two_runs_at_once_never_shares_a_file(redis_server, r, tmp_path):
+    web = MisbehavingServer(slow_delay=0.1, slow_size=160)
+    url = f"{web.url}/slow/shared.png"
+    folder = tmp_path / "dl"
+    try:
+        first = run_id_of(downloader(redis_server, "fetch", "--links", "-", "--no-wait", "--dir", str(folder),
+                                     input=url + "\n").stdout)
+        second = run_id_of(downloader(redis_server, "fetch", "--links", "-", "--no-wait", "--dir", str(folder),
+                                      input=url + "\n").stdout)
+        worker = subprocess.Popen([sys.executable, "-m", "downloader", "work", "-c", "2", "--dir", str(folder)],
+                                  cwd=ROOT, env=env_for(redis_server), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: folder.exists() and len(list(folder.glob("*.part"))) == 2, message="two part files")
+            runs = Runs(r)
+            wait_for(lambda: runs.progress(first).complete and runs.progress(second).complete, timeout=60,
+                     message="both runs complete")
+        finally:
+            worker.terminate()
+            worker.wait()
+        assert [p.name for p in folder.iterdir()] == [file_name(url)]
+        assert (folder / file_name(url)).read_bytes() == web.slow_body
+    finally:
+        web.stop()
