@@ -53,12 +53,26 @@ def download_link(directory: str, link: str, run: str | None = None, max_size: i
         if runs:
             runs.mark(run, link, "skipped")
         return {"status": "skipped", "file": name, "bytes": final.stat().st_size}
-    owner = hashlib.sha1(job.id.encode()).hexdigest()[:10] if job is not None else ""
-    part = folder / (f"{name}.{owner}.part" if owner else f"{name}.part")  # this job's own part file
+    part = _part_path(folder, name, job.id if job is not None else None)
     nbytes = _fetch(link, part, final, max_size, (connect_timeout, read_timeout), check_image, user_agent)
     if runs:
         runs.mark(run, link, "done", nbytes)
     return {"status": "done", "file": name, "bytes": nbytes}
+
+
+def _part_path(folder: Path, name: str, job_id: str | None) -> Path:
+    """This job's own part file: a re-run of the job resumes it, no other job touches it."""
+    if job_id is None:
+        return folder / f"{name}.part"
+    return folder / f"{name}.{hashlib.sha1(job_id.encode()).hexdigest()[:10]}.part"
+
+
+def discard_part(directory: str, link: str, job_id: str) -> None:
+    """Once a download failed for good, its partial bytes go (a retry starts afresh)."""
+    try:
+        _part_path(Path(WORKER_DIR or directory), file_name(link), job_id).unlink(missing_ok=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _folder(directory: str) -> Path:

@@ -150,10 +150,14 @@ class Runs:
 
 
 def on_download_failed(job: Job, connection: redis.Redis, exc_type, exc, traceback) -> None:
-    """jobqueue calls this once a download has failed for good: the run learns why."""
+    """jobqueue calls this in the worker once a download has failed for good:
+    the run learns why, and the partial file goes."""
+    from .download import discard_part  # download imports runs
+    directory, link = job.args[0], job.args[1]
+    discard_part(directory, link, job.id)
     run_id = job.kwargs.get("run")
     if run_id:
-        Runs(connection).mark(run_id, job.args[1], "failed", reason=_reason(str(exc)))
+        Runs.of(connection).mark(run_id, link, "failed", reason=_reason(str(exc)))
 
 
 def _reason(text: str) -> str:

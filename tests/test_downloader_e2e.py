@@ -214,3 +214,16 @@ def test_same_url_in_two_runs_at_once_never_shares_a_file(redis_server, r, tmp_p
         assert (folder / file_name(url)).read_bytes() == web.slow_body
     finally:
         web.stop()
+
+
+def test_a_download_that_fails_for_good_leaves_no_part_file(redis_server, r, tmp_path):
+    web = MisbehavingServer(slow_delay=1.0)
+    url = f"{web.url}/slow/stalls.png"
+    folder = tmp_path / "dl"
+    try:
+        out = downloader(redis_server, "fetch", "--links", "-", "--workers", "1", "--dir", str(folder),
+                         input=url + "\n", DOWNLOADER_RETRIES="0", DOWNLOADER_READ_TIMEOUT="0.3")
+        assert out.returncode == 1 and "ReadTimeoutError" in out.stdout
+        assert list(folder.iterdir()) == []  # the 4 KiB it had received are gone
+    finally:
+        web.stop()
