@@ -29,14 +29,13 @@ class ImgurGallery:
         self.description = f"Imgur gallery at {self.api_url} ({pages} page(s))"
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Client-ID {client_id}"
-        self.produced = 0
+        self._quota_exhausted = False  # X-RateLimit said no requests are left
 
     def links(self) -> Iterator[str]:
         for page in range(self.pages):
             data = self._get(f"/3/gallery/random/random/{page}")
             for item in data:
                 for link in self._image_links(item):
-                    self.produced += 1
                     yield link
             if self._quota_exhausted:
                 break
@@ -86,8 +85,6 @@ class ImgurGallery:
         if not isinstance(data, list):
             raise SourceError(f"{url} answered JSON without a 'data' list; is --api-url an Imgur-compatible API?")
         return data
-
-    _quota_exhausted = False
 
 
 def _seconds(value: str | None, default: float) -> float:
