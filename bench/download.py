@@ -183,12 +183,14 @@ SYSTEMS = [("(a) sequential loop, one requests.Session", run_sequential, "files"
 
 
 def scenario(title: str, files: int, rq_files: int, size: int, latency: float, runs: int, redis: PrivateRedis,
-             prefer_nginx: bool) -> str:
+             prefer_nginx: bool, only: list[str]) -> str:
     server = Server(files, size, latency, prefer_nginx)
     results: dict[str, dict] = {}
     try:
         for label, func, count_key in SYSTEMS:
             if func is run_aria2 and not shutil.which("aria2c"):
+                continue
+            if only and not any(word in label for word in only):
                 continue
             n = files if count_key == "files" else min(rq_files, files)
             walls, rss = [], []
@@ -201,14 +203,14 @@ def scenario(title: str, files: int, rq_files: int, size: int, latency: float, r
             results[label] = {"n": n, "wall": median(walls), "rss": median(rss) if rss else None}
     finally:
         server.close()
-    ours = results["(c) downloader, 2 workers x 16 downloads"]
-    our_rate = ours["n"] / ours["wall"]
+    ours = results.get("(c) downloader, 2 workers x 16 downloads")
+    our_rate = ours["n"] / ours["wall"] if ours else None
     lines = [f"### {title}: {files} files of {size // 1024} KiB from {server.kind}", "",
              "| system | files | wall s | files/s | MB/s | peak worker RSS MB | downloader is |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for label, r in results.items():
         rate = r["n"] / r["wall"]
-        ratio = "-" if r is ours else f"{our_rate / rate:.1f}x faster"
+        ratio = "-" if r is ours or not our_rate else f"{our_rate / rate:.1f}x faster"
         rss = f"{r['rss']:.0f}" if r["rss"] else "n/a"
         lines.append(f"| {label} | {r['n']} | {r['wall']:.2f} | {rate:.0f} | {rate * size / 2**20:.1f} | {rss} | {ratio} |")
     return "\n".join(lines)
@@ -221,12 +223,17 @@ def main() -> int:
     parser.add_argument("--rq-files", type=int, default=500, help="files for the (slow) RQ pipeline [500]")
     parser.add_argument("--slow-files", type=int, default=300)
     parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--only", action="append", default=[], metavar="WORD",
+                        help="run only the systems whose label contains WORD (repeatable), e.g. downloader")
+    parser.add_argument("--no-slow", action="store_true", help="skip the slow-server scenario")
     parser.add_argument("--no-nginx", action="store_true", help="use the Python server even if nginx is installed")
     args = parser.parse_args()
     redis = PrivateRedis()
     try:
-        fast = scenario("Fast server", args.files, args.rq_files, 65536, 0.0, args.runs, redis, not args.no_nginx)
-        slow = scenario("Slow server", args.slow_files, args.slow_files, 65536, args.latency, args.runs, redis, False)
+        fast = scenario("Fast server", args.files, args.rq_files, 65536, 0.0, args.runs, redis, not args.no_nginx,
+                        args.only)
+        slow = "" if args.no_slow else scenario("Slow server", args.slow_files, args.slow_files, 65536, args.latency,
+                                                   args.runs, redis, False, args.only)
     finally:
         redis.close()
     print(f"Medians of {args.runs} run(s); ratios compare files/s.\n\n{fast}\n\n{slow}")

@@ -51,12 +51,12 @@ def download_link(directory: str, link: str, run: str | None = None, max_size: i
     runs = Runs.of(job.connection) if job is not None and run else None
     if final.exists():
         if runs:
-            runs.mark(run, link, "skipped")
+            runs.mark(run, link, "skipped", job=job)
         return {"status": "skipped", "file": name, "bytes": final.stat().st_size}
     part = _part_path(folder, name, job.id if job is not None else None)
     nbytes = _fetch(link, part, final, max_size, (connect_timeout, read_timeout), check_image, user_agent)
     if runs:
-        runs.mark(run, link, "done", nbytes)
+        runs.mark(run, link, "done", nbytes, job=job)
     return {"status": "done", "file": name, "bytes": nbytes}
 
 

@@ -11,7 +11,7 @@ from typing import Iterable
 
 import redis
 
-from jobqueue import Job, Queue, Retry
+from jobqueue import Job, Queue, Retry, Script
 from jobqueue.backend import text, text_dict
 from jobqueue.registry import FailedJobRegistry
 
@@ -20,7 +20,7 @@ from .exceptions import RunNotFound
 from .keys import STATES, Keys
 
 _by_connection: dict[int, "Runs"] = {}
-MARK_SCRIPT = resources.files(__package__).joinpath("mark.lua").read_text()
+MARK = Script("downloader.mark", resources.files(__package__).joinpath("mark.lua").read_text())
 DOWNLOAD_FUNC = "downloader.download.download_link"
 
 
@@ -49,7 +49,6 @@ class Runs:
     def __init__(self, connection: redis.Redis, keys: Keys | None = None) -> None:
         self.connection = connection
         self.keys = keys or Keys()
-        self._mark = connection.register_script(MARK_SCRIPT)
 
     @classmethod
     def of(cls, connection: redis.Redis) -> "Runs":
@@ -94,8 +93,14 @@ class Runs:
 
     # -- recording outcomes -----------------------------------------------------------------
 
-    def mark(self, run_id: str, url: str, state: str, nbytes: int = 0, reason: str = "") -> None:
-        self._mark(args=[self.keys.run(run_id), url, state, nbytes, reason])
+    def mark(self, run_id: str, url: str, state: str, nbytes: int = 0, reason: str = "", job: Job | None = None) -> None:
+        """With the running ``job``, the mark rides on the worker's round trip
+        that records the job's success (mark.lua is idempotent)."""
+        argv = (self.keys.run(run_id), url, state, nbytes, reason)
+        if job is not None:
+            job.write_on_success(MARK, *argv)
+        else:
+            MARK(self.connection, *argv)
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -14,10 +14,11 @@ from .queue import Queue
 from .registry import (CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry,
                        StartedJobRegistry)
 from .retry import Retry
+from .scripts import Script
 from .worker import Timing, Worker, get_current_job
 
 __all__ = [
-    "Queue", "Job", "JobStatus", "Worker", "Retry", "Timing", "get_current_job",
+    "Queue", "Job", "JobStatus", "Worker", "Retry", "Script", "Timing", "get_current_job",
     "StartedJobRegistry", "FinishedJobRegistry", "FailedJobRegistry", "ScheduledJobRegistry", "CanceledJobRegistry",
     "JobQueueError", "NoSuchJobError", "SerializationError", "DeserializationError", "ImportFunctionError",
     "JobTimeoutError", "AbandonedJobError", "StopRetrying", "RetryLater",

@@ -15,6 +15,7 @@ from .exceptions import DeserializationError, InvalidJobOperation, NoSuchJobErro
 from .imports import func_path
 from .keys import Keys
 from .retry import Retry
+from .scripts import Script
 from .serializers import get_serializer
 
 DEFAULT_TIMEOUT = 180
@@ -55,6 +56,7 @@ class Job:
         self._fields: dict[str, str] = {}
         self._result_loaded = False
         self._result: Any = None
+        self._writes: list[tuple[Script, list[Any]]] | None = None  # a list while a worker runs the job
 
     # -- creation and loading -------------------------------------------------------
 
@@ -202,6 +204,18 @@ class Job:
         encoded = self.serializer.dumps(self.meta)
         self._fields["meta"] = encoded
         self.connection.hset(self.key, "meta", encoded)
+
+    def write_on_success(self, script: Script, *argv: Any) -> None:
+        """Run ``script`` with ``argv`` in the worker's round trip that records
+        this job's success, instead of in a round trip of its own: per-job
+        bookkeeping (progress counters) then costs the job nothing. Dropped if
+        the job fails; like the job itself it may run more than once (a
+        worker killed after the job ran), so the script must be idempotent.
+        Outside a worker it runs at once."""
+        if self._writes is None:
+            script(self.connection, *argv)
+        else:
+            self._writes.append((script, list(argv)))
 
     def get_status(self, refresh: bool = True) -> JobStatus | None:
         if refresh:

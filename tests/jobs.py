@@ -3,7 +3,7 @@
 import os
 import time
 
-from jobqueue import get_current_job
+from jobqueue import Script, get_current_job
 
 
 def add(a, b):
@@ -94,3 +94,19 @@ def rate_limited(path):
     if len(open(path).read()) < 2:
         raise RetryLater("slow down", retry_after=0.6)
     return "ok"
+
+
+COUNT = Script("tests.count", "redis.call('HINCRBY', ARGV[1], ARGV[2], 1) return 1")
+BROKEN = Script("tests.broken", "return redis.call('NOSUCHCOMMAND')")
+
+
+def count_then(key, field, then="return"):
+    """Counts itself through Job.write_on_success, then returns, fails or
+    also runs a broken script."""
+    job = get_current_job()
+    job.write_on_success(COUNT, key, field)
+    if then == "fail":
+        raise ValueError("failed after asking for a write")
+    if then == "broken":
+        job.write_on_success(BROKEN)
+    return field

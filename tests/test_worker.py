@@ -230,6 +230,26 @@ def test_success_and_failure_callbacks(q, r):
     assert b"JobTimeoutError" in r.get(f"callback:{late.id}")
 
 
+@pytest.mark.parametrize("fork", [False, True], ids=["threads", "fork"])
+def test_write_on_success_rides_with_the_outcome_and_is_dropped_on_failure(q, r, fork):
+    ok = q.enqueue(jobs.count_then, "counts", "ok")
+    bad = q.enqueue(jobs.count_then, "counts", "bad", "fail")
+    broken = q.enqueue(jobs.count_then, "counts", "broken", "broken")
+    r.script_flush()  # the worker's pipeline meets NOSCRIPT and loads the scripts
+    work([q], r, concurrency=3, fork=fork)
+    assert r.hgetall("counts") == {b"ok": b"1", b"broken": b"1"}  # the failed job's write never happened
+    assert ok.get_status() == JobStatus.FINISHED and bad.get_status() == JobStatus.FAILED
+    assert broken.get_status() == JobStatus.FINISHED  # a broken script is logged, the outcome recorded
+
+
+def test_write_on_success_outside_a_worker_runs_at_once(r):
+    job = Job("standalone", connection=r)
+    job.write_on_success(jobs.COUNT, "counts", "now")
+    r.script_flush()  # NOSCRIPT: loaded again
+    job.write_on_success(jobs.COUNT, "counts", "now")
+    assert r.hget("counts", "now") == b"2"
+
+
 def test_stop_retrying_fails_at_once_and_retry_later_waits(q, tmp_path):
     gone = q.enqueue(jobs.give_up, str(tmp_path / "a"), retry=Retry(max=5))
     limited = q.enqueue(jobs.rate_limited, str(tmp_path / "b"), retry=Retry(max=2))

@@ -21,10 +21,21 @@ NAMES = ("enqueue", "fetch", "finish", "heartbeat", "promote", "reap", "expire",
 
 
 class Script:
+    """A Lua script called by SHA. Applications may make their own (see
+    ``Job.write_on_success``); jobqueue's own are the files beside this one."""
+
     def __init__(self, name: str, source: str) -> None:
         self.name = name
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def __call__(self, connection: redis.Redis, *argv: Any) -> Any:
+        """One EVALSHA (no keys: ARGV only); loads the script on NOSCRIPT."""
+        try:
+            return connection.evalsha(self.sha, 0, *argv)
+        except redis.exceptions.NoScriptError:
+            connection.script_load(self.source)
+            return connection.evalsha(self.sha, 0, *argv)
 
 
 def _load_all() -> dict[str, Script]:
@@ -44,25 +55,27 @@ class ScriptRunner:
         self.prefixes = keys.script_prefixes()
 
     def __call__(self, name: str, *args: Any) -> Any:
-        script = SCRIPTS[name]
-        argv = [*self.prefixes, *args]
-        try:
-            return self.connection.evalsha(script.sha, 0, *argv)
-        except redis.exceptions.NoScriptError:
-            self.connection.script_load(script.source)
-            return self.connection.evalsha(script.sha, 0, *argv)
+        return SCRIPTS[name](self.connection, *self.prefixes, *args)
 
-    def many(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+    def many(self, calls: Sequence[tuple[str | Script, Sequence[Any]]], raise_on_error: bool = True) -> list[Any]:
         """Run several scripts in one round trip (not one transaction: each
-        script is atomic by itself). Errors are raised after all ran."""
+        script is atomic by itself). A call names one of jobqueue's scripts
+        (its key prefixes are passed first) or is an application's ``Script``
+        with its whole ARGV. Errors are raised after all ran, or returned in
+        place with ``raise_on_error=False``."""
+        resolved = [(SCRIPTS[s], [*self.prefixes, *args]) if isinstance(s, str) else (s, list(args)) for s, args in calls]
         pipe = self.connection.pipeline(transaction=False)
-        for name, args in calls:
-            pipe.evalsha(SCRIPTS[name].sha, 0, *self.prefixes, *args)
+        for script, argv in resolved:
+            pipe.evalsha(script.sha, 0, *argv)
         results = pipe.execute(raise_on_error=False)
-        for i, (result, (name, args)) in enumerate(zip(results, calls)):
+        for i, (result, (script, argv)) in enumerate(zip(results, resolved)):
             if isinstance(result, redis.exceptions.NoScriptError):
-                results[i] = self(name, *args)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
+                try:
+                    results[i] = script(self.connection, *argv)
+                except redis.exceptions.ResponseError as exc:
+                    results[i] = exc
+        if raise_on_error:
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
         return results

@@ -16,13 +16,15 @@ import signal
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from queue import SimpleQueue
+from typing import Any
 
 from ..exceptions import JobQueueError, JobTimeoutError, StopRetrying
 from ..backend import Backend
 from ..imports import FunctionImporter
 from ..job import Job
+from ..scripts import Script
 
 _current = threading.local()
 
@@ -41,6 +43,7 @@ class Outcome:
     duration: float = 0.0
     retry: bool = True             # False: fail now whatever the Retry policy (StopRetrying)
     retry_after: float | None = None  # the job asked for at least this pause (RetryLater)
+    writes: list[tuple[Script, list[Any]]] = field(default_factory=list)  # Job.write_on_success, if ok
 
 
 def run_job(job: Job, importer: FunctionImporter) -> Outcome:
@@ -50,6 +53,7 @@ def run_job(job: Job, importer: FunctionImporter) -> Outcome:
     worker once a failure is final: see worker.callbacks.)"""
     start = time.perf_counter()
     _current.job = job
+    job._writes = []
     try:
         func = importer(job.func_name)
         args, kwargs = job._payload()
@@ -57,7 +61,7 @@ def run_job(job: Job, importer: FunctionImporter) -> Outcome:
         encoded = job.serializer.dumps(value)
         if job._get("on_success"):
             importer(job._get("on_success"))(job, job.connection, value)
-        return Outcome(job.id, True, encoded, None, time.perf_counter() - start)
+        return Outcome(job.id, True, encoded, None, time.perf_counter() - start, writes=job._writes)
     except BaseException as exc:
         # our own errors carry a complete message; no traceback noise
         exc_info = f"{type(exc).__name__}: {exc}" if isinstance(exc, JobQueueError) else traceback.format_exc()
@@ -257,6 +261,7 @@ class _Horse:
         _, status = os.waitpid(self.pid, 0)
         if data:
             fields = json.loads(data)
+            fields["writes"] = [(Script(name, source), argv) for name, source, argv in fields.get("writes", [])]
             return Outcome(job.id, **fields)
         how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit code {os.waitstatus_to_exitcode(status)}"
         return Outcome(job.id, False, None, f"WorkHorseTerminatedError: work horse {self.pid} died ({how}) while running the job")
@@ -275,6 +280,7 @@ class _Horse:
             outcome = run_job(job, importer)
             fields = dict(outcome.__dict__)
             del fields["job_id"]
+            fields["writes"] = [(script.name, script.source, argv) for script, argv in outcome.writes]
             payload = json.dumps(fields).encode()
             with os.fdopen(result_w, "wb") as pipe:
                 pipe.write(payload)

@@ -76,6 +76,7 @@ class Worker:
                                        on_abandoned=self._abandoned_jobs_failed)
         self.running: dict[str, Running] = {}
         self.pending: list[dict] = []      # outcomes not yet written to Redis
+        self.pending_writes: list = []     # Job.write_on_success calls of those outcomes
         self.successful_job_count = self.failed_job_count = self.jobs_taken = 0
         self.total_working_time = 0.0
         self._waker: _Waker | None = None
@@ -196,7 +197,7 @@ class Worker:
 
     def _record_and_dequeue(self, want: int) -> list[tuple[str, Job]]:
         """One round trip: write finished outcomes, then take up to ``want`` jobs."""
-        calls = []
+        calls = list(self.pending_writes)  # before the finish: a job seen finished has its writes done
         if self.pending:
             calls.append(("finish", [json.dumps(self.pending), *self._stats_due()]))
         if want > 0:
@@ -205,8 +206,15 @@ class Worker:
                                     "1" if self._woken else "0", *self.queue_names]))
         if not calls:
             return []
-        results = self.backend.run.many(calls) if len(calls) > 1 else [self.backend.run(calls[0][0], *calls[0][1])]
-        self.pending = []
+        if len(calls) > 1:
+            results = self.backend.run.many(calls, raise_on_error=False)
+            self._report_write_errors(results[:len(self.pending_writes)])
+            for result in results[len(self.pending_writes):]:
+                if isinstance(result, Exception):
+                    raise result
+        else:
+            results = [self.backend.run(calls[0][0], *calls[0][1])]
+        self.pending, self.pending_writes = [], []
         self._woken = False
         self._redis_back()
         if want <= 0:
@@ -218,6 +226,13 @@ class Worker:
             fetched.append((text(flat[i]), Job.from_fields(self.backend, fields)))
         self.jobs_taken += len(fetched)
         return fetched
+
+    def _report_write_errors(self, results: list) -> None:
+        """A failing application script is the application's bug: logged, and
+        the outcomes are recorded all the same."""
+        for (script, _), result in zip(self.pending_writes, results):
+            if isinstance(result, Exception):
+                log.error("Script %s (Job.write_on_success) failed: %s", script.name, result)
 
     def _stats_due(self) -> list:
         """Counters ride along with a finish call at most once a second."""
@@ -260,6 +275,7 @@ class Worker:
         record = settle_record(job, running.queue, outcome, timeutil.now())
         self.pending.append(record)
         if outcome.ok:
+            self.pending_writes += outcome.writes
             self.successful_job_count += 1
             log.info("%s: Job OK (%s)", running.queue, job.id)
             ttl = job.result_ttl
