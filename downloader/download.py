@@ -35,6 +35,7 @@ WORKER_DIR: str | None = None  # `downloader work --dir`: this machine's path to
 CHUNK = 64 * 1024
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 _pools = threading.local()
+_made: set[str] = set()  # directories this process has made (or found)
 # Follow redirects; every other retry belongs to jobqueue (with backoff and Retry-After).
 _NO_RETRY = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5, raise_on_status=False)
 
@@ -76,9 +77,12 @@ def discard_part(directory: str, link: str, job_id: str) -> None:
 
 
 def _folder(directory: str) -> Path:
-    path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Made once per process, not once per file (_stream makes it again if it
+    was removed meanwhile)."""
+    if directory not in _made:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        _made.add(directory)
+    return Path(directory)
 
 
 def _pool() -> urllib3.PoolManager:
@@ -92,7 +96,10 @@ def _pool() -> urllib3.PoolManager:
 
 def _fetch(link: str, part: Path, final: Path, max_size: int, timeouts: tuple[float, float], check_image: bool,
            user_agent: str) -> int:
-    have = part.stat().st_size if part.exists() else 0
+    try:
+        have = os.stat(part).st_size
+    except FileNotFoundError:
+        have = 0
     headers = {"User-Agent": user_agent}
     if have:
         headers["Range"] = f"bytes={have}-"
@@ -169,7 +176,12 @@ def _looks_like_image(head: bytes) -> bool:
 def _stream(response: urllib3.BaseHTTPResponse, part: Path, resume: bool, have: int, max_size: int,
             check_image: bool) -> int:
     written = have if resume else 0
-    with open(part, "ab" if resume else "wb") as out:
+    try:
+        out = open(part, "ab" if resume else "wb")
+    except FileNotFoundError:  # the directory was removed since _folder made it
+        part.parent.mkdir(parents=True, exist_ok=True)
+        out = open(part, "ab" if resume else "wb")
+    with out:
         first = not resume
         for chunk in response.stream(CHUNK):
             if first and check_image and not _looks_like_image(chunk[:16]):

@@ -1,5 +1,7 @@
 """download_link on its own (no queue): every kind of URL ends in the right state."""
 
+import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -68,10 +70,24 @@ def test_unreachable_host_and_read_timeout_are_transient(web, tmp_path):
         download_link(str(tmp_path), "http://127.0.0.1:1/x.png", connect_timeout=1)
     slow = MisbehavingServer(slow_delay=1.0)
     try:
-        with pytest.raises(TransientDownloadError):
+        with pytest.raises(TransientDownloadError, match="timed out"):  # stalls mid-body
             download_link(str(tmp_path), f"{slow.url}/slow/s.png", read_timeout=0.3)
     finally:
         slow.stop()
+    with socket.socket() as silent:  # accepts, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        with pytest.raises(TransientDownloadError, match="timed out"):
+            download_link(str(tmp_path), f"http://127.0.0.1:{silent.getsockname()[1]}/x.png", read_timeout=0.3)
+    assert not list(tmp_path.glob("x-*"))  # nothing written for a URL that never answered
+
+
+def test_directory_removed_between_downloads_is_made_again(web, tmp_path):
+    target = tmp_path / "dl"
+    download_link(str(target), f"{web.url}/img/first.png")
+    shutil.rmtree(target)
+    result = download_link(str(target), f"{web.url}/img/second.png")
+    assert result["status"] == "done" and (target / result["file"]).exists()
 
 
 def test_path_traversal_urls_stay_inside_the_directory(web, tmp_path):
