@@ -22,6 +22,7 @@ from .keys import STATES, Keys
 _by_connection: dict[int, "Runs"] = {}
 MARK = Script("downloader.mark", resources.files(__package__).joinpath("mark.lua").read_text())
 DOWNLOAD_FUNC = "downloader.download.download_link"
+ENQUEUE_CHUNK = 200
 
 
 @dataclass
@@ -84,12 +85,13 @@ class Runs:
             "read_timeout": settings.read_timeout, "check_image": settings.check_image,
             "user_agent": settings.user_agent,
         }
-        queue.enqueue_many([
-            Queue.prepare_data(DOWNLOAD_FUNC, (settings.dir, url), options, job_id=job_ids[url], retry=retry,
-                               timeout=settings.job_timeout, on_failure="downloader.runs.on_download_failed",
-                               description=f"download {url}")
-            for url in urls
-        ])
+        for start in range(0, len(urls), ENQUEUE_CHUNK):  # workers start on the first chunk, not after the last
+            queue.enqueue_many([
+                Queue.prepare_data(DOWNLOAD_FUNC, (settings.dir, url), options, job_id=job_ids[url], retry=retry,
+                                   timeout=settings.job_timeout, on_failure="downloader.runs.on_download_failed",
+                                   description=f"download {url}")
+                for url in urls[start:start + ENQUEUE_CHUNK]
+            ])
 
     # -- recording outcomes -----------------------------------------------------------------
 

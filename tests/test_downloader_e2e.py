@@ -169,6 +169,8 @@ def test_progress_costs_the_same_few_commands_for_any_run_size(r):
         return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_config")
 
     assert commands(small) == commands(large) <= 4
+    assert Queue("q", connection=r).count == 3005  # the large run went in chunks, every URL once
+    assert runs.progress(large).total == 3000
 
 
 def test_retry_with_url_reenqueues_only_that_failed_download(redis_server, r, tmp_path):
