@@ -1,23 +1,30 @@
--- mark.lua: record what became of one URL of a run.
+-- mark.lua: record what became of URLs of runs (a batch: Job.write_on_success
+-- hands the worker's whole round trip to one call).
 -- Keys: run:{id} (hash, 'bytes'), run:{id}:{done,skipped,failed} (sets), run:{id}:reasons.
 -- Invariant: a URL is in at most one of done/skipped/failed, so the three
 -- SCARDs add up to the settled part of the run (progress is O(1)); bytes are
 -- counted once per URL however often the at-least-once queue runs its job,
 -- and a URL once done is never demoted to skipped by a re-run.
--- ARGV: run key, url, state (done|skipped|failed|pending), bytes, reason.
-local run, url, state, nbytes, reason = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local was_done = redis.call('SISMEMBER', run .. ':done', url) == 1
-if state == 'skipped' and was_done then return 0 end
-for _, s in ipairs({'done', 'skipped', 'failed'}) do
-  if s ~= state then redis.call('SREM', run .. ':' .. s, url) end
+-- ARGV[1]: JSON array of [run key, url, state (done|skipped|failed|pending), bytes, reason].
+local function mark(run, url, state, nbytes, reason)
+  local was_done = redis.call('SISMEMBER', run .. ':done', url) == 1
+  if state == 'skipped' and was_done then return end
+  for _, s in ipairs({'done', 'skipped', 'failed'}) do
+    if s ~= state then redis.call('SREM', run .. ':' .. s, url) end
+  end
+  if state ~= 'pending' then redis.call('SADD', run .. ':' .. state, url) end
+  if state == 'failed' then
+    redis.call('HSET', run .. ':reasons', url, reason)
+  else
+    redis.call('HDEL', run .. ':reasons', url)
+  end
+  if state == 'done' and not was_done and nbytes > 0 then
+    redis.call('HINCRBY', run, 'bytes', nbytes)
+  end
 end
-if state ~= 'pending' then redis.call('SADD', run .. ':' .. state, url) end
-if state == 'failed' then
-  redis.call('HSET', run .. ':reasons', url, reason)
-else
-  redis.call('HDEL', run .. ':reasons', url)
+
+local marks = cjson.decode(ARGV[1])
+for _, m in ipairs(marks) do
+  mark(m[1], m[2], m[3], tonumber(m[4]) or 0, m[5])
 end
-if state == 'done' and not was_done and nbytes > 0 then
-  redis.call('HINCRBY', run, 'bytes', nbytes)
-end
-return 1
+return #marks

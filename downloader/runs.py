@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ class Runs:
         if job is not None:
             job.write_on_success(MARK, *argv)
         else:
-            MARK(self.connection, *argv)
+            MARK(self.connection, json.dumps([argv]))
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -206,14 +206,17 @@ class Job:
         self.connection.hset(self.key, "meta", encoded)
 
     def write_on_success(self, script: Script, *argv: Any) -> None:
-        """Run ``script`` with ``argv`` in the worker's round trip that records
-        this job's success, instead of in a round trip of its own: per-job
-        bookkeeping (progress counters) then costs the job nothing. Dropped if
-        the job fails; like the job itself it may run more than once (a
-        worker killed after the job ran), so the script must be idempotent.
-        Outside a worker it runs at once."""
+        """Have ``script`` applied to ``argv`` in the worker's round trip that
+        records this job's success, instead of in a round trip of its own: per-job
+        bookkeeping (progress counters) then costs the job next to nothing.
+
+        The script is called once per round trip for all the jobs recorded in
+        it: ARGV[1] is a JSON array of their ``argv`` lists (an array of one
+        outside a worker, where it runs at once). Dropped if the job fails;
+        like the job itself it may run more than once (a worker killed after
+        the job ran), so the script must be idempotent."""
         if self._writes is None:
-            script(self.connection, *argv)
+            script(self.connection, json.dumps([list(argv)]))
         else:
             self._writes.append((script, list(argv)))
 

@@ -96,7 +96,9 @@ def rate_limited(path):
     return "ok"
 
 
-COUNT = Script("tests.count", "redis.call('HINCRBY', ARGV[1], ARGV[2], 1) return 1")
+COUNT = Script("tests.count", """
+for _, a in ipairs(cjson.decode(ARGV[1])) do redis.call('HINCRBY', a[1], a[2], 1) end
+return 1""")
 BROKEN = Script("tests.broken", "return redis.call('NOSUCHCOMMAND')")
 
 

@@ -235,9 +235,12 @@ def test_write_on_success_rides_with_the_outcome_and_is_dropped_on_failure(q, r,
     ok = q.enqueue(jobs.count_then, "counts", "ok")
     bad = q.enqueue(jobs.count_then, "counts", "bad", "fail")
     broken = q.enqueue(jobs.count_then, "counts", "broken", "broken")
+    many = [q.enqueue(jobs.count_then, "counts", "many") for _ in range(20)]
     r.script_flush()  # the worker's pipeline meets NOSCRIPT and loads the scripts
-    work([q], r, concurrency=3, fork=fork)
-    assert r.hgetall("counts") == {b"ok": b"1", b"broken": b"1"}  # the failed job's write never happened
+    work([q], r, concurrency=8, fork=fork)
+    # each success counted once (batched per round trip); the failed job's write never happened
+    assert r.hgetall("counts") == {b"ok": b"1", b"broken": b"1", b"many": b"20"}
+    assert all(job.get_status() == JobStatus.FINISHED for job in many)
     assert ok.get_status() == JobStatus.FINISHED and bad.get_status() == JobStatus.FAILED
     assert broken.get_status() == JobStatus.FINISHED  # a broken script is logged, the outcome recorded
 
