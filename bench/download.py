@@ -8,6 +8,8 @@ adding latency to every request.
 
 Wall time runs from the first enqueue (or the start of the command) to the
 last file on disk. Peak RSS is the largest worker's VmHWM. A benchmark, not a test.
+``--target /dev/shm`` writes the files to memory: on a VM whose disk is slow
+or shared, writeback and discards otherwise drift from run to run.
 """
 
 from __future__ import annotations
@@ -78,8 +80,11 @@ http {{
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+TARGET: str | None = None  # --target: where every system writes its files
+
+
 def fresh_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="bench-dl-"))
+    return Path(tempfile.mkdtemp(prefix="bench-dl-", dir=TARGET))
 
 
 def urls_file(urls: list[str]) -> str:
@@ -197,6 +202,7 @@ def scenario(title: str, files: int, rq_files: int, size: int, latency: float, r
             for run in range(runs):
                 print(f"{title}: {label}, {n} files, run {run + 1}/{runs}...", file=sys.stderr, flush=True)
                 wall, peak = func(server.urls[:n], server, redis)
+                print(f"    {wall:.2f} s, {n / wall:.0f} files/s", file=sys.stderr, flush=True)
                 walls.append(wall)
                 if peak:
                     rss.append(peak)
@@ -226,8 +232,13 @@ def main() -> int:
     parser.add_argument("--only", action="append", default=[], metavar="WORD",
                         help="run only the systems whose label contains WORD (repeatable), e.g. downloader")
     parser.add_argument("--no-slow", action="store_true", help="skip the slow-server scenario")
+    parser.add_argument("--target", metavar="DIR",
+                        help="where the downloaded files go, for every system (default: the temp dir); "
+                             "/dev/shm takes the disk out of the comparison")
     parser.add_argument("--no-nginx", action="store_true", help="use the Python server even if nginx is installed")
     args = parser.parse_args()
+    global TARGET
+    TARGET = args.target
     redis = PrivateRedis()
     try:
         fast = scenario("Fast server", args.files, args.rq_files, 65536, 0.0, args.runs, redis, not args.no_nginx,
@@ -236,7 +247,8 @@ def main() -> int:
                                                    args.runs, redis, False, args.only)
     finally:
         redis.close()
-    print(f"Medians of {args.runs} run(s); ratios compare files/s.\n\n{fast}\n\n{slow}")
+    where = args.target or tempfile.gettempdir()
+    print(f"Medians of {args.runs} run(s); ratios compare files/s; files written under {where}.\n\n{fast}\n\n{slow}")
     return 0
 
 
