@@ -15,6 +15,7 @@ or shared, writeback and discards otherwise drift from run to run.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import subprocess
@@ -201,6 +202,7 @@ def scenario(title: str, files: int, rq_files: int, size: int, latency: float, r
             walls, rss = [], []
             for run in range(runs):
                 print(f"{title}: {label}, {n} files, run {run + 1}/{runs}...", file=sys.stderr, flush=True)
+                os.sync()  # every run starts with no writeback of the last one's files pending
                 wall, peak = func(server.urls[:n], server, redis)
                 print(f"    {wall:.2f} s, {n / wall:.0f} files/s", file=sys.stderr, flush=True)
                 walls.append(wall)
@@ -229,8 +231,7 @@ def main() -> int:
     parser.add_argument("--rq-files", type=int, default=500, help="files for the (slow) RQ pipeline [500]")
     parser.add_argument("--slow-files", type=int, default=300)
     parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--only", action="append", default=[], metavar="WORD",
-                        help="run only the systems whose label contains WORD (repeatable), e.g. downloader")
+    parser.add_argument("--only", help="comma-separated substrings of system labels to run, e.g. downloader,aria2c")
     parser.add_argument("--no-slow", action="store_true", help="skip the slow-server scenario")
     parser.add_argument("--target", metavar="DIR",
                         help="where the downloaded files go, for every system (default: the temp dir); "
@@ -239,12 +240,13 @@ def main() -> int:
     args = parser.parse_args()
     global TARGET
     TARGET = args.target
+    only = [w.strip() for w in args.only.split(",")] if args.only else []
     redis = PrivateRedis()
     try:
         fast = scenario("Fast server", args.files, args.rq_files, 65536, 0.0, args.runs, redis, not args.no_nginx,
-                        args.only)
+                        only)
         slow = "" if args.no_slow else scenario("Slow server", args.slow_files, args.slow_files, 65536, args.latency,
-                                                   args.runs, redis, False, args.only)
+                                                   args.runs, redis, False, only)
     finally:
         redis.close()
     where = args.target or tempfile.gettempdir()
