@@ -20,7 +20,7 @@ from jobqueue import embedded
 from . import download
 from .config import Settings, load
 from .demo_server import DemoServer
-from .exceptions import DownloaderError, SourceError
+from .exceptions import ConfigError, DownloaderError, SourceError
 from .progress import human_bytes, summary, watch, workers_view
 from .runs import Runs
 from .sources.imgur import ImgurGallery
@@ -160,6 +160,15 @@ def work(settings: Settings, concurrency: int | None, burst: bool, name: str | N
     settings = settings.with_overrides(concurrency=concurrency, queue=queue)
     logging.basicConfig(level="WARNING" if quiet else "INFO", format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     download.WORKER_DIR = settings.dir
+    if settings.stale_part_age:
+        if settings.stale_part_age <= settings.read_timeout:
+            raise ConfigError(f"stale_part_age ({settings.stale_part_age:g} s) must exceed read_timeout "
+                              f"({settings.read_timeout:g} s), or a live download's part file could be swept; "
+                              "0 turns sweeping off")
+        swept = download.sweep_stale_parts(settings.dir, settings.stale_part_age)
+        if swept:
+            logging.getLogger(__name__).warning("Removed %d abandoned .part file(s) older than %g s from %s",
+                                                swept, settings.stale_part_age, settings.dir)
     worker = Worker([settings.queue], connect(settings), name=name, concurrency=settings.concurrency,
                     timing=Timing.from_env(), allowed_modules=["downloader."])
     worker.work(burst=burst)

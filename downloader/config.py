@@ -30,6 +30,7 @@ class Settings:
     pages: int = 1
     job_timeout: int = 600
     user_agent: str = "downloader/0.1 (+jobqueue)"
+    stale_part_age: float = 86400.0
 
     def with_overrides(self, **values: Any) -> "Settings":
         return replace(self, **{k: v for k, v in values.items() if v is not None})

@@ -76,6 +76,27 @@ def discard_part(directory: str, link: str, job_id: str) -> None:
         pass
 
 
+def sweep_stale_parts(directory: str, max_age: float) -> int:
+    """Delete the part files nobody will resume: untouched for ``max_age``
+    seconds, far longer than a live download may stall (read_timeout), so no
+    writer is left. A part is normally resumed by its job's retry or removed
+    when the job fails for good; this catches the rest (a run deleted from
+    Redis, a flushed queue)."""
+    cutoff, removed = time.time() - max_age, 0
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.name.endswith(".part") and entry.is_file() and entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            pass  # another worker swept it first
+    return removed
+
+
 def _folder(directory: str) -> Path:
     """Made once per process, not once per file (_stream makes it again if it
     was removed meanwhile)."""

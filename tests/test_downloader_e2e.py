@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from PIL import Image
@@ -229,3 +230,20 @@ def test_a_download_that_fails_for_good_leaves_no_part_file(redis_server, r, tmp
         assert list(folder.iterdir()) == []  # the 4 KiB it had received are gone
     finally:
         web.stop()
+
+
+def test_work_sweeps_abandoned_part_files_only(redis_server, tmp_path):
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    old, fresh, done = folder / "a-1234.png.0123456789.part", folder / "b-1234.png.0123456789.part", folder / "c.png"
+    for path in (old, fresh, done):
+        path.write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    os.utime(done, (two_days_ago, two_days_ago))
+    out = downloader(redis_server, "work", "--burst", "--dir", str(folder), "--queue", "sweep-test")
+    assert out.returncode == 0, out.stderr
+    assert "Removed 1 abandoned .part file(s)" in out.stderr
+    assert not old.exists() and fresh.exists() and done.exists()
+    bad = downloader(redis_server, "work", "--burst", "--dir", str(folder), DOWNLOADER_STALE_PART_AGE="10")
+    assert bad.returncode == 1 and "must exceed read_timeout" in bad.stderr
