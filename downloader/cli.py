@@ -88,6 +88,7 @@ def fetch(settings: Settings, client_id: str | None, api_url: str | None, pages:
     Exit code 0 when every file was downloaded or already there, 1 if any failed.
     """
     settings = settings.with_overrides(api_url=api_url, pages=pages, queue=queue, concurrency=concurrency)
+    no_wait_without_workers(no_wait, workers)
     if links_path and client_id:
         raise click.UsageError("use either --links FILE or --client-id, not both")
     if not links_path and not client_id:
@@ -111,7 +112,7 @@ def fetch(settings: Settings, client_id: str | None, api_url: str | None, pages:
     if no_wait:
         click.echo(f"Follow it with `downloader status {run_id} --watch`.")
         return
-    finish(runs, run_id, local)
+    finish(runs, [run_id], local)
 
 
 def start_local_workers(count: int, settings: Settings) -> list[subprocess.Popen]:
@@ -133,17 +134,28 @@ def stop_local_workers(local: list[subprocess.Popen]) -> None:
         proc.wait()
 
 
-def finish(runs: Runs, run_id: str, local: list[subprocess.Popen]) -> None:
+def no_wait_without_workers(no_wait: bool, workers: int) -> None:
+    if no_wait and workers:
+        raise click.UsageError("--workers starts workers that stop when the run completes, so it needs the wait: "
+                               "drop --no-wait, or run `downloader work` yourself")
+
+
+def finish(runs: Runs, run_ids: list[str], local: list[subprocess.Popen]) -> None:
+    """Watch each run until it completes (the workers take them all at
+    once), then print the summaries; exit 1 if any download failed."""
+    done = []
     try:
-        progress = watch(runs, run_id)
+        for run_id in run_ids:
+            done.append(watch(runs, run_id))
     except KeyboardInterrupt:
         stop_local_workers(local)
         click.echo(f"\nStopped watching; what is enqueued stays enqueued: `downloader work` takes it up, "
-                   f"`downloader status {run_id} --watch` shows it.", err=True)
+                   f"`downloader status {run_ids[len(done)]} --watch` shows it.", err=True)
         sys.exit(130)
     stop_local_workers(local)
-    click.echo(summary(runs, progress))
-    sys.exit(1 if progress.failed else 0)
+    for progress in done:
+        click.echo(summary(runs, progress))
+    sys.exit(1 if any(progress.failed for progress in done) else 0)
 
 
 @main.command()
@@ -218,21 +230,25 @@ def list_runs(settings: Settings, limit: int) -> None:
 def retry(settings: Settings, run_id: str | None, all_runs: bool, urls: tuple[str, ...], no_wait: bool,
           workers: int) -> None:
     """Re-enqueue the failed downloads of RUN (default: the latest), then show progress."""
+    no_wait_without_workers(no_wait, workers)
+    if all_runs and run_id:
+        raise click.UsageError("give a RUN or --all-runs, not both")
     runs = Runs(connect(settings))
     targets = [p.run_id for p in runs.all(10_000)] if all_runs else [run_id or runs.latest()]
-    total = 0
+    retried = []
     for target in targets:
         again = runs.retry(target, settings, urls or None)
-        total += len(again)
         if again:
+            retried.append(target)
             click.echo(f"Run {target}: {len(again)} failed download(s) re-enqueued")
-    if not total:
+    if not retried:
         click.echo("Nothing to retry: no failed downloads" + (" matching --url" if urls else "") + ".")
         return
-    local = start_local_workers(workers, settings)
-    if no_wait or len(targets) > 1:
+    queues = {runs.queue_of(target) for target in retried}
+    local = start_local_workers(workers, settings.with_overrides(queue=queues.pop() if len(queues) == 1 else None))
+    if no_wait:
         return
-    finish(runs, targets[0], local)
+    finish(runs, retried, local)
 
 
 @main.command("demo-server")

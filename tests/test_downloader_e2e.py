@@ -247,3 +247,24 @@ def test_work_sweeps_abandoned_part_files_only(redis_server, tmp_path):
     assert not old.exists() and fresh.exists() and done.exists()
     bad = downloader(redis_server, "work", "--burst", "--dir", str(folder), DOWNLOADER_STALE_PART_AGE="10")
     assert bad.returncode == 1 and "must exceed read_timeout" in bad.stderr
+
+
+def test_retry_all_runs_shows_each_run_to_completion(redis_server, r, tmp_path):
+    from downloader.config import Settings
+    web = MisbehavingServer()
+    try:
+        runs, settings = Runs(r), Settings(queue="all-runs", dir=str(tmp_path))
+        first, (ok_url,) = runs.create([f"{web.url}/img/again.png"], "test", settings)
+        second, (bad_url,) = runs.create([f"{web.url}/missing.png"], "test", settings)
+        Queue("all-runs", connection=r).empty()  # as if the workers had taken them, and failed
+        runs.mark(first, ok_url, "failed", reason="HTTP 503")
+        runs.mark(second, bad_url, "failed", reason="HTTP 404")
+        usage = downloader(redis_server, "retry", "--all-runs", "--no-wait", "--workers", "1")
+        assert usage.returncode == 2 and "needs the wait" in usage.stderr
+        out = downloader(redis_server, "retry", "--all-runs", "--workers", "1", "--dir", str(tmp_path))
+        assert out.returncode == 1, out.stdout + out.stderr  # the 404 failed again
+        assert f"Run {first}" in out.stdout and f"Run {second}" in out.stdout
+        assert (runs.progress(first).done, runs.progress(second).failed) == (1, 1)
+        assert runs.failures(second) == {bad_url: "HTTP 404 Not Found"}
+    finally:
+        web.stop()
