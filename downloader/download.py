@@ -18,26 +18,26 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import http.client
 import os
+import ssl
 import threading
 import time
 from pathlib import Path
 
-import urllib3
 
 from jobqueue import get_current_job
 
+from . import http_get
 from .exceptions import PermanentDownloadError, TransientDownloadError
 from .naming import check_url, file_name
 from .runs import Runs
 
 WORKER_DIR: str | None = None  # `downloader work --dir`: this machine's path to the shared directory
 CHUNK = 64 * 1024
+_buffers = threading.local()
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
-_pools = threading.local()
 _made: set[str] = set()  # directories this process has made (or found)
-# Follow redirects; every other retry belongs to jobqueue (with backoff and Retry-After).
-_NO_RETRY = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5, raise_on_status=False)
 
 
 def download_link(directory: str, link: str, run: str | None = None, max_size: int = 50 * 2**20,
@@ -106,15 +106,6 @@ def _folder(directory: str) -> Path:
     return Path(directory)
 
 
-def _pool() -> urllib3.PoolManager:
-    """One keep-alive pool per thread. urllib3 rather than requests: a third
-    of the CPU per file, which is what a fast server makes the bottleneck."""
-    pool = getattr(_pools, "pool", None)
-    if pool is None:
-        pool = _pools.pool = urllib3.PoolManager(num_pools=16, maxsize=2)
-    return pool
-
-
 def _fetch(link: str, part: Path, final: Path, max_size: int, timeouts: tuple[float, float], check_image: bool,
            user_agent: str) -> int:
     try:
@@ -124,10 +115,9 @@ def _fetch(link: str, part: Path, final: Path, max_size: int, timeouts: tuple[fl
     headers = {"User-Agent": user_agent}
     if have:
         headers["Range"] = f"bytes={have}-"
-    response, fully_read = None, False
+    response = None
     try:
-        response = _pool().request("GET", link, headers=headers, preload_content=False, retries=_NO_RETRY,
-                                   timeout=urllib3.Timeout(connect=timeouts[0], read=timeouts[1]))
+        response = http_get.get(link, headers, *timeouts)
         if response.status == 416 and have:  # our .part is stale or whole: start over
             part.unlink()
             raise TransientDownloadError("stale partial file discarded; retrying", retry_after=0)
@@ -138,24 +128,27 @@ def _fetch(link: str, part: Path, final: Path, max_size: int, timeouts: tuple[fl
             raise PermanentDownloadError(f"too large: {expected} bytes > max size {max_size}")
         _check_content_type(response, check_image)
         written = _stream(response, part, resume, have, max_size, check_image)
-        fully_read = True
-    except urllib3.exceptions.LocationParseError as exc:
+    except http.client.InvalidURL as exc:
         raise PermanentDownloadError(f"malformed URL {link!r}: {exc}") from None
-    except urllib3.exceptions.HTTPError as exc:  # connect/read timeouts, resets, truncated bodies
-        reason = getattr(exc, "reason", None) or exc
-        raise TransientDownloadError(f"network error: {type(reason).__name__}: {_short(reason)}") from None
+    except http_get.TooManyRedirects as exc:
+        raise PermanentDownloadError(str(exc)) from None
+    except ssl.SSLCertVerificationError as exc:
+        raise PermanentDownloadError(f"TLS certificate not trusted: {exc.verify_message}") from None
+    except TimeoutError:
+        raise TransientDownloadError(f"network error: timed out (connect {timeouts[0]:g} s, "
+                                     f"read {timeouts[1]:g} s)") from None
+    except (OSError, http.client.HTTPException) as exc:  # refused, reset, DNS, a garbled response
+        raise TransientDownloadError(f"network error: {type(exc).__name__}: {_short(exc)}") from None
     finally:
         if response is not None:
-            if not fully_read:
-                response.close()  # an unread body: never hand that connection back to the pool
-            response.release_conn()
+            response.release()  # kept alive only if the body was read to its end
     if expected is not None and written != expected:
         raise TransientDownloadError(f"truncated: got {written} of {expected} bytes")
     os.replace(part, final)  # atomic: the final name only ever holds a complete file
     return written
 
 
-def _check_status(response: urllib3.BaseHTTPResponse) -> None:
+def _check_status(response: http_get.Response) -> None:
     code = response.status
     if code in (200, 206):
         return
@@ -165,7 +158,7 @@ def _check_status(response: urllib3.BaseHTTPResponse) -> None:
     raise PermanentDownloadError(reason)
 
 
-def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
+def _retry_after(response: http_get.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
         return None
@@ -175,12 +168,12 @@ def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
     return max(0.0, when.timestamp() - time.time()) if when else None
 
 
-def _expected_size(response: urllib3.BaseHTTPResponse, offset: int) -> int | None:
+def _expected_size(response: http_get.Response, offset: int) -> int | None:
     length = response.headers.get("Content-Length")
     return offset + int(length) if length and length.isdigit() else None
 
 
-def _check_content_type(response: urllib3.BaseHTTPResponse, check_image: bool) -> None:
+def _check_content_type(response: http_get.Response, check_image: bool) -> None:
     kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if check_image and kind and not kind.startswith("image/") and kind != "application/octet-stream":
         raise PermanentDownloadError(f"not an image (Content-Type {kind})")
@@ -194,22 +187,23 @@ def _looks_like_image(head: bytes) -> bool:
     return head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"heic", b"mif1")
 
 
-def _stream(response: urllib3.BaseHTTPResponse, part: Path, resume: bool, have: int, max_size: int,
+def _stream(response: http_get.Response, part: Path, resume: bool, have: int, max_size: int,
             check_image: bool) -> int:
     written = have if resume else 0
+    buffer = _buffer()
     fd = _open_part(part, resume)
     try:
         first = not resume
-        for chunk in response.stream(CHUNK):
-            if first and check_image and not _looks_like_image(chunk[:16]):
+        while size := response.readinto(buffer):
+            chunk = buffer[:size]
+            if first and check_image and not _looks_like_image(bytes(chunk[:16])):
                 raise PermanentDownloadError("not an image (content does not start like JPEG, PNG, GIF, WebP...)")
             first = False
-            written += len(chunk)
+            written += size
             if written > max_size:
                 raise PermanentDownloadError(f"too large: more than max size {max_size} bytes")
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
+            while chunk:
+                chunk = chunk[os.write(fd, chunk):]
         if first and check_image:  # no byte at all
             raise PermanentDownloadError("not an image (empty response)")
     except PermanentDownloadError:
@@ -221,6 +215,15 @@ def _stream(response: urllib3.BaseHTTPResponse, part: Path, resume: bool, have: 
         if fd >= 0:
             os.close(fd)
     return written
+
+
+def _buffer() -> memoryview:
+    """One read buffer per thread, reused: a fresh 64 KiB object per chunk
+    costs an allocation and its page faults, every chunk."""
+    buffer = getattr(_buffers, "view", None)
+    if buffer is None:
+        buffer = _buffers.view = memoryview(bytearray(CHUNK))
+    return buffer
 
 
 def _open_part(part: Path, resume: bool) -> int:

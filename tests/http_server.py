@@ -8,6 +8,8 @@
     /big.png             announces 10 MB     /endless.png     streams past any limit, no length
     /page.html           text/html           /fake.png        image/png header, HTML body
     /toggle.png          404 until `server.toggle_on = True`
+    /redirect/NAME.png   302 to /img/NAME.png  /loop.png      302 to itself, for ever
+    /chunked/NAME.png    the PNG, chunked      /drop/NAME.png the PNG, then the idle connection is dropped
     anything else        a valid PNG (for path-traversal URLs)
 It counts hits per path, so tests can tell what was downloaded twice.
 """
@@ -83,6 +85,21 @@ class MisbehavingServer:
                     return self.send(200, b"<html>not a png</html>", "image/png")
                 if path.startswith("/slow/"):
                     return self.slow()
+                if path.startswith("/redirect/"):
+                    return self.send(302, b"", "text/plain", {"Location": "/img/" + path.rsplit("/", 1)[1]})
+                if path == "/loop.png":
+                    return self.send(302, b"", "text/plain", {"Location": "/loop.png"})
+                if path.startswith("/chunked/"):
+                    body = png(path)
+                    self.send_headers(200, "image/png", None, extra={"Transfer-Encoding": "chunked"})
+                    for start in range(0, len(body), 1000):
+                        piece = body[start:start + 1000]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
+                if path.startswith("/drop/"):
+                    self.close_connection = True  # without saying so: the client's kept-alive connection goes stale
+                    return self.send(200, png(path), "image/png")
                 return self.send(200, png(path), "image/png")
 
             def slow(self) -> None:

@@ -82,6 +82,22 @@ def test_unreachable_host_and_read_timeout_are_transient(web, tmp_path):
     assert not list(tmp_path.glob("x-*"))  # nothing written for a URL that never answered
 
 
+def test_redirects_chunked_bodies_odd_paths_and_dropped_connections(web, tmp_path):
+    moved = download_link(str(tmp_path), f"{web.url}/redirect/moved.png")
+    assert moved["status"] == "done" and web.hits["/img/moved.png"] == 1
+    with pytest.raises(PermanentDownloadError, match="redirects"):
+        download_link(str(tmp_path), f"{web.url}/loop.png")
+    chunked = download_link(str(tmp_path), f"{web.url}/chunked/c.png")
+    with Image.open(tmp_path / chunked["file"]) as image:  # whole: every chunk arrived
+        image.load()
+        assert image.size == (48, 48)
+    odd = download_link(str(tmp_path), f"{web.url}/img/caf\u00e9 au lait.png")
+    assert odd["status"] == "done" and web.hits["/img/caf%C3%A9%20au%20lait.png"] == 1
+    for name in ("d1", "d2", "d3"):  # each one finds its kept-alive connection closed by the server
+        assert download_link(str(tmp_path), f"{web.url}/drop/{name}.png")["status"] == "done"
+        assert web.hits[f"/drop/{name}.png"] == 1
+
+
 def test_directory_removed_between_downloads_is_made_again(web, tmp_path):
     target = tmp_path / "dl"
     download_link(str(target), f"{web.url}/img/first.png")
