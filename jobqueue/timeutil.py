@@ -13,7 +13,12 @@ def now() -> float:
 
 
 def iso(ts: float | None = None) -> str:
-    return datetime.fromtimestamp(now() if ts is None else ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC, microseconds, as RQ writes them. Formatted by hand: the worker
+    stamps every job it takes and records, and strftime costs twice as much."""
+    ts = now() if ts is None else ts
+    t = time.gmtime(ts)
+    return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}."
+            f"{int(ts % 1 * 1_000_000):06d}Z")
 
 
 def parse_iso(text: str | None) -> datetime | None:
