@@ -25,7 +25,6 @@ import threading
 import time
 from pathlib import Path
 
-
 from jobqueue import get_current_job
 
 from . import http_get
@@ -35,9 +34,9 @@ from .runs import Runs
 
 WORKER_DIR: str | None = None  # `downloader work --dir`: this machine's path to the shared directory
 CHUNK = 64 * 1024
-_buffers = threading.local()
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 _made: set[str] = set()  # directories this process has made (or found)
+_buffers = threading.local()  # one read buffer per download thread
 
 
 def download_link(directory: str, link: str, run: str | None = None, max_size: int = 50 * 2**20,

@@ -1,15 +1,21 @@
 """Turning what happened to a job into the record ``finish.lua`` writes:
 finished, failed, retried (now or later through the scheduled registry), or
-put back on its queue by a cold shutdown."""
+put back on its queue by a cold shutdown; and batching the writes jobs asked
+to have made with their success."""
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 from .. import timeutil
 from ..job import Job
 from ..retry import retry_delay
+from ..scripts import Script
 from .execution import Outcome
+
+log = logging.getLogger("jobqueue.worker")
 
 
 def _expiry(now: float, ttl: int | None) -> tuple[str, str]:
@@ -55,3 +61,19 @@ def _safe_intervals(job: Job) -> list[float]:
         return [float(i) for i in job.retry_intervals]
     except (ValueError, TypeError):
         return []
+
+
+def batch_writes(writes: list[tuple[Script, list[Any]]]) -> list[tuple[Script, list[str]]]:
+    """Job.write_on_success calls, one per script for all the jobs of a round trip."""
+    batches: dict[str, tuple[Script, list]] = {}
+    for script, argv in writes:
+        batches.setdefault(script.sha, (script, []))[1].append(argv)
+    return [(script, [json.dumps(argvs)]) for script, argvs in batches.values()]
+
+
+def report_write_errors(writes: list[tuple[Script, list[str]]], results: list) -> None:
+    """A failing application script is the application's bug: logged, and the
+    outcomes are recorded all the same."""
+    for (script, _), result in zip(writes, results):
+        if isinstance(result, Exception):
+            log.error("Script %s (Job.write_on_success) failed: %s", script.name, result)

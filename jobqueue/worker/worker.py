@@ -30,12 +30,11 @@ from ..exceptions import JobQueueError
 from ..imports import FunctionImporter
 from ..job import Job
 from ..queue import Queue
-from ..scripts import Script
 from .callbacks import call_on_failure
 from .execution import Outcome, make_slots
 from .maintenance import Maintenance
 from .monitor import list_workers
-from .recording import requeue_record, settle_record
+from .recording import batch_writes, report_write_errors, requeue_record, settle_record
 from .shutdown import Shutdown
 from .timing import Timing
 
@@ -198,7 +197,7 @@ class Worker:
 
     def _record_and_dequeue(self, want: int) -> list[tuple[str, Job]]:
         """One round trip: write finished outcomes, then take up to ``want`` jobs."""
-        writes = self._batched_writes()
+        writes = batch_writes(self.pending_writes)
         calls = list(writes)  # before the finish: a job seen finished has its writes done
         if self.pending:
             calls.append(("finish", [json.dumps(self.pending), *self._stats_due()]))
@@ -210,7 +209,7 @@ class Worker:
             return []
         if len(calls) > 1:
             results = self.backend.run.many(calls, raise_on_error=False)
-            self._report_write_errors(writes, results[:len(writes)])
+            report_write_errors(writes, results[:len(writes)])
             for result in results[len(writes):]:
                 if isinstance(result, Exception):
                     raise result
@@ -228,21 +227,6 @@ class Worker:
             fetched.append((text(flat[i]), Job.from_fields(self.backend, fields)))
         self.jobs_taken += len(fetched)
         return fetched
-
-    def _batched_writes(self) -> list[tuple[Script, list[str]]]:
-        """One call per script for all the jobs of this round trip (see Job.write_on_success)."""
-        batches: dict[str, tuple[Script, list]] = {}
-        for script, argv in self.pending_writes:
-            batches.setdefault(script.sha, (script, []))[1].append(argv)
-        return [(script, [json.dumps(argvs)]) for script, argvs in batches.values()]
-
-    @staticmethod
-    def _report_write_errors(writes: list, results: list) -> None:
-        """A failing application script is the application's bug: logged, and
-        the outcomes are recorded all the same."""
-        for (script, _), result in zip(writes, results):
-            if isinstance(result, Exception):
-                log.error("Script %s (Job.write_on_success) failed: %s", script.name, result)
 
     def _stats_due(self) -> list:
         """Counters ride along with a finish call at most once a second."""
