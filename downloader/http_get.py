@@ -73,7 +73,7 @@ def _request(url: str, headers: dict[str, str], connect_timeout: float, read_tim
     conn = _idle().pop(key, None)
     reused = conn is not None
     while True:
-        if conn is None:
+        if conn is None or conn.sock is None:
             conn = _connect(key, connect_timeout)
         conn.sock.settimeout(read_timeout)
         try:
