@@ -5,17 +5,22 @@ Why not urllib3 or requests: on a fast server the CPU spent per request is the
 download rate, and urllib3 spends twice what http.client does (pool keys, retry
 and timeout objects, response wrappers; requests three times more). What a
 download needs of HTTP is small: GET, redirects, connect and read timeouts,
-TLS with verification, keep-alive, and a second try on a kept-alive connection
-the server closed meanwhile. Retries of anything else belong to jobqueue.
+TLS with verification, keep-alive, a second try on a kept-alive connection the
+server closed meanwhile, and the proxy the environment names (http_proxy,
+https_proxy, no_proxy, as curl and wget read them). Retries of anything else
+belong to jobqueue.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import ssl
 import threading
+import urllib.request
 from collections import OrderedDict
-from urllib.parse import quote, urljoin, urlsplit
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 MAX_REDIRECTS = 5
 MAX_IDLE = 16  # idle connections kept per thread (one per host)
@@ -25,6 +30,14 @@ _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
 _SAFE_PATH = "/%:@!$&'()*+,;=-._~"  # left as they are; anything else (spaces, non-ASCII) is %-encoded
 _local = threading.local()
 _tls: ssl.SSLContext | None = None
+_proxies: dict[str, str] | None = None  # the environment's, read once per process
+
+
+@dataclass(frozen=True)
+class Proxy:
+    host: str
+    port: int
+    headers: dict[str, str] = field(default_factory=dict)  # Proxy-Authorization, from user:password@
 
 
 class TooManyRedirects(http.client.HTTPException):
@@ -70,6 +83,10 @@ def get(url: str, headers: dict[str, str], connect_timeout: float, read_timeout:
 
 def _request(url: str, headers: dict[str, str], connect_timeout: float, read_timeout: float) -> Response:
     key, target = _split(url)
+    proxy = _proxy_for(key)
+    if proxy and key[0] == "http":  # a plain-HTTP proxy is asked for the whole URL
+        target = f"http://{_authority(key)}{target}"
+        headers = {**headers, **proxy.headers}
     conn = _idle().pop(key, None)
     reused = conn is not None
     while True:
@@ -107,13 +124,38 @@ def _split(url: str) -> tuple[tuple[str, str, int], str]:
 
 def _connect(key: tuple[str, str, int], timeout: float) -> http.client.HTTPConnection:
     scheme, host, port = key
+    proxy = _proxy_for(key)
     if scheme == "https":
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(host, port, timeout=timeout,
-                                                                       context=_tls_context())
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            proxy.host if proxy else host, proxy.port if proxy else port, timeout=timeout, context=_tls_context())
+        if proxy:
+            conn.set_tunnel(host, port, headers=proxy.headers)  # CONNECT, then TLS with the origin
     else:
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn = http.client.HTTPConnection(proxy.host if proxy else host, proxy.port if proxy else port,
+                                          timeout=timeout)
     conn.connect()
     return conn
+
+
+def _authority(key: tuple[str, str, int]) -> str:
+    scheme, host, port = key
+    name = f"[{host}]" if ":" in host else host
+    return name if port == (443 if scheme == "https" else 80) else f"{name}:{port}"
+
+
+def _proxy_for(key: tuple[str, str, int]) -> Proxy | None:
+    global _proxies
+    if _proxies is None:
+        _proxies = urllib.request.getproxies_environment()
+    url = _proxies.get(key[0])
+    if not url or urllib.request.proxy_bypass_environment(key[1], _proxies):
+        return None
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    headers = {}
+    if parts.username is not None:
+        secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(secret).decode()
+    return Proxy(parts.hostname or "", parts.port or 80, headers)
 
 
 def _tls_context() -> ssl.SSLContext:

@@ -16,6 +16,10 @@ FAST = {"JOBQUEUE_HEARTBEAT_INTERVAL": "0.3", "JOBQUEUE_HEARTBEAT_TTL": "1.5",
         "JOBQUEUE_MAINTENANCE_INTERVAL": "0.5", "JOBQUEUE_SCHEDULER_INTERVAL": "0.2", "JOBQUEUE_IDLE_BLOCK": "1"}
 FAST_TIMING = Timing(heartbeat_interval=0.3, heartbeat_ttl=1.5, maintenance_interval=0.5,
                      scheduler_interval=0.2, idle_block=1)
+# Every server the tests talk to is on this machine: a proxy from the environment
+# would only stand in the way (the proxy test sets its own).
+for _name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(scope="session")

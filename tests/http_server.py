@@ -16,11 +16,13 @@ It counts hits per path, so tests can tell what was downloaded twice.
 
 from __future__ import annotations
 
+import http.client
 import io
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 from PIL import Image
 
@@ -141,3 +143,46 @@ class MisbehavingServer:
                 self.wfile.write(body)
 
         return Handler
+
+
+class ForwardProxy:
+    """A plain-HTTP forward proxy on 127.0.0.1: GET with an absolute URL is
+    fetched from the origin and relayed. It records what it was asked."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str | None]] = []  # (absolute URL, Proxy-Authorization)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                proxy.requests.append((self.path, self.headers.get("Proxy-Authorization")))
+                parts = urlsplit(self.path)
+                if parts.scheme != "http":
+                    self.send_error(400, "absolute http:// URL expected")
+                    return
+                origin = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=10)
+                origin.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
+                answer = origin.getresponse()
+                body = answer.read()
+                origin.close()
+                self.send_response(answer.status)
+                for name in ("Content-Type", "Location", "Retry-After"):
+                    if answer.getheader(name):
+                        self.send_header(name, answer.getheader(name))
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -15,7 +15,7 @@ from downloader.naming import file_name
 from downloader.runs import Runs
 from jobqueue import Queue
 from tests.conftest import FAST, ROOT, wait_for
-from tests.http_server import MisbehavingServer
+from tests.http_server import ForwardProxy, MisbehavingServer
 
 
 def env_for(redis_server, **extra):
@@ -268,3 +268,22 @@ def test_retry_all_runs_shows_each_run_to_completion(redis_server, r, tmp_path):
         assert runs.failures(second) == {bad_url: "HTTP 404 Not Found"}
     finally:
         web.stop()
+
+
+def test_downloads_go_through_the_proxy_the_environment_names(redis_server, tmp_path):
+    web, proxy = MisbehavingServer(), ForwardProxy()
+    try:
+        # the origin is named by its host name: no_proxy-style bypasses of 127.0.0.1 do not apply
+        urls = [f"http://localhost:{web.url.rsplit(':', 1)[1]}/img/p{i}.png" for i in range(3)]
+        proxied = "http://joe:s%40cret@" + proxy.url.split("//")[1]
+        out = downloader(redis_server, "fetch", "--links", "-", "--workers", "1", "--dir", str(tmp_path / "a"),
+                         input="\n".join(urls) + "\n", http_proxy=proxied, no_proxy="")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert sorted(url for url, _ in proxy.requests) == sorted(urls)
+        assert all(auth == "Basic am9lOnNAY3JldA==" for _, auth in proxy.requests)  # joe:s@cret
+        bypass = downloader(redis_server, "fetch", "--links", "-", "--workers", "1", "--dir", str(tmp_path / "b"),
+                            input="\n".join(urls) + "\n", http_proxy=proxied, no_proxy="localhost")
+        assert bypass.returncode == 0 and len(proxy.requests) == 3  # no_proxy: straight to the origin
+    finally:
+        web.stop()
+        proxy.stop()
