@@ -33,14 +33,18 @@ def png(name: str, size: int = 48) -> bytes:
     return out.getvalue()
 
 
-class MisbehavingServer:
-    def __init__(self, slow_delay: float = 0.05, slow_size: int = 120) -> None:
-        self.hits: Counter[str] = Counter()
-        self.ranges: list[tuple[str, int]] = []  # (path, first byte asked) of Range requests
-        self.toggle_on = False
-        self.slow_delay = slow_delay
-        self.slow_body = png("slow", slow_size)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+class _Quiet(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class _Served:
+    """A threaded HTTP server on 127.0.0.1, in the background until ``stop``."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -49,15 +53,20 @@ class MisbehavingServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+
+class MisbehavingServer(_Served):
+    def __init__(self, slow_delay: float = 0.05, slow_size: int = 120) -> None:
+        self.hits: Counter[str] = Counter()
+        self.ranges: list[tuple[str, int]] = []  # (path, first byte asked) of Range requests
+        self.toggle_on = False
+        self.slow_delay = slow_delay
+        self.slow_body = png("slow", slow_size)
+        self._serve(self._handler())
+
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
+        class Handler(_Quiet):
             def do_GET(self) -> None:
                 path = self.path
                 server.hits[path] += 1
@@ -145,7 +154,7 @@ class MisbehavingServer:
         return Handler
 
 
-class ForwardProxy:
+class ForwardProxy(_Served):
     """A plain-HTTP forward proxy on 127.0.0.1: GET with an absolute URL is
     fetched from the origin and relayed. It records what it was asked."""
 
@@ -153,12 +162,7 @@ class ForwardProxy:
         self.requests: list[tuple[str, str | None]] = []  # (absolute URL, Proxy-Authorization)
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
+        class Handler(_Quiet):
             def do_GET(self) -> None:
                 proxy.requests.append((self.path, self.headers.get("Proxy-Authorization")))
                 parts = urlsplit(self.path)
@@ -178,11 +182,4 @@ class ForwardProxy:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(Handler)
