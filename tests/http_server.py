@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import http.client
 import io
+import selectors
+import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -43,10 +46,12 @@ class _Quiet(BaseHTTPRequestHandler):
 class _Served:
     """A threaded HTTP server on 127.0.0.1, in the background until ``stop``."""
 
-    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+    def _serve(self, handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None) -> None:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
@@ -55,13 +60,13 @@ class _Served:
 
 
 class MisbehavingServer(_Served):
-    def __init__(self, slow_delay: float = 0.05, slow_size: int = 120) -> None:
+    def __init__(self, slow_delay: float = 0.05, slow_size: int = 120, tls: ssl.SSLContext | None = None) -> None:
         self.hits: Counter[str] = Counter()
         self.ranges: list[tuple[str, int]] = []  # (path, first byte asked) of Range requests
         self.toggle_on = False
         self.slow_delay = slow_delay
         self.slow_body = png("slow", slow_size)
-        self._serve(self._handler())
+        self._serve(self._handler(), tls)
 
     def _handler(self):
         server = self
@@ -155,14 +160,24 @@ class MisbehavingServer(_Served):
 
 
 class ForwardProxy(_Served):
-    """A plain-HTTP forward proxy on 127.0.0.1: GET with an absolute URL is
-    fetched from the origin and relayed. It records what it was asked."""
+    """A forward proxy on 127.0.0.1: GET with an absolute URL is fetched from
+    the origin and relayed; CONNECT opens a tunnel (for https://). It records
+    what it was asked."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str | None]] = []  # (absolute URL, Proxy-Authorization)
         proxy = self
 
         class Handler(_Quiet):
+            def do_CONNECT(self) -> None:
+                proxy.requests.append((f"CONNECT {self.path}", self.headers.get("Proxy-Authorization")))
+                host, port = self.path.rsplit(":", 1)
+                upstream = socket.create_connection((host, int(port)), timeout=10)
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                self.close_connection = True
+                _relay(self.connection, upstream)
+
             def do_GET(self) -> None:
                 proxy.requests.append((self.path, self.headers.get("Proxy-Authorization")))
                 parts = urlsplit(self.path)
@@ -183,3 +198,19 @@ class ForwardProxy(_Served):
                 self.wfile.write(body)
 
         self._serve(Handler)
+
+
+def _relay(a: socket.socket, b: socket.socket) -> None:
+    """Copy bytes both ways until either side closes (or 10 s of silence)."""
+    with b, selectors.DefaultSelector() as selector:
+        selector.register(a, selectors.EVENT_READ, b)
+        selector.register(b, selectors.EVENT_READ, a)
+        while events := selector.select(timeout=10):
+            for key, _ in events:
+                try:
+                    data = key.fileobj.recv(65536)
+                    if not data:
+                        return
+                    key.data.sendall(data)
+                except OSError:
+                    return

@@ -3,11 +3,13 @@
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
 
 import pytest
+import trustme
 from PIL import Image
 
 from downloader.demo_server import DemoServer
@@ -284,6 +286,33 @@ def test_downloads_go_through_the_proxy_the_environment_names(redis_server, tmp_
         bypass = downloader(redis_server, "fetch", "--links", "-", "--workers", "1", "--dir", str(tmp_path / "b"),
                             input="\n".join(urls) + "\n", http_proxy=proxied, no_proxy="localhost")
         assert bypass.returncode == 0 and len(proxy.requests) == 3  # no_proxy: straight to the origin
+    finally:
+        web.stop()
+        proxy.stop()
+
+
+def test_https_downloads_verify_the_certificate_and_tunnel_through_a_proxy(redis_server, tmp_path):
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_tls)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    web, proxy = MisbehavingServer(tls=server_tls), ForwardProxy()
+    try:
+        url = f"https://localhost:{web.url.rsplit(':', 1)[1]}/img/secure.png"
+
+        def fetch(folder, **env):
+            return downloader(redis_server, "fetch", "--links", "-", "--workers", "1", "--dir", str(tmp_path / folder),
+                              input=url + "\n", DOWNLOADER_RETRIES="0", no_proxy="", **env)
+
+        untrusted = fetch("a")
+        assert untrusted.returncode == 1 and "TLS certificate not trusted" in untrusted.stdout
+        trusted = fetch("b", SSL_CERT_FILE=str(ca_file))
+        assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+        tunneled = fetch("c", SSL_CERT_FILE=str(ca_file), https_proxy=proxy.url)
+        assert tunneled.returncode == 0, tunneled.stdout + tunneled.stderr
+        assert [what for what, _ in proxy.requests] == [f"CONNECT localhost:{web.url.rsplit(':', 1)[1]}"]
+        assert len(list((tmp_path / "c").glob("secure-*.png"))) == 1
     finally:
         web.stop()
         proxy.stop()
