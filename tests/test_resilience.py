@@ -6,7 +6,7 @@ import random
 import signal
 import time
 
-from jobqueue import Job, JobStatus, Queue
+from jobqueue import Job, JobStatus, Queue, Worker
 from tests import jobs
 from tests.conftest import wait_for
 
@@ -150,6 +150,8 @@ def test_redis_restart_mid_run_loses_nothing(own_redis, workers, tmp_path):
         q.enqueue(jobs.record, str(log), tag, 0.05)
     time.sleep(1.2)  # appendfsync everysec: let the enqueues reach the AOF
     procs = [workers.start(own_redis.url, "-c", "2") for _ in range(2)]
+    # both booted: a worker that finds no Redis at start exits with a clear error, by design
+    wait_for(lambda: Worker.count(connection=r) == 2, message="both workers registered")
     wait_for(lambda: len(lines(log)) > 20, message="work under way")
     own_redis.kill()
     time.sleep(1.0)
@@ -158,7 +160,8 @@ def test_redis_restart_mid_run_loses_nothing(own_redis, workers, tmp_path):
     q = Queue(connection=r)
     wait_for(lambda: len(q) == 0 and q.started_job_registry.count == 0, timeout=60, interval=0.2,
              message="queue drained after restart")
-    assert all(p.poll() is None for p in procs), "workers must survive a Redis restart"
+    dead = [workers.output(p)[-3000:] for p in procs if p.poll() is not None]
+    assert not dead, f"workers must survive a Redis restart; the dead one said: {dead}"
     done = {x.split()[1] for x in lines(log) if x.startswith("done")}
     assert done == set(tags)
     assert q.finished_job_registry.count == len(tags)
