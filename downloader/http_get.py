@@ -28,9 +28,11 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 # a kept-alive connection the server has closed fails in one of these ways, before any response
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 _SAFE_PATH = "/%:@!$&'()*+,;=-._~"  # left as they are; anything else (spaces, non-ASCII) is %-encoded
+_DEFAULT_PORT = {"http": 80, "https": 443}
 _local = threading.local()
 _tls: ssl.SSLContext | None = None
 _proxies: dict[str, str] | None = None  # the environment's, read once per process
+_routes: dict[tuple[str, str, int], "Proxy | None"] = {}  # origin -> its proxy, worked out once
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,8 @@ class Response:
     connection back if the body was read to its end, and closes it otherwise."""
 
     def __init__(self, key: tuple[str, str, int], conn: http.client.HTTPConnection,
-                 raw: http.client.HTTPResponse, url: str) -> None:
-        self.key, self.conn, self.raw, self.url = key, conn, raw, url
+                 raw: http.client.HTTPResponse) -> None:
+        self.key, self.conn, self.raw = key, conn, raw
         self.status, self.reason, self.headers = raw.status, raw.reason, raw.headers
 
     def readinto(self, buffer: memoryview) -> int:
@@ -91,11 +93,11 @@ def _request(url: str, headers: dict[str, str], connect_timeout: float, read_tim
     reused = conn is not None
     while True:
         if conn is None or conn.sock is None:
-            conn = _connect(key, connect_timeout)
+            conn = _connect(key, proxy, connect_timeout)
         conn.sock.settimeout(read_timeout)
         try:
             conn.request("GET", target, headers=headers)
-            return Response(key, conn, conn.getresponse(), url)
+            return Response(key, conn, conn.getresponse())
         except _STALE:
             conn.close()
             if not reused:
@@ -119,12 +121,11 @@ def _split(url: str) -> tuple[tuple[str, str, int], str]:
     target = quote(parts.path or "/", safe=_SAFE_PATH)
     if parts.query:
         target += "?" + quote(parts.query, safe=_SAFE_PATH + "?")
-    return (scheme, parts.hostname, port or (443 if scheme == "https" else 80)), target
+    return (scheme, parts.hostname, port or _DEFAULT_PORT[scheme]), target
 
 
-def _connect(key: tuple[str, str, int], timeout: float) -> http.client.HTTPConnection:
+def _connect(key: tuple[str, str, int], proxy: Proxy | None, timeout: float) -> http.client.HTTPConnection:
     scheme, host, port = key
-    proxy = _proxy_for(key)
     if scheme == "https":
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
             proxy.host if proxy else host, proxy.port if proxy else port, timeout=timeout, context=_tls_context())
@@ -140,10 +141,16 @@ def _connect(key: tuple[str, str, int], timeout: float) -> http.client.HTTPConne
 def _authority(key: tuple[str, str, int]) -> str:
     scheme, host, port = key
     name = f"[{host}]" if ":" in host else host
-    return name if port == (443 if scheme == "https" else 80) else f"{name}:{port}"
+    return name if port == _DEFAULT_PORT[scheme] else f"{name}:{port}"
 
 
 def _proxy_for(key: tuple[str, str, int]) -> Proxy | None:
+    if key not in _routes:
+        _routes[key] = _route(key)
+    return _routes[key]
+
+
+def _route(key: tuple[str, str, int]) -> Proxy | None:
     global _proxies
     if _proxies is None:
         _proxies = urllib.request.getproxies_environment()

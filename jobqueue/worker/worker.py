@@ -207,14 +207,12 @@ class Worker:
                                     "1" if self._woken else "0", *self.queue_names]))
         if not calls:
             return []
-        if len(calls) > 1:
-            results = self.backend.run.many(calls, raise_on_error=False)
-            report_write_errors(writes, results[:len(writes)])
-            for result in results[len(writes):]:
-                if isinstance(result, Exception):
-                    raise result
-        else:
-            results = [self.backend.run(calls[0][0], *calls[0][1])]
+        results = (self.backend.run.many(calls, raise_on_error=False) if len(calls) > 1
+                   else [self.backend.run(calls[0][0], *calls[0][1])])
+        report_write_errors(writes, results[:len(writes)])
+        for result in results[len(writes):]:  # jobqueue's own: an error here is not the application's
+            if isinstance(result, Exception):
+                raise result
         self.pending, self.pending_writes = [], []
         self._woken = False
         self._redis_back()
