@@ -151,17 +151,17 @@ def info(queues: tuple[str, ...], url: str | None, prefix: str | None, interval:
         workers = [w.__dict__ | {"state": w.state} for w in list_workers(backend)]
         click.echo(json.dumps({"queues": queue_counts(backend, names), "workers": workers}, indent=2))
         return
-    while True:
-        text = render_info(backend, queues)
-        if interval is None:
-            click.echo(text)
-            return
-        click.clear()
-        click.echo(f"{timeutil.iso()}  (every {interval:g} s, Ctrl+C to stop)\n{text}")
-        try:
+    if interval is None:
+        click.echo(render_info(backend, queues))
+        return
+    try:  # Ctrl+C at any moment ends the watch quietly
+        while True:
+            text = render_info(backend, queues)
+            click.clear()
+            click.echo(f"{timeutil.iso()}  (every {interval:g} s, Ctrl+C to stop)\n{text}")
             time.sleep(interval)
-        except KeyboardInterrupt:
-            return
+    except KeyboardInterrupt:
+        return
 
 
 @main.command()

@@ -285,7 +285,9 @@ class Job:
     # -- state changes (each one atomic script) --------------------------------------
 
     def cancel(self) -> None:
-        expires = timeutil.now() + (self.failure_ttl or DEFAULT_FAILURE_TTL)
+        """Kept as long as a failure (``failure_ttl``; negative: for ever)."""
+        ttl = DEFAULT_FAILURE_TTL if self.failure_ttl is None else self.failure_ttl
+        expires = "+inf" if ttl < 0 else timeutil.now() + ttl
         was = text(self.backend.run("cancel", self.id, self.origin, timeutil.iso(), expires))
         if was is None:
             raise NoSuchJobError(self.id)

@@ -2,10 +2,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from jobqueue import Queue, Timing
 from tests.redis_server import RedisServer
@@ -44,10 +46,26 @@ def q(r):
 
 @pytest.fixture
 def own_redis(tmp_path):
-    """A server of the test's own, for tests that kill or restart Redis."""
-    server = RedisServer(tmp_path / "redis").start()
+    """A server of the test's own, for tests that kill or restart Redis: every
+    write reaches the AOF before Redis answers, so a kill loses nothing acknowledged."""
+    server = RedisServer(tmp_path / "redis", fsync="always").start()
     yield server
     server.kill()
+
+
+def recording_client(url: str) -> tuple[redis.Redis, list[str]]:
+    """A real client whose connections note the name of the thread behind
+    every request they send. A pipeline goes out in one send, so the list
+    holds one entry per round trip."""
+    senders: list[str] = []
+
+    class Recording(redis.Connection):
+        def send_packed_command(self, command, check_health=True):
+            senders.append(threading.current_thread().name)
+            return super().send_packed_command(command, check_health)
+
+    kwargs = redis.Redis.from_url(url).connection_pool.connection_kwargs
+    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=Recording, **kwargs)), senders
 
 
 def wait_for(condition, timeout=15.0, interval=0.02, message="condition"):

@@ -31,6 +31,34 @@ def busy_loop(seconds):
     return seconds
 
 
+def rendezvous(path, n, timeout=10.0):
+    """Arrive (one byte in a file), then wait until n jobs have arrived: only
+    jobs that run side by side all return; one at a time, the first gives up."""
+    with open(path, "a") as f:
+        f.write("x")
+    deadline = time.monotonic() + timeout
+    while os.path.getsize(path) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {os.path.getsize(path)} of {n} jobs ever ran at once")
+        time.sleep(0.01)
+    return n
+
+
+def busy_record(path, tag, seconds):
+    """Pure Python (a thread-mode stop can land), and says whether it was stopped."""
+    with open(path, "a") as f:
+        f.write(f"start {tag} {os.getpid()}\n")
+    try:
+        busy_loop(seconds)
+    except BaseException as exc:
+        with open(path, "a") as f:
+            f.write(f"stopped {tag} {type(exc).__name__}\n")
+        raise
+    with open(path, "a") as f:
+        f.write(f"done {tag} {os.getpid()}\n")
+    return tag
+
+
 def record(path, tag, seconds=0.0):
     """Append one line per execution, so tests can count runs."""
     with open(path, "a") as f:
@@ -77,6 +105,7 @@ def remember_success(job, connection, result):
 
 def remember_failure(job, connection, exc_type, exc, tb):
     connection.set(f"callback:{job.id}", f"failed {exc_type.__name__}: {exc}")
+    connection.incr(f"callback-calls:{job.id}")
 
 
 def give_up(path):

@@ -13,10 +13,12 @@ from jobqueue.embedded import find_redis_server, free_port
 
 
 class RedisServer:
-    def __init__(self, directory: Path, port: int | None = None, password: str | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, password: str | None = None,
+                 fsync: str = "everysec") -> None:
         self.directory = directory
         self.port = port or free_port()
         self.password = password
+        self.fsync = fsync  # "always": every write is in the AOF before its reply (tests that kill Redis)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -30,7 +32,7 @@ class RedisServer:
     def start(self) -> "RedisServer":
         self.directory.mkdir(parents=True, exist_ok=True)
         args = [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--logfile", "redis.log"]
+                "--appendonly", "yes", "--appendfsync", self.fsync, "--save", "", "--logfile", "redis.log"]
         if self.password:
             args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,14 +1,17 @@
 """The jobqueue command as a user types it."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
+import redis
 from click.testing import CliRunner
 
-from jobqueue import JobStatus, Queue
+from jobqueue import Job, JobStatus, Queue
 from jobqueue.cli import main
 from tests import jobs
 from tests.conftest import ROOT, wait_for
@@ -95,3 +98,125 @@ def test_help_for_every_command():
     for command in ([], ["worker"], ["info"], ["requeue"], ["empty"], ["enqueue"], ["embedded"]):
         out = CliRunner().invoke(main, [*command, "--help"])
         assert out.exit_code == 0 and "Usage:" in out.output
+
+
+def test_worker_prefix_takes_only_its_own_apps_jobs(redis_server, r, workers):
+    mine = Queue(connection=r, prefix="app2:").enqueue(jobs.add, 1, 2)
+    theirs = Queue(connection=r).enqueue(jobs.add, 5, 5)
+    proc = workers.start(redis_server.url, "--prefix", "app2:", "--burst")
+    assert proc.wait(timeout=20) == 0
+    assert mine.return_value() == 3 and theirs.get_status() == JobStatus.QUEUED
+
+
+def test_worker_max_jobs_quits_after_taking_that_many(redis_server, r, workers):
+    q = Queue(connection=r)
+    for i in range(3):
+        q.enqueue(jobs.add, i, i)
+    proc = workers.start(redis_server.url, "--max-jobs", "2")  # not --burst: the limit alone ends it
+    assert proc.wait(timeout=20) == 0
+    assert len(q) == 1 and q.finished_job_registry.count == 2
+
+
+def test_worker_path_allow_and_verbose(redis_server, r, workers, tmp_path):
+    (tmp_path / "cli_path_tasks.py").write_text("def triple(x):\n    return 3 * x\n")
+    q = Queue(connection=r)
+    mine = q.enqueue("cli_path_tasks.triple", 3)
+    proc = workers.start(redis_server.url, "--path", str(tmp_path), "--burst", "-v")
+    assert proc.wait(timeout=20) == 0 and mine.return_value() == 9
+    assert "Result is kept for 500 seconds" in workers.output(proc)  # -v: debug lines
+    outside, inside = q.enqueue("os.getcwd"), q.enqueue(jobs.add, 1, 1)
+    proc = workers.start(redis_server.url, "--allow", "tests.jobs", "--burst")
+    assert proc.wait(timeout=20) == 0
+    outside.refresh()
+    assert "not in this worker's allow-list (tests.jobs)" in outside.exc_info and inside.return_value() == 2
+
+
+def test_worker_allow_pickle(redis_server, r, workers):
+    q = Queue("pickled", connection=r, serializer="pickle")
+    job = q.enqueue(jobs.echo, {1, 2})
+    workers.start(redis_server.url, "pickled", "--burst").wait(timeout=20)
+    job.refresh()
+    assert job.get_status() == JobStatus.FAILED and "--allow-pickle" in job.exc_info
+    job.requeue()
+    workers.start(redis_server.url, "pickled", "--burst", "--allow-pickle").wait(timeout=20)
+    assert job.return_value() == {"args": [{1, 2}], "kwargs": {}}
+
+
+def test_heartbeat_and_maintenance_flags_beat_the_environment(redis_server, r, workers, tmp_path):
+    q = Queue(connection=r)
+    job = q.enqueue(jobs.record, str(tmp_path / "log"), "hb", 30)
+    workers.start(redis_server.url, "--heartbeat-interval", "0.2", "--heartbeat-ttl", "8",
+                  "--maintenance-interval", "40", env={"JOBQUEUE_HEARTBEAT_INTERVAL": "100",
+                                                       "JOBQUEUE_HEARTBEAT_TTL": "300",
+                                                       "JOBQUEUE_MAINTENANCE_INTERVAL": "0.5"})
+    wait_for(lambda: job.id in q.started_job_registry, message="job started")
+    first = q.started_job_registry.get_scores()[job.id]
+    wait_for(lambda: q.started_job_registry.get_scores()[job.id] > first, message="a heartbeat moved the deadline")
+    assert 6 < q.started_job_registry.get_scores()[job.id] - time.time() <= 8
+    assert 30_000 < r.pttl("jobqueue:maintenance") <= 40_000
+
+
+def test_info_interval_refreshes_until_ctrl_c(redis_server, r, tmp_path):
+    out_path = tmp_path / "info.txt"
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "jobqueue", "info", "--interval", "0.2", "--url",
+                                 redis_server.url], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        wait_for(lambda: "0 job(s) waiting" in out_path.read_text(), message="first view")
+        Queue("watched", connection=r).enqueue(jobs.add, 1, 1)
+        wait_for(lambda: "1 job(s) waiting" in out_path.read_text(), message="a later refresh shows the new job")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+    text = out_path.read_text()
+    assert text.count("(every 0.2 s, Ctrl+C to stop)") >= 2 and "Traceback" not in text
+
+
+def test_requeue_from_another_queue(redis_server, r, workers):
+    other = Queue("other", connection=r)
+    job = other.enqueue(jobs.fail)
+    workers.start(redis_server.url, "other", "--burst").wait(timeout=20)
+    assert run(redis_server, "requeue", "unknown").exit_code == 1  # the default queue has no such failure
+    out = run(redis_server, "requeue", "--queue", "other", job.id)
+    assert out.exit_code == 0 and "Requeued 1 job(s)" in out.output
+    assert other.get_job_ids() == [job.id] and job.get_status() == JobStatus.QUEUED
+
+
+def test_enqueue_options_reach_the_job(redis_server, r, workers, tmp_path):
+    attempts = tmp_path / "attempts"
+    out = run(redis_server, "enqueue", "tests.jobs.fail_until", str(attempts), ":99", "--timeout", "7",
+              "--result-ttl", "9", "--retry", "2", "--job-id", "mine")
+    assert out.exit_code == 0 and out.output.strip() == "mine"
+    job = Job.fetch("mine", r)
+    assert (job.timeout, job.result_ttl, job.retries_left) == (7, 9, 2)
+    proc = workers.start(redis_server.url, "--burst")
+    proc.wait(timeout=20)
+    assert attempts.read_text() == "xxx", workers.output(proc)  # 1 run + 2 retries
+    assert job.get_status() == JobStatus.FAILED
+
+
+def test_embedded_start_status_stop(tmp_path):
+    env = {**os.environ, "JOBQUEUE_DATA_DIR": str(tmp_path / "data")}
+    env.pop("JOBQUEUE_REDIS_URL", None)
+
+    def jq(*args):
+        return subprocess.run([sys.executable, "-m", "jobqueue", "embedded", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    try:
+        started = jq("start")
+        port, password, pid = (tmp_path / "data" / "server.info").read_text().split()
+        assert started.returncode == 0 and f"pid {pid}, 127.0.0.1:{port}" in started.stdout
+        assert jq("status").returncode == 0
+        assert redis.Redis(port=int(port), password=password).ping()
+        with pytest.raises(redis.exceptions.AuthenticationError):  # no password, no entry
+            redis.Redis(port=int(port)).set("k", "v")
+        assert jq("start").stdout == started.stdout  # reused, not a second server
+    finally:
+        stopped = jq("stop")
+    assert stopped.stdout.strip() == "stopped"
+    status = jq("status")
+    assert status.returncode == 3 and "not running" in status.stdout
+    assert jq("stop").stdout.strip() == "was not running"

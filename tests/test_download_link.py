@@ -65,21 +65,27 @@ def test_429_asks_for_the_servers_retry_after(web, tmp_path):
     assert caught.value.retry_after == 1
 
 
-def test_unreachable_host_and_read_timeout_are_transient(web, tmp_path):
+def test_unreachable_host_and_read_timeouts_are_transient_and_keep_only_what_arrived(web, tmp_path):
+    refused, stalled, silent_dir = tmp_path / "refused", tmp_path / "stalled", tmp_path / "silent"
     with pytest.raises(TransientDownloadError, match="network error"):
-        download_link(str(tmp_path), "http://127.0.0.1:1/x.png", connect_timeout=1)
+        download_link(str(refused), "http://127.0.0.1:1/x.png", connect_timeout=1)
+    assert list(refused.iterdir()) == []
     slow = MisbehavingServer(slow_delay=1.0)
     try:
+        url = f"{slow.url}/slow/s.png"
         with pytest.raises(TransientDownloadError, match="timed out"):  # stalls mid-body
-            download_link(str(tmp_path), f"{slow.url}/slow/s.png", read_timeout=0.3)
+            download_link(str(stalled), url, read_timeout=0.3)
+        # only a part file stands, holding a prefix of the image (for a resume), never the final name
+        (part,) = stalled.iterdir()
+        assert part.name == file_name(url) + ".part" and slow.slow_body.startswith(part.read_bytes())
     finally:
         slow.stop()
     with socket.socket() as silent:  # accepts, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
         with pytest.raises(TransientDownloadError, match="timed out"):
-            download_link(str(tmp_path), f"http://127.0.0.1:{silent.getsockname()[1]}/x.png", read_timeout=0.3)
-    assert not list(tmp_path.glob("x-*"))  # nothing written for a URL that never answered
+            download_link(str(silent_dir), f"http://127.0.0.1:{silent.getsockname()[1]}/x.png", read_timeout=0.3)
+    assert list(silent_dir.iterdir()) == []  # no answer, no file
 
 
 def test_redirects_chunked_bodies_odd_paths_and_dropped_connections(web, tmp_path):

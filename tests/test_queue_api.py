@@ -7,10 +7,12 @@ import pytest
 
 from jobqueue import (Job, JobStatus, NoSuchJobError, Queue, Retry, SerializationError)
 from jobqueue.exceptions import ImportFunctionError, InvalidJobOperation
+from jobqueue.retry import retry_delay
 from tests import jobs
 
 
 def test_enqueue_stores_an_importable_call_with_rq_options(q):
+    before = datetime.now(timezone.utc).replace(microsecond=0)
     job = q.enqueue(jobs.add, 1, b=2, job_timeout=30, result_ttl=60, failure_ttl=120, ttl=600,
                     description="adding", meta={"owner": "me"}, job_id="my-id")
     assert job.id == job.get_id() == "my-id"
@@ -20,7 +22,8 @@ def test_enqueue_stores_an_importable_call_with_rq_options(q):
     assert (fetched.timeout, fetched.result_ttl, fetched.failure_ttl, fetched.ttl) == (30, 60, 120, 600)
     assert fetched.description == "adding" and fetched.meta == {"owner": "me"}
     assert fetched.origin == "default" and fetched.get_status() == JobStatus.QUEUED
-    assert fetched.created_at and fetched.enqueued_at and fetched.started_at is None
+    after = datetime.now(timezone.utc)
+    assert before <= fetched.created_at <= fetched.enqueued_at <= after and fetched.started_at is None
     assert 0 < q.connection.ttl(Job.key_for("my-id")) <= 600
 
 
@@ -143,12 +146,19 @@ def test_enqueue_at_and_in_go_to_the_scheduled_registry(q):
     registry = q.scheduled_job_registry
     assert set(registry.get_job_ids()) == {job.id, job2.id}
     assert abs(registry.get_scheduled_time(job).timestamp() - at.timestamp()) < 0.01
+    in_five = registry.get_scheduled_time(job2) - datetime.now(timezone.utc)
+    assert timedelta(minutes=4) < in_five <= timedelta(minutes=5)
 
 
-def test_retry_policy_is_validated():
-    assert Retry(max=3, interval=[1, 5, 30]).intervals == [1, 5, 30]
-    with pytest.raises(ValueError):
+def test_retry_pauses_follow_the_list_and_its_last_entry_repeats():
+    intervals = Retry(max=5, interval=[1, 5, 30]).intervals
+    assert [retry_delay(intervals, done) for done in range(5)] == [1, 5, 30, 30, 30]
+    assert [retry_delay(Retry(max=2, interval=7).intervals, done) for done in range(2)] == [7, 7]
+    assert retry_delay([], 3) == 0
+    with pytest.raises(ValueError, match="at least 1"):
         Retry(max=0)
+    with pytest.raises(ValueError, match=">= 0"):
+        Retry(max=1, interval=[1, -1])
 
 
 def test_depends_on_is_refused_instead_of_silently_passed_on(q):

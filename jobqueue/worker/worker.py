@@ -143,6 +143,7 @@ class Worker:
                 self._return_running_jobs()
             self._enforce_timeouts()
             want = self._free_slots(max_jobs)
+            recording = bool(self.pending)
             try:
                 self._tick()
                 fetched = self._record_and_dequeue(want)
@@ -153,12 +154,15 @@ class Worker:
                 continue
             for queue, job in fetched:
                 self._execute(queue, job)
-            queues_empty = len(fetched) < want
+            # burst: only a fetch in a round trip without our own outcomes proves the queues empty (after
+            # a NOSCRIPT the round trip replays finish after fetch, so a retry it pushed came too late)
+            unproven = burst and recording
+            queues_empty = len(fetched) < want and not unproven
             finished = not self.running and not self.pending
             if finished and (self.shutdown.stop_fetching or (burst and queues_empty)
                              or (max_jobs is not None and self.jobs_taken >= max_jobs)):
                 return
-            if fetched and not queues_empty:
+            if (fetched or unproven) and not queues_empty:
                 continue  # slots may still be free: fetch again before waiting
             if not burst and want > 0 and queues_empty and not self.shutdown.stop_fetching:
                 self._arm_waker()
@@ -198,7 +202,7 @@ class Worker:
     def _record_and_dequeue(self, want: int) -> list[tuple[str, Job]]:
         """One round trip: write finished outcomes, then take up to ``want`` jobs."""
         writes = batch_writes(self.pending_writes)
-        calls = list(writes)  # before the finish: a job seen finished has its writes done
+        calls = list(writes)  # before the finish (but replayed after it if Redis had forgotten the script)
         if self.pending:
             calls.append(("finish", [json.dumps(self.pending), *self._stats_due()]))
         if want > 0:

@@ -1,0 +1,194 @@
+"""Every downloader command and option, as a user types them, checked by its effect."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+from downloader.config import Settings
+from downloader.demo_server import DemoServer
+from downloader.runs import Runs
+from jobqueue import JobStatus, Queue
+from jobqueue.worker import list_workers
+from tests.conftest import ROOT, wait_for
+from tests.http_server import MisbehavingServer
+from tests.test_downloader_e2e import downloader, env_for, run_id_of
+from tests.test_sources import ScriptedApi, image
+
+
+def popen(redis_server, *args, out=None, **extra):
+    return subprocess.Popen([sys.executable, "-m", "downloader", *args], cwd=ROOT,
+                            env=env_for(redis_server, PYTHONUNBUFFERED="1", **extra),
+                            stdout=out or subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def links_in(demo: DemoServer, pages: int) -> int:
+    """The image links `fetch --pages N` finds in the demo gallery."""
+    count = 0
+    for page in range(pages):
+        for item in demo.gallery.page(page):
+            count += len(demo.gallery.albums[item["id"]]) if item["is_album"] else 1
+    return count
+
+
+def test_help_and_version():
+    top = subprocess.run([sys.executable, "-m", "downloader", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert top.returncode == 0
+    for command in ("fetch", "work", "status", "runs", "retry", "demo-server"):
+        assert f"  {command} " in top.stdout
+        sub = subprocess.run([sys.executable, "-m", "downloader", command, "--help"], cwd=ROOT, capture_output=True,
+                             text=True)
+        assert sub.returncode == 0 and f"Usage: downloader {command}" in sub.stdout
+    version = subprocess.run([sys.executable, "-m", "downloader", "--version"], cwd=ROOT, capture_output=True, text=True)
+    assert version.returncode == 0 and "0.1.0" in version.stdout
+
+
+def test_fetch_pages_queue_and_config_file_decide_what_is_enqueued_where(redis_server, r, tmp_path):
+    demo = DemoServer(images=100).start()
+    try:
+        one, two = links_in(demo, 1), links_in(demo, 2)
+        assert one < two == 100
+        out = downloader(redis_server, "fetch", "--client-id", "demo", "--api-url", demo.url, "--pages", "1",
+                         "--queue", "page-one", "--no-wait", "--dir", str(tmp_path))
+        assert out.returncode == 0 and f"{one} download(s) enqueued on 'page-one'" in out.stdout
+        assert Queue("page-one", connection=r).count == one
+        config = tmp_path / "mine.toml"
+        config.write_text(f'queue = "from-config"\npages = 2\napi_url = "{demo.url}"\n')
+        out = downloader(redis_server, "fetch", "--client-id", "demo", "--config", str(config), "--no-wait",
+                         "--dir", str(tmp_path))
+        assert out.returncode == 0 and f"{two} download(s) enqueued on 'from-config'" in out.stdout
+        assert Queue("from-config", connection=r).count == two
+    finally:
+        demo.stop()
+
+
+def test_fetch_concurrency_sizes_the_local_workers(redis_server, r, tmp_path):
+    web = MisbehavingServer(slow_delay=0.2, slow_size=120)
+    try:
+        urls = "".join(f"{web.url}/slow/c{i}.png\n" for i in range(3))
+        proc = subprocess.Popen([sys.executable, "-m", "downloader", "fetch", "--links", "-", "--workers", "1",
+                                 "--concurrency", "3", "--dir", str(tmp_path)], cwd=ROOT, env=env_for(redis_server),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc.stdin.write(urls)
+        proc.stdin.close()
+        wait_for(lambda: [w for w in list_workers(r) if len(w.current_jobs) == 3], message="3 downloads at once")
+        assert [w.concurrency for w in list_workers(r)] == [3]
+        assert proc.wait(timeout=60) == 0
+    finally:
+        web.stop()
+
+
+def test_status_plain_and_watch_show_the_run_and_exit_with_its_outcome(redis_server, r, tmp_path):
+    web = MisbehavingServer()
+    try:
+        ok, missing = f"{web.url}/img/st.png", f"{web.url}/missing.png"
+        out = downloader(redis_server, "fetch", "--links", "-", "--no-wait", "--queue", "st", "--dir", str(tmp_path),
+                         input=f"{ok}\n{missing}\n")
+        run_id = run_id_of(out.stdout)
+        plain = downloader(redis_server, "status", run_id)
+        assert plain.returncode == 0
+        assert f"Run {run_id} (stdin) into {tmp_path}: 2 file(s)" in plain.stdout
+        assert "pending        2" in plain.stdout and "No live workers on queue 'st'" in plain.stdout
+        watcher = popen(redis_server, "status", run_id, "--watch")
+        worker = popen(redis_server, "work", "--queue", "st", "--dir", str(tmp_path))
+        try:
+            stdout, stderr = watcher.communicate(timeout=60)
+        finally:
+            worker.terminate()
+            worker.wait()
+        assert watcher.returncode == 1  # one download failed
+        assert "done           1" in stdout and "failed         1" in stdout and missing in stdout
+        assert "100%" in stderr
+    finally:
+        web.stop()
+
+
+def test_runs_lists_the_newest_first_up_to_the_limit(redis_server, r):
+    runs = Runs(r)
+    ids = [runs.create([f"http://h/{n}.png"], f"source-{n}", Settings(queue="lim"))[0] for n in range(3)]
+    out = downloader(redis_server, "runs", "--limit", "2")
+    rows = [line.split()[0] for line in out.stdout.splitlines()[1:]]
+    assert out.returncode == 0 and rows == [ids[2], ids[1]]
+
+
+def test_demo_server_serves_a_gallery_of_real_images_behind_a_client_id(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "downloader", "demo-server", "--port", "0", "--images", "5"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        request = urllib.request.Request(f"{url}/3/gallery/random/random/0", headers={"Authorization": "Client-ID x"})
+        items = json.load(urllib.request.urlopen(request, timeout=10))["data"]
+        assert len(items) == 5 and all(item["type"].startswith("image/") for item in items)
+        body = urllib.request.urlopen(items[0]["link"], timeout=10).read()
+        assert body[:3] == b"\xff\xd8\xff" or body[:8] == b"\x89PNG\r\n\x1a\n"
+        try:
+            urllib.request.urlopen(f"{url}/3/gallery/random/random/0", timeout=10)
+            raise AssertionError("a request without a client id was served")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 403
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def test_work_runs_only_the_downloaders_own_functions(redis_server, r, tmp_path):
+    q = Queue("guarded", connection=r)
+    foreign = q.enqueue("tests.jobs.add", 1, 1)
+    stdlib = q.enqueue("os.getcwd")
+    out = downloader(redis_server, "work", "--burst", "--queue", "guarded", "--dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    for job in (foreign, stdlib):
+        job.refresh()
+        assert job.get_status() == JobStatus.FAILED and "not in this worker's allow-list" in job.exc_info
+
+
+def test_ctrl_c_stops_watching_and_the_run_goes_on(redis_server, r, tmp_path):
+    web = MisbehavingServer()
+    try:
+        urls = [f"{web.url}/img/cc{i}.png" for i in range(3)]
+        proc = subprocess.Popen([sys.executable, "-m", "downloader", "fetch", "--links", "-", "--queue", "cc",
+                                 "--dir", str(tmp_path)], cwd=ROOT, env=env_for(redis_server), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc.stdin.write("".join(u + "\n" for u in urls))
+        proc.stdin.close()
+        proc.stdin = None  # sent: communicate() below only reads
+        wait_for(lambda: Queue("cc", connection=r).count == 3, message="run enqueued")
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 130 and "Stopped watching" in stderr and "Traceback" not in stderr
+        run_id = run_id_of(stdout)
+        assert Queue("cc", connection=r).count == 3  # nothing was taken back
+        out = downloader(redis_server, "work", "--burst", "--queue", "cc", "--dir", str(tmp_path))
+        assert out.returncode == 0 and Runs(r).progress(run_id).done == 3
+    finally:
+        web.stop()
+
+
+def test_a_source_that_fails_on_a_later_page_enqueues_nothing(redis_server, r, tmp_path):
+    api = ScriptedApi({
+        "/3/gallery/random/random/0": [(200, {}, {"data": [image(1), image(2)]})],
+        "/3/gallery/random/random/1": [(500, {}, {"data": {}})],
+    })
+    try:
+        out = downloader(redis_server, "fetch", "--client-id", "x", "--api-url", api.url, "--pages", "2",
+                         "--dir", str(tmp_path))
+        assert out.returncode == 1 and "HTTP 500" in out.stderr
+        assert "Nothing was enqueued (2 link(s) had been read)" in out.stderr
+        assert Queue("downloads", connection=r).count == 0 and r.zcard("downloader:runs") == 0
+    finally:
+        api.stop()
+
+
+def test_with_no_redis_url_anywhere_the_embedded_redis_is_used(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DOWNLOADER_REDIS_URL", "JOBQUEUE_REDIS_URL")}
+    env.update(JOBQUEUE_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
+    try:
+        out = subprocess.run([sys.executable, "-m", "downloader", "runs"], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0 and "No runs yet" in out.stdout
+        port, password, pid = (tmp_path / "data" / "server.info").read_text().split()
+        os.kill(int(pid), 0)  # the embedded server runs, and keeps running for the next command
+    finally:
+        subprocess.run([sys.executable, "-m", "jobqueue", "embedded", "stop"], cwd=ROOT, env=env, timeout=60)

@@ -1,0 +1,151 @@
+"""Housekeeping and the scripts behind it, state by state: wake-up tokens,
+heartbeats, the reaper, expiry, promotion, replayed outcomes. A job "taken by
+a worker that died" is made with the real fetch script and a deadline in the
+past, which is exactly what such a worker leaves behind."""
+
+import json
+import threading
+import time
+from dataclasses import replace
+from datetime import timedelta
+
+from jobqueue import Job, JobStatus, Queue, Timing, Worker
+from jobqueue.backend import Backend
+from jobqueue.worker.maintenance import Maintenance
+from jobqueue.worker.recording import settle_record
+from jobqueue.worker.execution import Outcome
+from tests import jobs
+from tests.conftest import FAST_TIMING, wait_for
+
+
+def taken_by_a_dead_worker(backend: Backend, queue: str = "default") -> list[str]:
+    """Dequeue with the real script, as a worker that then died: deadline already past."""
+    flat = backend.run("fetch", "dead-worker", time.time() - 1, "2026-01-01T00:00:00.000000Z", 100, "0", queue)
+    return [flat[i + 1].decode() for i in range(0, len(flat), 3)]
+
+
+def pass_now(m: Maintenance) -> None:
+    """Run a maintenance pass as soon as the shared lock allows it."""
+    keys = m.backend.keys
+    wait_for(lambda: not m.backend.connection.exists(keys.maintenance), message="maintenance lock free")
+    m.run_pass()
+
+
+def test_idle_worker_wakes_on_a_token_not_by_polling(q):
+    # every clock a minute long: only the wake-up token can bring the job to the worker in time
+    slow_clocks = Timing(heartbeat_interval=60, heartbeat_ttl=180, maintenance_interval=60, scheduler_interval=60,
+                         idle_block=60)
+    w = Worker([q], connection=q.connection, timing=slow_clocks)
+    thread = threading.Thread(target=w.work, daemon=True)
+    thread.start()
+    try:
+        for n in (1, 2):  # and again once it has gone back to sleep
+            wait_for(lambda: any(c.get("cmd") == "blpop" for c in q.connection.client_list()),
+                     message="worker blocked, idle")
+            job = q.enqueue(jobs.add, n, n)
+            wait_for(lambda: job.get_status() == JobStatus.FINISHED, timeout=10, message=f"worker woken ({n})")
+    finally:
+        w.request_stop()
+        thread.join(10)
+
+
+def test_at_most_one_wake_token_waits_whatever_is_enqueued(q, r):
+    wake = q.backend.keys.wake(q.name)
+    for i in range(3):
+        q.enqueue(jobs.add, i, i)
+    q.empty()
+    q.enqueue(jobs.add, 1, 1)           # empty -> non-empty again
+    for _ in range(3):
+        q.enqueue_in(timedelta(hours=1), jobs.add, 2, 2)  # every scheduled job wakes the workers
+    assert r.lrange(wake, 0, -1) == [b"1"]
+
+
+def test_expired_results_are_deleted_with_their_registry_entry_by_the_next_pass(q, r):
+    finished = q.enqueue(jobs.add, 1, 1, result_ttl=0)
+    failed = q.enqueue(jobs.fail, failure_ttl=0)
+    kept = q.enqueue(jobs.add, 2, 2, result_ttl=-1)
+    canceled = q.enqueue(jobs.add, 3, 3, failure_ttl=0)
+    canceled.cancel()
+    Worker([q], connection=r, timing=FAST_TIMING).work(burst=True)
+    pass_now(Maintenance(q.backend, "cleaner", [q.name], FAST_TIMING))
+    for job in (finished, failed, canceled):
+        assert not r.exists(job.key), job.id
+    assert q.finished_job_registry.get_job_ids() == [kept.id]
+    assert q.failed_job_registry.count == q.canceled_job_registry.count == 0
+    assert kept.return_value() == 4
+
+
+def test_one_maintenance_pass_per_interval_among_all_workers(q, r):
+    timing = replace(FAST_TIMING, maintenance_interval=30)
+    first, second = (Maintenance(q.backend, name, [q.name], timing) for name in ("m1", "m2"))
+    job = q.enqueue(jobs.add, 1, 1)
+    taken_by_a_dead_worker(q.backend)
+    first.run_pass()
+    assert q.get_job_ids() == [job.id]  # reaped by the first pass
+    taken_by_a_dead_worker(q.backend)
+    second.run_pass()                   # within the interval: the other worker's pass is not repeated
+    assert q.get_job_ids() == [] and job.id in q.started_job_registry
+    assert 25_000 < r.pttl(q.backend.keys.maintenance) <= 30_000
+
+
+def test_a_job_abandoned_more_than_three_times_fails_at_the_default(q, r):
+    timing = replace(Timing(), maintenance_interval=0.05)  # default max_abandoned
+    assert timing.max_abandoned == 3
+    m = Maintenance(q.backend, "reaper", [q.name], timing)
+    job = q.enqueue(jobs.add, 1, 1)
+    for abandoned in (1, 2, 3):
+        assert taken_by_a_dead_worker(q.backend) == [job.id]
+        pass_now(m)
+        assert q.get_job_ids() == [job.id] and int(r.hget(job.key, "abandoned")) == abandoned
+    taken_by_a_dead_worker(q.backend)
+    pass_now(m)
+    job.refresh()
+    assert job.get_status() == JobStatus.FAILED and "abandoned 4 times" in job.exc_info
+    assert len(q) == 0 and job.id in q.failed_job_registry
+
+
+def test_default_clocks_give_a_dead_workers_job_back_within_45_seconds(q, r):
+    """deadline = last heartbeat + 30 s; the next pass (every 15 s) of any worker returns the job."""
+    assert (Timing().heartbeat_ttl, Timing().maintenance_interval) == (30, 15)
+    job = q.enqueue(jobs.sleep, 1.0)
+    w = Worker([q], connection=r, timing=Timing())
+    thread = threading.Thread(target=w.work, kwargs={"burst": True}, daemon=True)
+    thread.start()
+    wait_for(lambda: job.id in q.started_job_registry, message="job started")
+    deadline = q.started_job_registry.get_scores()[job.id] - time.time()
+    lock = r.pttl(q.backend.keys.maintenance) / 1000
+    thread.join(10)
+    assert 28 < deadline <= 30 and 0 < lock <= 15
+
+
+def test_a_heartbeat_never_resurrects_a_settled_job(q, r):
+    job = q.enqueue(jobs.add, 1, 1)
+    Worker([q], connection=r, timing=FAST_TIMING).work(burst=True)
+    Maintenance(q.backend, "late", [q.name], FAST_TIMING).heartbeat({job.id: q.name}, ["last_seen", time.time()])
+    assert q.started_job_registry.count == 0 and job.get_status() == JobStatus.FINISHED
+
+
+def test_a_due_job_is_promoted_once_into_its_queue(q, r):
+    job = q.enqueue_in(timedelta(seconds=0.1), jobs.add, 1, 1)
+    m = Maintenance(q.backend, "promoter", [q.name], FAST_TIMING)
+    wait_for(lambda: m.promote() is None and len(q) > 0, message="job due")
+    m.promote()
+    assert q.get_job_ids() == [job.id] and q.scheduled_job_registry.count == 0
+    assert job.get_status() == JobStatus.QUEUED
+
+
+def test_a_replayed_outcome_is_recorded_once(q, r):
+    job = q.enqueue(jobs.add, 1, 1)
+    (taken,) = q.backend.run("fetch", "w", time.time() + 60, "2026-01-01T00:00:00.000000Z", 1, "0", q.name)[2:3]
+    record = settle_record(Job.fetch(job.id, r), q.name, Outcome(job.id, True, "2"), time.time())
+    batch = json.dumps([record])
+    assert q.backend.run("finish", batch) == 1
+    assert q.backend.run("finish", batch) == 0  # the reply was lost and the worker sent it again
+    assert job.get_status() == JobStatus.FINISHED and q.finished_job_registry.get_job_ids() == [job.id]
+    assert len(q) == 0 and q.started_job_registry.count == 0
+
+
+def test_requeue_leaves_alone_a_job_that_is_not_failed(q):
+    waiting = q.enqueue(jobs.add, 1, 1)
+    assert q.failed_job_registry.requeue_many([waiting.id, "no-such-id"]) == []
+    assert q.get_job_ids() == [waiting.id]  # not pushed a second time
