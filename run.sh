@@ -4,6 +4,8 @@
 #                    offline demo gallery, `downloader fetch --workers 2` with its progress bar
 #   ./run.sh test    the same set-up, then the whole test suite (extra args go to pytest)
 #   ./run.sh bench   the same set-up plus the peers (RQ, Dramatiq, Huey), then the benchmarks
+#   ./run.sh mutants the same set-up, then break each promise on purpose (tests/mutations.toml) and
+#                    check that the tests notice; exit 1 if any mutant survives
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -48,5 +50,6 @@ case "$mode" in
     ;;
   test) shift; exec .venv/bin/python -m pytest -n 4 "$@" ;;
   bench) shift; exec .venv/bin/python bench/throughput.py "$@" ;;
-  *) echo "usage: ./run.sh [test [pytest args] | bench [args]]" >&2; exit 2 ;;
+  mutants) shift; exec .venv/bin/python tests/mutants.py "$@" ;;
+  *) echo "usage: ./run.sh [test [pytest args] | bench [args] | mutants [names] [-j N]]" >&2; exit 2 ;;
 esac

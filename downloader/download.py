@@ -5,13 +5,15 @@
   SIGKILL; the re-run of a killed job resumes its own part (HTTP Range) or
   restarts it.
 - Idempotent: a complete file is skipped and counted as skipped.
-- No two workers ever write the same file: each job writes its own part file,
-  and a name is derived from a hash of the URL, so two jobs that rename onto
-  one name (the same URL in two runs) carry the same bytes; the rename is atomic.
+- Each job writes its own part file, so two runs of one URL never share one;
+  a name is derived from a hash of the URL, so two jobs that rename onto one
+  name carry the same bytes; the rename is atomic. Not yet kept: two attempts
+  of one job (a worker paused past its deadline comes back) share its part file.
 - Transient failures (reset, timeout, 429, 5xx) raise TransientDownloadError,
   which jobqueue retries (honouring Retry-After); permanent ones (404, 403,
   too large, not an image, malformed URL) raise PermanentDownloadError and
-  fail at once. Nothing is ever written outside the directory.
+  fail at once. A name taken from a URL never leaves the directory (a symlink
+  planted in the directory is still followed).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Turning a job's dotted function path into a callable.
 
 Workers import functions only by dotted path, optionally limited to an
-allow-list of module prefixes, so data in Redis can name code but never carry it.
+allow-list of module prefixes: JSON data in Redis can name code but not carry
+it (pickle, by opt-in, can). The allow-list checks the dotted name only.
 """
 
 from __future__ import annotations

@@ -141,3 +141,7 @@ def count_then(key, field, then="return"):
     if then == "broken":
         job.write_on_success(BROKEN)
     return field
+
+
+def broken_callback(job, connection, result):
+    raise RuntimeError("the success callback broke")

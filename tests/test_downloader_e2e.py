@@ -26,8 +26,18 @@ def env_for(redis_server, **extra):
 
 
 def downloader(redis_server, *args, input=None, timeout=120, **extra):
-    return subprocess.run([sys.executable, "-m", "downloader", *args], cwd=ROOT, env=env_for(redis_server, **extra),
-                          capture_output=True, text=True, input=input, timeout=timeout)
+    """Run a downloader command; one that outlives ``timeout`` is killed with
+    the local workers it started (its process group), and the test fails."""
+    proc = subprocess.Popen([sys.executable, "-m", "downloader", *args], cwd=ROOT, env=env_for(redis_server, **extra),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def status_json(redis_server, run_id, directory):

@@ -75,6 +75,15 @@ def test_expired_results_are_deleted_with_their_registry_entry_by_the_next_pass(
     assert kept.return_value() == 4
 
 
+def test_a_dead_workers_job_goes_back_to_the_front_of_its_queue(q, r):
+    job = q.enqueue(jobs.add, 1, 1)
+    taken_by_a_dead_worker(q.backend)
+    waiting = [q.enqueue(jobs.add, i, i).id for i in range(3)]
+    pass_now(Maintenance(q.backend, "reaper", [q.name], FAST_TIMING))
+    assert q.get_job_ids() == [job.id, *waiting] and q.started_job_registry.count == 0
+    assert job.get_status() == JobStatus.QUEUED
+
+
 def test_one_maintenance_pass_per_interval_among_all_workers(q, r):
     timing = replace(FAST_TIMING, maintenance_interval=30)
     first, second = (Maintenance(q.backend, name, [q.name], timing) for name in ("m1", "m2"))

@@ -27,6 +27,11 @@ def test_enqueue_stores_an_importable_call_with_rq_options(q):
     assert 0 < q.connection.ttl(Job.key_for("my-id")) <= 600
 
 
+def test_documented_defaults_timeout_180_s_result_500_s_failure_a_year(q):
+    job = q.enqueue(jobs.add, 1, 1)
+    assert (job.timeout, job.result_ttl, job.failure_ttl) == (180, 500, 365 * 24 * 3600)
+
+
 def test_description_reads_like_the_call(q):
     assert q.enqueue("tests.jobs.echo", "x", 2, flag=True).description == "tests.jobs.echo('x', 2, flag=True)"
 

@@ -285,12 +285,20 @@ def test_write_on_success_outside_a_worker_runs_at_once(r):
     assert r.hget("counts", "now") == b"2"
 
 
+def test_a_failing_success_callback_fails_the_job(q):
+    job = q.enqueue(jobs.add, 1, 1, on_success="tests.jobs.broken_callback")
+    work([q], q.connection)
+    job.refresh()
+    assert job.get_status() == JobStatus.FAILED and "the success callback broke" in job.exc_info
+
+
 def test_stop_retrying_fails_at_once_and_retry_later_waits(q, tmp_path):
     gone = q.enqueue(jobs.give_up, str(tmp_path / "a"), retry=Retry(max=5))
     limited = q.enqueue(jobs.rate_limited, str(tmp_path / "b"), retry=Retry(max=2))
     work([q], q.connection)
     assert gone.get_status() == JobStatus.FAILED and (tmp_path / "a").read_text() == "x"
     assert limited.get_status() == JobStatus.SCHEDULED  # interval 0, but the job asked for 0.6 s
+    limited.refresh()  # enqueued_at: when the retry was recorded
     asked = q.scheduled_job_registry.get_scheduled_time(limited).timestamp() - limited.enqueued_at.timestamp()
     assert 0.55 <= asked <= 0.65
     wait_for(lambda: work([q], q.connection) and limited.get_status() == JobStatus.FINISHED, interval=0.1,

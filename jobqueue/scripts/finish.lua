@@ -2,9 +2,11 @@
 -- Keys: registry:started:{q}, job:{id}, registry:{finished,failed,scheduled}:{q},
 -- queue:{q}, worker:{name}.
 -- Invariant: an outcome is recorded only for a job that is still in its
--- started registry, so a job the reaper already handed to another worker, or
--- that was canceled, is recorded at most once; replaying the same batch after
--- a lost reply changes nothing. One ZMSCORE + one ZREM per queue and batch.
+-- started registry, so a canceled job stays canceled and replaying the same
+-- batch after a lost reply changes nothing. One ZMSCORE + one ZREM per queue
+-- and batch. Not yet kept: a job the reaper handed to another worker is in
+-- the started registry again, so a late outcome of its first attempt is still
+-- recorded (attempts are not fenced).
 -- ARGV[A] = JSON list of {id, q, s = finished|failed|retry|requeue, f = [fields],
 -- exp = expiry (finished/failed), at = run-at (retry)}; ARGV[A+1] worker key,
 -- ARGV[A+2..] worker fields to set (counters, heartbeat), flat, optional.

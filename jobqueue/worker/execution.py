@@ -43,7 +43,7 @@ class Outcome:
     duration: float = 0.0
     retry: bool = True             # False: fail now whatever the Retry policy (StopRetrying)
     retry_after: float | None = None  # the job asked for at least this pause (RetryLater)
-    writes: list[tuple[Script, list[Any]]] = field(default_factory=list)  # Job.write_on_success, if ok
+    writes: list[tuple[Script, list[Any]]] = field(default_factory=list)  # Job.write_on_success calls
 
 
 def run_job(job: Job, importer: FunctionImporter) -> Outcome:
@@ -65,7 +65,7 @@ def run_job(job: Job, importer: FunctionImporter) -> Outcome:
     except BaseException as exc:
         # our own errors carry a complete message; no traceback noise
         exc_info = f"{type(exc).__name__}: {exc}" if isinstance(exc, JobQueueError) else traceback.format_exc()
-        return Outcome(job.id, False, None, exc_info, time.perf_counter() - start,
+        return Outcome(job.id, False, None, exc_info, time.perf_counter() - start, writes=job._writes,
                        retry=not isinstance(exc, StopRetrying), retry_after=getattr(exc, "retry_after", None))
     finally:
         _current.job = None

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
@@ -37,6 +36,7 @@ from .monitor import list_workers
 from .recording import batch_writes, report_write_errors, requeue_record, settle_record
 from .shutdown import Shutdown
 from .timing import Timing
+from .waker import Waker
 
 log = logging.getLogger("jobqueue.worker")
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
@@ -79,7 +79,7 @@ class Worker:
         self.pending_writes: list = []     # Job.write_on_success calls of those outcomes
         self.successful_job_count = self.failed_job_count = self.jobs_taken = 0
         self.total_working_time = 0.0
-        self._waker: _Waker | None = None
+        self._waker: Waker | None = None
         self._next_scheduled: float | None = None
         self._redis_down_since: float | None = None
         self._woken = False        # a wake-up token brought us here: pass it on if work is left
@@ -271,7 +271,7 @@ class Worker:
         record = settle_record(job, running.queue, outcome, timeutil.now())
         self.pending.append(record)
         if outcome.ok:
-            self.pending_writes += outcome.writes
+            self.pending_writes += outcome.writes  # a failed job's writes are dropped here, and only here
             self.successful_job_count += 1
             log.info("%s: Job OK (%s)", running.queue, job.id)
             ttl = job.result_ttl
@@ -350,7 +350,7 @@ class Worker:
 
     def _arm_waker(self) -> None:
         if self._waker is None:
-            self._waker = _Waker(self.backend, self.queue_names, self.events, self.timing.idle_block)
+            self._waker = Waker(self.backend, self.queue_names, self.events, self.timing.idle_block)
             self._waker.start()
         self._waker.armed.set()
 
@@ -378,25 +378,3 @@ class Worker:
         if self._redis_down_since is not None:
             log.warning("Reconnected to Redis after %.1f s", time.monotonic() - self._redis_down_since)
             self._redis_down_since = None
-
-
-class _Waker(threading.Thread):
-    """Blocks on the queues' wake-up lists (BLPOP, no polling) when the
-    worker has free slots and nothing to do, and turns a token into an event."""
-
-    def __init__(self, backend: Backend, queues: list[str], events: SimpleQueue, block: float) -> None:
-        super().__init__(name="waker", daemon=True)
-        self.connection, self.events, self.block = backend.connection, events, block
-        self.keys = [backend.keys.wake(q) for q in queues]
-        self.armed = threading.Event()
-
-    def run(self) -> None:
-        while True:
-            self.armed.wait()
-            try:
-                got = self.connection.blpop(self.keys, timeout=self.block)
-            except redis.exceptions.RedisError:
-                time.sleep(min(self.block, 1.0))
-                got = None
-            self.armed.clear()
-            self.events.put(("wake", text(got[0]) if got else None))

@@ -1,0 +1,45 @@
+"""The waker: blocks on the queues' wake-up lists (BLPOP, no polling) while
+the worker has free slots and nothing to do, and turns a token into an event
+on the worker's queue."""
+
+from __future__ import annotations
+
+import threading
+import time
+from queue import SimpleQueue
+
+import redis
+
+from ..backend import Backend, text
+
+READ_MARGIN = 5.0  # seconds a blocked read may outlast the block before it counts as a stall
+
+
+class Waker(threading.Thread):
+    def __init__(self, backend: Backend, queues: list[str], events: SimpleQueue, block: float) -> None:
+        super().__init__(name="waker", daemon=True)
+        self.connection, self.events, self.block = _blocking_client(backend.connection, block), events, block
+        self.keys = [backend.keys.wake(q) for q in queues]
+        self.armed = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            self.armed.wait()
+            try:
+                got = self.connection.blpop(self.keys, timeout=self.block)
+            except redis.exceptions.RedisError:
+                time.sleep(min(self.block, 1.0))
+                got = None
+            self.armed.clear()
+            self.events.put(("wake", text(got[0]) if got else None))
+
+
+def _blocking_client(connection: redis.Redis, block: float) -> redis.Redis:
+    """A client of its own whose reads outlast the block: redis-py gives every
+    connection a 5 s read timeout unless told otherwise, which would cut a
+    longer BLPOP short and turn waiting into polling."""
+    pool = getattr(connection, "connection_pool", None)
+    if pool is None:
+        return connection
+    kwargs = {**pool.connection_kwargs, "socket_timeout": block + READ_MARGIN}
+    return redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))
