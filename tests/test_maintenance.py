@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 
-from jobqueue import Job, JobStatus, Queue, Timing, Worker
+from jobqueue import Job, JobStatus, Timing, Worker
 from jobqueue.backend import Backend
 from jobqueue.worker.maintenance import Maintenance
 from jobqueue.worker.recording import settle_record

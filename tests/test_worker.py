@@ -1,7 +1,6 @@
 """The worker in this process: results, failures, retries, scheduling,
 timeouts in both modes, bad input. (Process-level scenarios: test_resilience.py.)"""
 
-import time
 from datetime import timedelta
 
 import pytest
