@@ -68,6 +68,20 @@ def recording_client(url: str) -> tuple[redis.Redis, list[str]]:
     return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=Recording, **kwargs)), senders
 
 
+def pid_alive(pid: int) -> bool:
+    """A zombie counts as dead."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def worker_blocked(r: redis.Redis) -> bool:
+    """Some client (a worker's waker) is blocked in BLPOP: the worker is idle."""
+    return any(c.get("cmd") == "blpop" for c in r.client_list())
+
+
 def wait_for(condition, timeout=15.0, interval=0.02, message="condition"):
     deadline = time.monotonic() + timeout
     while True:

@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         copies = [scratch_copy(Path(tmp) / f"copy{i}") for i in range(max(1, args.jobs))]
         free = list(copies)
         lock = threading.Lock()
-        selected = lambda m: ("tests",) if args.all_tests else m.tests  # noqa: E731
+
+        def selected(m: Mutation) -> tuple[str, ...]:
+            return ("tests",) if args.all_tests else m.tests
 
         every_test = tuple(sorted({t for m in mutations for t in selected(m)}))
         code, output = run_tests(copies[0], every_test, workers=4)

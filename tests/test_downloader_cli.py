@@ -18,10 +18,17 @@ from tests.test_downloader_e2e import downloader, env_for, run_id_of
 from tests.test_sources import ScriptedApi, image
 
 
-def popen(redis_server, *args, out=None, **extra):
-    return subprocess.Popen([sys.executable, "-m", "downloader", *args], cwd=ROOT,
+def popen(redis_server, *args, input=None, **extra):
+    """A downloader command in the background; ``input`` is written to its stdin, which is then closed."""
+    proc = subprocess.Popen([sys.executable, "-m", "downloader", *args], cwd=ROOT,
                             env=env_for(redis_server, PYTHONUNBUFFERED="1", **extra),
-                            stdout=out or subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE if input is not None else None,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if input is not None:
+        proc.stdin.write(input)
+        proc.stdin.close()
+        proc.stdin = None  # sent: communicate() only reads
+    return proc
 
 
 def links_in(demo: DemoServer, pages: int) -> int:
@@ -68,11 +75,8 @@ def test_fetch_concurrency_sizes_the_local_workers(redis_server, r, tmp_path):
     web = MisbehavingServer(slow_delay=0.2, slow_size=120)
     try:
         urls = "".join(f"{web.url}/slow/c{i}.png\n" for i in range(3))
-        proc = subprocess.Popen([sys.executable, "-m", "downloader", "fetch", "--links", "-", "--workers", "1",
-                                 "--concurrency", "3", "--dir", str(tmp_path)], cwd=ROOT, env=env_for(redis_server),
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        proc.stdin.write(urls)
-        proc.stdin.close()
+        proc = popen(redis_server, "fetch", "--links", "-", "--workers", "1", "--concurrency", "3",
+                     "--dir", str(tmp_path), input=urls)
         wait_for(lambda: [w for w in list_workers(r) if len(w.current_jobs) == 3], message="3 downloads at once")
         assert [w.concurrency for w in list_workers(r)] == [3]
         assert proc.wait(timeout=60) == 0
@@ -148,12 +152,8 @@ def test_ctrl_c_stops_watching_and_the_run_goes_on(redis_server, r, tmp_path):
     web = MisbehavingServer()
     try:
         urls = [f"{web.url}/img/cc{i}.png" for i in range(3)]
-        proc = subprocess.Popen([sys.executable, "-m", "downloader", "fetch", "--links", "-", "--queue", "cc",
-                                 "--dir", str(tmp_path)], cwd=ROOT, env=env_for(redis_server), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        proc.stdin.write("".join(u + "\n" for u in urls))
-        proc.stdin.close()
-        proc.stdin = None  # sent: communicate() below only reads
+        proc = popen(redis_server, "fetch", "--links", "-", "--queue", "cc", "--dir", str(tmp_path),
+                     input="".join(u + "\n" for u in urls))
         wait_for(lambda: Queue("cc", connection=r).count == 3, message="run enqueued")
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=30)

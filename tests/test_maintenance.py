@@ -15,7 +15,7 @@ from jobqueue.worker.maintenance import Maintenance
 from jobqueue.worker.recording import settle_record
 from jobqueue.worker.execution import Outcome
 from tests import jobs
-from tests.conftest import FAST_TIMING, wait_for
+from tests.conftest import FAST_TIMING, wait_for, worker_blocked
 
 
 def taken_by_a_dead_worker(backend: Backend, queue: str = "default") -> list[str]:
@@ -40,13 +40,14 @@ def test_idle_worker_wakes_on_a_token_not_by_polling(q):
     thread.start()
     try:
         for n in (1, 2):  # and again once it has gone back to sleep
-            wait_for(lambda: any(c.get("cmd") == "blpop" for c in q.connection.client_list()),
-                     message="worker blocked, idle")
+            wait_for(lambda: worker_blocked(q.connection), message="worker blocked, idle")
             job = q.enqueue(jobs.add, n, n)
             wait_for(lambda: job.get_status() == JobStatus.FINISHED, timeout=10, message=f"worker woken ({n})")
     finally:
         w.request_stop()
         thread.join(10)
+    # a stopped worker leaves no connection blocked behind it (the block is a minute long)
+    wait_for(lambda: not worker_blocked(q.connection), timeout=5, message="waker's connection closed")
 
 
 def test_at_most_one_wake_token_waits_whatever_is_enqueued(q, r):
@@ -66,12 +67,15 @@ def test_expired_results_are_deleted_with_their_registry_entry_by_the_next_pass(
     kept = q.enqueue(jobs.add, 2, 2, result_ttl=-1)
     canceled = q.enqueue(jobs.add, 3, 3, failure_ttl=0)
     canceled.cancel()
+    canceled_for_ever = q.enqueue(jobs.add, 4, 4, failure_ttl=-1)
+    canceled_for_ever.cancel()
     Worker([q], connection=r, timing=FAST_TIMING).work(burst=True)
     pass_now(Maintenance(q.backend, "cleaner", [q.name], FAST_TIMING))
     for job in (finished, failed, canceled):
         assert not r.exists(job.key), job.id
     assert q.finished_job_registry.get_job_ids() == [kept.id]
-    assert q.failed_job_registry.count == q.canceled_job_registry.count == 0
+    assert q.failed_job_registry.count == 0 and q.canceled_job_registry.get_job_ids() == [canceled_for_ever.id]
+    assert canceled_for_ever.get_status() == JobStatus.CANCELED
     assert kept.return_value() == 4
 
 

@@ -1,14 +1,13 @@
 """No job is ever lost: real worker processes killed at any moment, real
 Redis killed and restarted. Each test is independent and runs in parallel."""
 
-import os
 import random
 import signal
 import time
 
 from jobqueue import Job, JobStatus, Queue, Worker
 from tests import jobs
-from tests.conftest import wait_for
+from tests.conftest import pid_alive, wait_for
 
 
 def lines(path):
@@ -17,18 +16,6 @@ def lines(path):
 
 def started(path, tag):
     return any(line.startswith(f"start {tag} ") for line in lines(path))
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def test_worker_killed_mid_job_is_rerun_once_by_another(redis_server, r, workers, tmp_path):

@@ -8,19 +8,7 @@ import pytest
 from jobqueue import Job, JobStatus, NoSuchJobError, Queue, Retry, Worker
 from jobqueue.scripts import SCRIPTS
 from tests import jobs
-from tests.conftest import FAST_TIMING, wait_for
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False
-
-
-def _blocked_clients(r) -> bool:
-    return any(c.get("cmd") == "blpop" for c in r.client_list())
+from tests.conftest import FAST_TIMING, pid_alive, wait_for, worker_blocked
 
 
 def work(queues, conn, **kwargs):
@@ -101,7 +89,7 @@ def test_blocking_worker_wakes_for_new_and_scheduled_jobs(q):
     w = Worker([q], connection=q.connection, timing=FAST_TIMING)
     thread = threading.Thread(target=w.work, daemon=True)
     thread.start()
-    wait_for(lambda: _blocked_clients(q.connection), message="worker blocked, idle")
+    wait_for(lambda: worker_blocked(q.connection), message="worker blocked, idle")
     job = q.enqueue(jobs.add, 1, 2)
     wait_for(lambda: job.get_status() == JobStatus.FINISHED, timeout=5, message="idle worker woke up")
     later = q.enqueue_in(timedelta(seconds=0.4), jobs.add, 2, 2)
@@ -124,7 +112,7 @@ def test_timeout_stops_the_job_and_fails_it_with_a_clear_error(q, tmp_path, fork
     assert quick.return_value() == 2
     if fork:
         horse = int(log.read_text().split()[2])
-        wait_for(lambda: not _alive(horse), timeout=5, message="work horse killed")
+        wait_for(lambda: not pid_alive(horse), timeout=5, message="work horse killed")
     else:
         wait_for(lambda: "stopped slow JobTimeoutError" in log.read_text(), timeout=5, message="job thread stopped")
     assert "done" not in log.read_text()

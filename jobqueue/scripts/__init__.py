@@ -62,7 +62,11 @@ class ScriptRunner:
         script is atomic by itself). A call names one of jobqueue's scripts
         (its key prefixes are passed first) or is an application's ``Script``
         with its whole ARGV. Errors are raised after all ran, or returned in
-        place with ``raise_on_error=False``."""
+        place with ``raise_on_error=False``.
+
+        Order holds unless Redis had forgotten a script (NOSCRIPT: a restart, a
+        SCRIPT FLUSH): that call is loaded and run again after the others, so a
+        caller must not read a later call's result as having seen its effect."""
         resolved = [(SCRIPTS[s], [*self.prefixes, *args]) if isinstance(s, str) else (s, list(args)) for s, args in calls]
         pipe = self.connection.pipeline(transaction=False)
         for script, argv in resolved:

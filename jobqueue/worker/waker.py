@@ -19,19 +19,33 @@ class Waker(threading.Thread):
     def __init__(self, backend: Backend, queues: list[str], events: SimpleQueue, block: float) -> None:
         super().__init__(name="waker", daemon=True)
         self.connection, self.events, self.block = _blocking_client(backend.connection, block), events, block
+        self.own_connection = self.connection is not backend.connection
         self.keys = [backend.keys.wake(q) for q in queues]
         self.armed = threading.Event()
+        self.closed = False
 
     def run(self) -> None:
-        while True:
+        while not self.closed:
             self.armed.wait()
+            if self.closed:
+                break
             try:
                 got = self.connection.blpop(self.keys, timeout=self.block)
             except redis.exceptions.RedisError:
+                if self.closed:
+                    break
                 time.sleep(min(self.block, 1.0))
                 got = None
             self.armed.clear()
             self.events.put(("wake", text(got[0]) if got else None))
+
+    def close(self) -> None:
+        """The worker stops: end the thread and let go of its connection at
+        once (closing it ends a BLPOP under way)."""
+        self.closed = True
+        self.armed.set()
+        if self.own_connection:
+            self.connection.connection_pool.disconnect()
 
 
 def _blocking_client(connection: redis.Redis, block: float) -> redis.Redis:

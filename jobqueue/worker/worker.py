@@ -187,6 +187,8 @@ class Worker:
             log.warning("Could not register death; the worker entry will expire by itself")
         self.shutdown.uninstall()
         self.slots.close()
+        if self._waker is not None:
+            self._waker.close()
         log.info("Worker %s: done (%d ok, %d failed), quitting", self.name, self.successful_job_count, self.failed_job_count)
 
     # -- dequeue and record --------------------------------------------------------------
