@@ -56,5 +56,23 @@ class EmbeddedRedisError(JobQueueError):
     """The private redis-server could not be found or started."""
 
 
+class DuplicateJobError(JobQueueError):
+    """An id is enqueued while a job with that id is queued, scheduled or
+    started. ``job_ids``: the refused ids; ``enqueued``: the jobs of the same
+    call that were enqueued all the same."""
+
+    def __init__(self, job_ids: list[str], enqueued: list | None = None) -> None:
+        shown = ", ".join(job_ids[:5]) + (f" and {len(job_ids) - 5} more" if len(job_ids) > 5 else "")
+        super().__init__(f"job id(s) {shown} already queued, scheduled or running; wait for the job to finish, "
+                         "cancel or delete it first, or enqueue under another job_id")
+        self.job_ids = job_ids
+        self.enqueued = enqueued or []
+
+
+class AttemptSuperseded(JobQueueError):
+    """Raised inside a running job whose attempt is no longer current (it was
+    reaped, canceled or taken again): stop, nothing it does is recorded."""
+
+
 class InvalidJobOperation(JobQueueError):
     """An operation that does not fit the job's current state."""

@@ -13,7 +13,7 @@ from . import timeutil
 from .backend import Backend, text, text_dict
 from .exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from .imports import func_path
-from .keys import Keys
+from .keys import Keys, started_member
 from .retry import Retry
 from .scripts import Script
 from .serializers import get_serializer
@@ -57,6 +57,7 @@ class Job:
         self._result_loaded = False
         self._result: Any = None
         self._writes: list[tuple[Script, list[Any]]] | None = None  # a list while a worker runs the job
+        self._superseded = False  # set by the worker when it learns this attempt is no longer current
 
     # -- creation and loading -------------------------------------------------------
 
@@ -184,6 +185,7 @@ class Job:
     failure_ttl = property(lambda self: self._int("failure_ttl"))
     ttl = property(lambda self: self._int("ttl"))
     retries_left = property(lambda self: self._int("retries_left") or 0)
+    attempt = property(lambda self: self._int("attempt") or 0, doc="How many times a worker took the job (1 = first).")
     created_at = property(lambda self: timeutil.parse_iso(self._get("created_at")))
     enqueued_at = property(lambda self: timeutil.parse_iso(self._get("enqueued_at")))
     started_at = property(lambda self: timeutil.parse_iso(self._get("started_at")))
@@ -212,13 +214,29 @@ class Job:
 
         The script is called once per round trip for all the jobs recorded in
         it: ARGV[1] is a JSON array of their ``argv`` lists (an array of one
-        outside a worker, where it runs at once). Dropped if the job fails;
-        like the job itself it may run more than once (a worker killed after
-        the job ran), so the script must be idempotent."""
+        outside a worker, where it runs at once). Dropped if the job fails or
+        if its attempt is no longer current when the success is recorded (in
+        the same MULTI/EXEC, behind scripts/fence.lua). Like the job itself it
+        may run more than once (a worker killed after the job ran), so the
+        script must be idempotent."""
         if self._writes is None:
             script(self.connection, json.dumps([list(argv)]))
         else:
             self._writes.append((script, list(argv)))
+
+    def is_superseded(self) -> bool:
+        """Whether this attempt is no longer the job's current one: it was
+        reaped (its worker looked dead), canceled, deleted or taken again. A
+        long job may ask now and then and stop early; whatever it does after
+        that is dropped anyway (outcome, callbacks, ``write_on_success``)."""
+        if self._superseded:
+            return True
+        if not self.attempt:
+            return False  # not taken by a worker: nothing to supersede
+        member = started_member(self.id, self.attempt)
+        if self.connection.zscore(self.backend.keys.registry("started", self.origin), member) is None:
+            self._superseded = True
+        return self._superseded
 
     def get_status(self, refresh: bool = True) -> JobStatus | None:
         if refresh:
@@ -287,8 +305,7 @@ class Job:
     def cancel(self) -> None:
         """Kept as long as a failure (``failure_ttl``; negative: for ever)."""
         ttl = DEFAULT_FAILURE_TTL if self.failure_ttl is None else self.failure_ttl
-        expires = "+inf" if ttl < 0 else timeutil.now() + ttl
-        was = text(self.backend.run("cancel", self.id, self.origin, timeutil.iso(), expires))
+        was = text(self.backend.run("cancel", self.id, self.origin, ttl))
         if was is None:
             raise NoSuchJobError(self.id)
         if was in ("finished", "failed", "canceled"):
@@ -297,7 +314,7 @@ class Job:
 
     def requeue(self) -> "Job":
         """Put a failed or canceled job back on its queue."""
-        done = self.backend.run("requeue", timeutil.iso(), self.origin, self.id)
+        done = self.backend.run("requeue", self.origin, self.id)
         if not done:
             status = self.get_status()
             raise InvalidJobOperation(
@@ -307,14 +324,9 @@ class Job:
         return self
 
     def delete(self) -> None:
-        """Remove the job and every reference to it (one MULTI/EXEC)."""
-        keys = self.backend.keys
-        pipe = self.connection.pipeline(transaction=True)
-        pipe.lrem(keys.queue(self.origin), 0, self.id)
-        for kind in ("started", "finished", "failed", "scheduled", "canceled"):
-            pipe.zrem(keys.registry(kind, self.origin), self.id)
-        pipe.delete(self.key)
-        pipe.execute()
+        """Remove the job and every reference to it (one script); a running
+        attempt is dropped and stopped like a canceled one."""
+        self.backend.run("delete", self.id, self.origin)
 
 
 def _live(fields: dict[str, str]) -> bool:

@@ -8,12 +8,15 @@ is the single source of truth for the layout:
     {p}queue:{q}                  list of job ids waiting (head = next)
     {p}wake:{q}                   list of wake-up tokens for blocked workers
     {p}job:{id}                   hash: one job
-    {p}registry:{kind}:{q}        sorted sets: started (score = deadline),
-                                  finished/failed/canceled (score = expiry),
-                                  scheduled (score = run-at)
+    {p}registry:{kind}:{q}        sorted sets: started (member = '<id>:<attempt>',
+                                  score = deadline), finished/failed/canceled
+                                  (score = expiry), scheduled (score = run-at);
+                                  scores are on Redis's clock
     {p}workers                    set of worker names
     {p}worker:{name}              hash: one worker's state, expires with its heartbeat
+    {p}worker:{name}:fetch        the worker's last fetch (request id, attempts), for replays
     {p}maintenance                lock: one maintenance pass at a time
+    {p}clock                      hash: when anyone last beat, and since when beats are steady
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Keys:
         self.queues = p + "queues"
         self.workers = p + "workers"
         self.maintenance = p + "maintenance"
+        self.clock = p + "clock"
         self.queue_prefix = p + "queue:"
         self.wake_prefix = p + "wake:"
         self.job_prefix = p + "job:"
@@ -49,6 +53,9 @@ class Keys:
 
     def worker(self, name: str) -> str:
         return self.worker_prefix + name
+
+    def worker_fetch(self, name: str) -> str:
+        return self.worker_prefix + name + ":fetch"
 
     def registry(self, kind: str, queue: str) -> str:
         if kind not in REGISTRY_KINDS:
@@ -73,3 +80,14 @@ class Keys:
             self.registry_prefix("canceled"),
             self.queues,
         ]
+
+
+def started_member(job_id: str, attempt: int | str) -> str:
+    """A started-registry member names one attempt (scripts/lib.lua ``member``)."""
+    return f"{job_id}:{attempt}"
+
+
+def member_job_id(member: str) -> str:
+    """The job id of a started-registry member."""
+    head, sep, tail = member.rpartition(":")
+    return head if sep and tail.isdigit() else member

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, NamedTuple
 
@@ -10,16 +12,18 @@ import redis
 
 from . import timeutil
 from .backend import Backend, text
-from .exceptions import JobQueueError
+from .exceptions import DuplicateJobError, JobQueueError
 from .job import Job, JobStatus
 from .registry import (CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry,
                        StartedJobRegistry)
 from .retry import Retry
 
 ENQUEUE_CHUNK = 500
+REPLAY_PAUSES = (0.1, 0.3, 1.0, 2.0, 4.0)  # an enqueue whose outcome is unknown is sent again this often
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 _JOB_OPTIONS = ("timeout", "result_ttl", "failure_ttl", "ttl", "description", "job_id", "retry", "meta", "at_front",
-                "on_success", "on_failure")
+                "on_success", "on_failure", "unique")
 
 
 class EnqueueData(NamedTuple):
@@ -80,11 +84,16 @@ class Queue:
         options, args, kwargs = self._split_options(args, kwargs)
         now_iso = timeutil.iso()
         job = self._build(EnqueueData(f, args, kwargs, options), now_iso)
-        self._submit([job], [options], now_iso, at=timeutil.to_epoch(when))
+        self._submit([job], [options], now_iso, when={"at": timeutil.to_epoch(when)})
         return job
 
     def enqueue_in(self, delay: timedelta, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
-        return self.enqueue_at(datetime.fromtimestamp(timeutil.now()).astimezone() + delay, f, *args, **kwargs)
+        """Due ``delay`` from now on Redis's clock (this machine's may be off)."""
+        options, args, kwargs = self._split_options(args, kwargs)
+        now_iso = timeutil.iso()
+        job = self._build(EnqueueData(f, args, kwargs, options), now_iso)
+        self._submit([job], [options], now_iso, when={"delay": max(0.0, delay.total_seconds())})
+        return job
 
     @staticmethod
     def prepare_data(func: Callable[..., Any] | str, args: Iterable[Any] = (), kwargs: dict | None = None,
@@ -93,7 +102,9 @@ class Queue:
 
     def enqueue_many(self, job_datas: Iterable[EnqueueData]) -> list[Job]:
         """All jobs are serialized first (a bad argument enqueues nothing),
-        then written in chunks of one script call each, pipelined."""
+        then written in chunks of one script call each, pipelined. Ids that
+        are live (queued, scheduled, started) are refused and the others
+        enqueued; then DuplicateJobError names the refused ones."""
         datas = list(job_datas)
         now_iso = timeutil.iso()
         jobs = [self._build(d, now_iso) for d in datas]
@@ -120,6 +131,7 @@ class Queue:
         unknown = set(opts) - set(_JOB_OPTIONS)
         if unknown:
             raise JobQueueError(f"unknown job option(s) {', '.join(sorted(unknown))}; known: {', '.join(_JOB_OPTIONS)}")
+        opts.pop("unique", None)  # as RQ's unique=True: a live id is always refused here (DuplicateJobError)
         retry = opts.get("retry")
         if retry is not None and not isinstance(retry, Retry):
             raise JobQueueError("retry= takes a Retry(max=..., interval=...)")
@@ -132,24 +144,40 @@ class Queue:
             on_success=opts.get("on_success"), on_failure=opts.get("on_failure"),
         )
 
-    def _submit(self, jobs: list[Job], options: list[dict], now_iso: str, at: float | None = None) -> None:
-        """Write jobs with the enqueue script: one call per chunk, all chunks in one round trip."""
+    def _submit(self, jobs: list[Job], options: list[dict], now_iso: str, when: dict | None = None) -> None:
+        """Write jobs with the enqueue script: one call per chunk, all chunks
+        in one round trip. The call carries a request id, so when a stalled
+        or dropped connection leaves its outcome unknown it is simply sent
+        again (here, or by the client's own retries): a replay finds its own
+        stamp and writes nothing twice."""
+        ids = [job.id for job in jobs]
+        if len(set(ids)) < len(ids):
+            seen: set[str] = set()
+            raise DuplicateJobError(sorted({i for i in ids if i in seen or seen.add(i)}))
         records = []
         for job, opts in zip(jobs, options):
             fields = job._fields
             fields["enqueued_at"] = now_iso
-            if at is not None:
+            if when is not None:
                 fields["status"] = JobStatus.SCHEDULED.value
-            records.append({
-                "id": job.id, "q": self.name, "f": [x for kv in fields.items() for x in kv],
-                "front": 1 if opts.get("at_front") else 0, "at": at,
-                "replace": 1 if opts.get("job_id") else 0, "ttl": job.ttl,
-            })
-        calls = [("enqueue", [_encode(records[s:s + ENQUEUE_CHUNK])]) for s in range(0, len(records), ENQUEUE_CHUNK)]
-        if len(calls) == 1:
-            self.backend.run("enqueue", *calls[0][1])
-        else:
-            self.backend.run.many(calls)
+            records.append({"id": job.id, "q": self.name, "f": [x for kv in fields.items() for x in kv],
+                            "front": 1 if opts.get("at_front") else 0, "ttl": job.ttl, **(when or {})})
+        request = uuid.uuid4().hex[:16]
+        calls = [("enqueue", [request, _encode(records[s:s + ENQUEUE_CHUNK])])
+                 for s in range(0, len(records), ENQUEUE_CHUNK)]
+        for pause in (*REPLAY_PAUSES, None):
+            try:
+                results = ([self.backend.run("enqueue", *calls[0][1])] if len(calls) == 1
+                           else self.backend.run.many(calls))
+                break
+            except REDIS_DOWN:
+                if pause is None:
+                    raise
+                time.sleep(pause)
+        refused = [text(i) for result in results for i in result[1:]]
+        if refused:
+            taken = set(refused)
+            raise DuplicateJobError(refused, [job for job in jobs if job.id not in taken])
 
     # -- inspection and housekeeping ---------------------------------------------------
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from . import timeutil
 from .backend import Backend, text
 from .exceptions import InvalidJobOperation
 from .job import Job
+from .keys import member_job_id
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -55,7 +55,19 @@ class BaseRegistry:
 
 
 class StartedJobRegistry(BaseRegistry):
+    """Members name attempts ('<id>:<attempt>', as RQ 2 names executions);
+    the methods below speak of job ids."""
     kind = "started"
+
+    def __contains__(self, item: "Job | str") -> bool:
+        job_id = item.id if isinstance(item, Job) else item
+        return job_id in self.get_job_ids()
+
+    def get_job_ids(self, start: int = 0, end: int = -1) -> list[str]:
+        return [member_job_id(text(m)) for m in self.connection.zrange(self.key, start, end)]
+
+    def get_scores(self) -> dict[str, float]:
+        return {member_job_id(text(m)): s for m, s in self.connection.zrange(self.key, 0, -1, withscores=True)}
 
 
 class FinishedJobRegistry(BaseRegistry):
@@ -78,7 +90,7 @@ class FailedJobRegistry(BaseRegistry):
         """The ids that were in this registry and are back on the queue."""
         done: list[str] = []
         for start in range(0, len(ids), 1000):
-            done += [text(i) for i in self.backend.run("requeue", timeutil.iso(), self.name, *ids[start:start + 1000])]
+            done += [text(i) for i in self.backend.run("requeue", self.name, *ids[start:start + 1000])]
         return done
 
 

@@ -6,11 +6,14 @@ past, which is exactly what such a worker leaves behind."""
 import json
 import threading
 import time
+import uuid
 from dataclasses import replace
+from queue import SimpleQueue
 from datetime import timedelta
 
 from jobqueue import Job, JobStatus, Timing, Worker
 from jobqueue.backend import Backend
+from jobqueue.worker.heartbeat import Heartbeat
 from jobqueue.worker.maintenance import Maintenance
 from jobqueue.worker.recording import settle_record
 from jobqueue.worker.execution import Outcome
@@ -19,9 +22,20 @@ from tests.conftest import FAST_TIMING, wait_for, worker_blocked
 
 
 def taken_by_a_dead_worker(backend: Backend, queue: str = "default") -> list[str]:
-    """Dequeue with the real script, as a worker that then died: deadline already past."""
-    flat = backend.run("fetch", "dead-worker", time.time() - 1, "2026-01-01T00:00:00.000000Z", 100, "0", queue)
-    return [flat[i + 1].decode() for i in range(0, len(flat), 3)]
+    """Dequeue with the real script, as a worker that then died: deadline already
+    past, in a world where heartbeats have been reaching Redis all along (no
+    outage grace)."""
+    fetch_record = backend.keys.worker_fetch("dead-worker")
+    flat = backend.run("fetch", "dead-worker", -1, 100, "0", fetch_record, uuid.uuid4().hex, queue)
+    steady_heartbeats(backend)
+    return [flat[i + 1].decode() for i in range(0, len(flat), 4)]
+
+
+def steady_heartbeats(backend: Backend) -> None:
+    """Someone beat just now, and beats have been steady for an hour."""
+    seconds, micros = backend.connection.time()
+    now = seconds + micros / 1e6
+    backend.connection.hset(backend.keys.clock, mapping={"beat": now, "since": now - 3600})
 
 
 def pass_now(m: Maintenance) -> None:
@@ -131,10 +145,13 @@ def test_default_clocks_give_a_dead_workers_job_back_within_45_seconds(q, r):
     assert 28 < deadline <= 30 and 0 < lock <= 15
 
 
-def test_a_heartbeat_never_resurrects_a_settled_job(q, r):
+def test_a_heartbeat_never_resurrects_a_settled_job_and_reports_it_gone(q, r):
     job = q.enqueue(jobs.add, 1, 1)
     Worker([q], connection=r, timing=FAST_TIMING).work(burst=True)
-    Maintenance(q.backend, "late", [q.name], FAST_TIMING).heartbeat({job.id: q.name}, ["last_seen", time.time()])
+    member = f"{job.id}:1"
+    beat = Heartbeat(q.backend, "late", FAST_TIMING, SimpleQueue(), [], attempts=lambda: [(q.name, member)],
+                     stats=lambda: [])
+    assert beat.beat() == [member]
     assert q.started_job_registry.count == 0 and job.get_status() == JobStatus.FINISHED
 
 
@@ -149,11 +166,11 @@ def test_a_due_job_is_promoted_once_into_its_queue(q, r):
 
 def test_a_replayed_outcome_is_recorded_once(q, r):
     job = q.enqueue(jobs.add, 1, 1)
-    (taken,) = q.backend.run("fetch", "w", time.time() + 60, "2026-01-01T00:00:00.000000Z", 1, "0", q.name)[2:3]
-    record = settle_record(Job.fetch(job.id, r), q.name, Outcome(job.id, True, "2"), time.time())
+    q.backend.run("fetch", "w", 60, 1, "0", q.backend.keys.worker_fetch("w"), "req-1", q.name)
+    record = settle_record(Job.fetch(job.id, r), q.name, Outcome(f"{job.id}:1", True, "2"))
     batch = json.dumps([record])
-    assert q.backend.run("finish", batch) == 1
-    assert q.backend.run("finish", batch) == 0  # the reply was lost and the worker sent it again
+    assert q.backend.run("finish", batch) == []  # recorded: nothing dropped
+    assert q.backend.run("finish", batch) == []  # the reply was lost and the worker sent it again: still ours
     assert job.get_status() == JobStatus.FINISHED and q.finished_job_registry.get_job_ids() == [job.id]
     assert len(q) == 0 and q.started_job_registry.count == 0
 

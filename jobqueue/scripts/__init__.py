@@ -17,7 +17,8 @@ import redis
 
 from ..keys import Keys
 
-NAMES = ("enqueue", "fetch", "finish", "heartbeat", "promote", "reap", "expire", "requeue", "cancel", "empty")
+NAMES = ("enqueue", "fetch", "finish", "heartbeat", "promote", "reap", "expire", "requeue", "cancel", "delete",
+         "empty")
 
 
 class Script:
@@ -38,13 +39,20 @@ class Script:
             return connection.evalsha(self.sha, 0, *argv)
 
 
-def _load_all() -> dict[str, Script]:
-    folder = resources.files(__package__)
-    lib = (folder / "lib.lua").read_text()
-    return {n: Script(n, lib + "\n" + (folder / f"{n}.lua").read_text()) for n in NAMES}
+_FOLDER = resources.files(__package__)
+_LIB = (_FOLDER / "lib.lua").read_text()
+SCRIPTS = {n: Script(n, _LIB + "\n" + (_FOLDER / f"{n}.lua").read_text()) for n in NAMES}
+_FENCE = (_FOLDER / "fence.lua").read_text()
+_fenced: dict[str, Script] = {}
 
 
-SCRIPTS = _load_all()
+def fenced(script: Script) -> Script:
+    """``script`` behind the attempt fence (fence.lua): what a worker runs for
+    ``Job.write_on_success``, so a superseded attempt's writes are dropped."""
+    wrapped = _fenced.get(script.sha)
+    if wrapped is None:
+        wrapped = _fenced[script.sha] = Script(f"{script.name} (fenced)", f"{_LIB}\n{_FENCE}\n{script.source}")
+    return wrapped
 
 
 class ScriptRunner:
@@ -57,18 +65,19 @@ class ScriptRunner:
     def __call__(self, name: str, *args: Any) -> Any:
         return SCRIPTS[name](self.connection, *self.prefixes, *args)
 
-    def many(self, calls: Sequence[tuple[str | Script, Sequence[Any]]], raise_on_error: bool = True) -> list[Any]:
-        """Run several scripts in one round trip (not one transaction: each
-        script is atomic by itself). A call names one of jobqueue's scripts
-        (its key prefixes are passed first) or is an application's ``Script``
-        with its whole ARGV. Errors are raised after all ran, or returned in
-        place with ``raise_on_error=False``.
+    def many(self, calls: Sequence[tuple[str | Script, Sequence[Any]]], raise_on_error: bool = True,
+             transaction: bool = False) -> list[Any]:
+        """Run several scripts in one round trip (each script is atomic by
+        itself; with ``transaction`` all of them together, in MULTI/EXEC). A
+        call names one of jobqueue's scripts (its key prefixes are passed
+        first) or is an application's ``Script`` with its whole ARGV. Errors
+        are raised after all ran, or returned in place with ``raise_on_error=False``.
 
         Order holds unless Redis had forgotten a script (NOSCRIPT: a restart, a
         SCRIPT FLUSH): that call is loaded and run again after the others, so a
         caller must not read a later call's result as having seen its effect."""
         resolved = [(SCRIPTS[s], [*self.prefixes, *args]) if isinstance(s, str) else (s, list(args)) for s, args in calls]
-        pipe = self.connection.pipeline(transaction=False)
+        pipe = self.connection.pipeline(transaction=transaction)
         for script, argv in resolved:
             pipe.evalsha(script.sha, 0, *argv)
         results = pipe.execute(raise_on_error=False)

@@ -1,21 +1,47 @@
 -- enqueue.lua: store jobs and put them on their queue (or in the scheduled
 -- registry when they carry a run-at time), one atomic step per batch.
--- Keys: job:{id}, queue:{q}, registry:scheduled:{q}, queues, wake:{q}.
+-- Keys: job:{id}, queue:{q}, registry:*:{q}, queues, wake:{q}.
 -- Invariant: a job id is visible in a queue or registry only once its hash
 -- is complete, so a worker never dequeues a half-written job.
--- ARGV[A] = JSON list of {id, q, f = [field, value, ...], front, at, replace, ttl}
-local jobs = cjson.decode(ARGV[A])
+-- Invariant (live ids are unique): an id that is queued, scheduled or
+-- started is neither pushed again nor overwritten; a finished, failed or
+-- canceled one is replaced (its old registry entry goes with it).
+-- Invariant (replay-safe): every job stamps the call's request id; the same
+-- call sent again (lost reply, client retry) finds its own stamp and
+-- changes nothing.
+-- ARGV[A] request id, A+1 = JSON list of {id, q, f = [field, value, ...],
+-- front, at (epoch run-at) or delay (seconds from now, Redis's clock), ttl}.
+-- Returns {number enqueued by this call, ids refused as live...}.
+local request = ARGV[A]
+local jobs = cjson.decode(ARGV[A + 1])
+local live = {queued = true, scheduled = true, started = true}
+local registry = {finished = P.finished, failed = P.failed, canceled = P.canceled}
+local done, refused = 0, {}
 for _, j in ipairs(jobs) do
   local key = P.job .. j.id
-  if j.replace == 1 then redis.call('DEL', key) end
-  redis.call('HSET', key, unpack(j.f))
-  if j.ttl and j.ttl ~= cjson.null then redis.call('EXPIRE', key, j.ttl) end
-  if j.at and j.at ~= cjson.null then
-    redis.call('ZADD', P.scheduled .. j.q, j.at, j.id)
-    redis.call('SADD', P.queues, j.q)
-    wake(j.q)  -- blocked workers recompute when the next scheduled job is due
+  local old = redis.call('HMGET', key, 'status', 'enq', 'origin')
+  if old[2] == request then
+    done = done + 1  -- ours: a replay of this very call
+  elseif live[old[1]] then
+    refused[#refused + 1] = j.id
   else
-    push(j.q, j.id, j.front == 1)
+    if old[1] then  -- settled (or a hash without a status): replaced
+      if registry[old[1]] then redis.call('ZREM', registry[old[1]] .. (old[3] or j.q), j.id) end
+      redis.call('DEL', key)
+    end
+    redis.call('HSET', key, 'enq', request, unpack(j.f))
+    if j.ttl and j.ttl ~= cjson.null then redis.call('EXPIRE', key, j.ttl) end
+    local at = j.at
+    if j.delay and j.delay ~= cjson.null then at = now() + j.delay end
+    if at and at ~= cjson.null then
+      redis.call('ZADD', P.scheduled .. j.q, at, j.id)
+      redis.call('SADD', P.queues, j.q)
+      wake(j.q)  -- blocked workers recompute when the next scheduled job is due
+    else
+      push(j.q, j.id, j.front == 1)
+    end
+    done = done + 1
   end
 end
-return #jobs
+table.insert(refused, 1, done)
+return refused

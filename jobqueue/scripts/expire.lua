@@ -1,14 +1,13 @@
 -- expire.lua: delete jobs whose result_ttl / failure_ttl has run out.
--- Keys: registry:{finished,failed,canceled}:{q}, job:{id}.
+-- Keys: registry:{finished,failed,canceled}:{q}, job:{id}. Expiry is judged on Redis's clock.
 -- Invariant: a job hash is deleted together with its registry entry, so a
 -- registry never lists a job that cannot be fetched (after this pass).
--- ARGV[A] now, A+1.. queue names. Returns the number of jobs deleted.
-local now = ARGV[A]
+-- ARGV[A].. queue names. Returns the number of jobs deleted.
 local deleted = 0
-for i = A + 1, #ARGV do
+for i = A, #ARGV do
   for _, reg in ipairs({P.finished, P.failed, P.canceled}) do
     local zkey = reg .. ARGV[i]
-    local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, 1000)
+    local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', now(), 'LIMIT', 0, 1000)
     if #ids > 0 then
       local keys = {}
       for n, id in ipairs(ids) do keys[n] = P.job .. id end

@@ -1,60 +1,75 @@
--- finish.lua: record the outcomes of a batch of jobs a worker ran.
+-- finish.lua: record the outcomes of a batch of attempts a worker ran.
 -- Keys: registry:started:{q}, job:{id}, registry:{finished,failed,scheduled}:{q},
 -- queue:{q}, worker:{name}.
--- Invariant: an outcome is recorded only for a job that is still in its
--- started registry, so a canceled job stays canceled and replaying the same
--- batch after a lost reply changes nothing. One ZMSCORE + one ZREM per queue
--- and batch. Not yet kept: a job the reaper handed to another worker is in
--- the started registry again, so a late outcome of its first attempt is still
--- recorded (attempts are not fenced).
--- ARGV[A] = JSON list of {id, q, s = finished|failed|retry|requeue, f = [fields],
--- exp = expiry (finished/failed), at = run-at (retry)}; ARGV[A+1] worker key,
--- ARGV[A+2..] worker fields to set (counters, heartbeat), flat, optional.
+-- Invariant (fencing, one outcome per attempt): an outcome is recorded only
+-- while its attempt is the job's current one, i.e. its started member
+-- '<id>:<attempt>' is still there; a canceled, reaped or superseded
+-- attempt's outcome changes nothing and is reported back. One ZMSCORE + one
+-- ZREM per queue and batch.
+-- Invariant (replay-safe): a recorded outcome stamps 'settled' = attempt, so
+-- the same batch sent again (lost reply, client retry) counts as recorded
+-- and writes nothing twice.
+-- ARGV[A] = JSON list of {id, q, a = attempt, s = finished|failed|retry|requeue,
+-- f = [fields], ttl = result/failure TTL (finished/failed), delay = seconds
+-- (retry)}; ARGV[A+1] worker key, ARGV[A+2..] worker fields (counters), optional.
+-- Returns the ids whose outcome was dropped (not current).
 local outcomes = cjson.decode(ARGV[A])
 
--- which of the batch's jobs are still ours, per queue
+-- which of the batch's attempts are still current, per queue
 local by_queue, order = {}, {}
 for _, o in ipairs(outcomes) do
   if not by_queue[o.q] then by_queue[o.q] = {}; order[#order + 1] = o.q end
-  local ids = by_queue[o.q]
-  ids[#ids + 1] = o.id
+  local members = by_queue[o.q]
+  members[#members + 1] = member(o.id, o.a)
 end
 local held = {}
 for _, q in ipairs(order) do
-  local ids = by_queue[q]
-  local scores = redis.call('ZMSCORE', P.started .. q, unpack(ids))
+  local members = by_queue[q]
+  local scores = redis.call('ZMSCORE', P.started .. q, unpack(members))
   local mine = {}
-  for i, id in ipairs(ids) do
-    if scores[i] then held[q .. '\0' .. id] = true; mine[#mine + 1] = id end
+  for i, m in ipairs(members) do
+    if scores[i] then held[q .. '\0' .. m] = true; mine[#mine + 1] = m end
   end
   if #mine > 0 then redis.call('ZREM', P.started .. q, unpack(mine)) end
 end
 
-local finished, failed = {}, {}
-local recorded = 0
+local finished, failed, dropped = {}, {}, {}
 for _, o in ipairs(outcomes) do
-  if held[o.q .. '\0' .. o.id] then
-    recorded = recorded + 1
+  local key = P.job .. o.id
+  if held[o.q .. '\0' .. member(o.id, o.a)] then
+    local f = o.f
+    f[#f + 1] = 'settled'; f[#f + 1] = o.a
     if o.s == 'finished' or o.s == 'failed' then
-      redis.call('HSET', P.job .. o.id, unpack(o.f))
+      local score, expires = expiry(o.ttl)
+      f[#f + 1] = 'ended_at'; f[#f + 1] = now_iso()
+      f[#f + 1] = 'expires_at'; f[#f + 1] = expires
+      redis.call('HSET', key, unpack(f))
       local dest = (o.s == 'finished') and finished or failed
       if not dest[o.q] then dest[o.q] = {} end
       local entries = dest[o.q]
-      entries[#entries + 1] = o.exp
+      entries[#entries + 1] = score
       entries[#entries + 1] = o.id
-    elseif o.s == 'retry' and o.at and o.at ~= cjson.null then
-      redis.call('HSET', P.job .. o.id, unpack(o.f))
-      redis.call('ZADD', P.scheduled .. o.q, o.at, o.id)
-      wake(o.q)
-    else  -- 'retry' without interval, or 'requeue' (cold shutdown)
-      redis.call('HSET', P.job .. o.id, unpack(o.f))
-      push(o.q, o.id, o.s == 'requeue')
+    else
+      f[#f + 1] = 'enqueued_at'; f[#f + 1] = now_iso()
+      local delay = tonumber(o.delay) or 0
+      if o.s == 'retry' and delay > 0 then
+        f[#f + 1] = 'status'; f[#f + 1] = 'scheduled'
+        redis.call('HSET', key, unpack(f))
+        redis.call('ZADD', P.scheduled .. o.q, now() + delay, o.id)
+        wake(o.q)
+      else  -- 'retry' without a pause, or 'requeue' (cold shutdown: to the front)
+        f[#f + 1] = 'status'; f[#f + 1] = 'queued'
+        redis.call('HSET', key, unpack(f))
+        push(o.q, o.id, o.s == 'requeue')
+      end
     end
+  elseif redis.call('HGET', key, 'settled') ~= tostring(o.a) then
+    dropped[#dropped + 1] = o.id  -- not a replay of our own recorded outcome
   end
 end
 for q, entries in pairs(finished) do redis.call('ZADD', P.finished .. q, unpack(entries)) end
 for q, entries in pairs(failed) do redis.call('ZADD', P.failed .. q, unpack(entries)) end
-if #ARGV > A + 1 then
+if #ARGV > A + 1 and redis.call('EXISTS', ARGV[A + 1]) == 1 then  -- never a partial worker entry
   redis.call('HSET', ARGV[A + 1], unpack(ARGV, A + 2))
 end
-return recorded
+return dropped

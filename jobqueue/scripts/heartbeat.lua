@@ -1,17 +1,44 @@
 -- heartbeat.lua: a worker proves it is alive and extends the deadlines of
--- the jobs it is running.
--- Keys: worker:{name}, workers, registry:started:{q}.
--- Invariant: a running job's started-registry deadline stays ahead of now
--- while its worker beats; ZADD XX never resurrects a job that was already
--- settled or reaped.
--- ARGV[A] worker key, A+1 workers set key, A+2 worker name, A+3 ttl seconds,
--- A+4 deadline, A+5 number n of worker field values that follow (name,
--- value, ...: heartbeat time, counters), then pairs of (queue, job id).
-local wkey, deadline, n = ARGV[A], ARGV[A + 4], tonumber(ARGV[A + 5])
-redis.call('HSET', wkey, unpack(ARGV, A + 6, A + 5 + n))
-redis.call('EXPIRE', wkey, ARGV[A + 3])
-redis.call('SADD', ARGV[A + 1], ARGV[A + 2])
-for i = A + 6 + n, #ARGV, 2 do
-  redis.call('ZADD', P.started .. ARGV[i], 'XX', deadline, ARGV[i + 1])
+-- the attempts it is running; it learns which of them are no longer current.
+-- Keys: worker:{name}, workers, clock, registry:started:{q}.
+-- Invariant: a running attempt's deadline stays ahead of Redis's clock while
+-- its worker beats; ZADD XX never resurrects an attempt that was settled,
+-- reaped, canceled or superseded: those are returned, and the worker stops them.
+-- Invariant (rejoin): a worker whose entry expired (cut off past its TTL)
+-- comes back whole: the registration fields are written again with the beat
+-- (and 'birth', the moment of this registration).
+-- Outage watch: the clock key keeps when anyone last beat; a silence longer
+-- than two beat intervals means Redis (or everyone's link) was down, and the
+-- reaper grants a grace period from then (reap.lua).
+-- ARGV[A] worker key, A+1 workers set key, A+2 worker name, A+3 worker-key
+-- TTL (s), A+4 deadline TTL (s), A+5 clock key, A+6 beat interval (s),
+-- A+7 n, then n registration values (field, value, ...), then m, then m
+-- counter values (field, value, ...), then pairs of (queue, started member).
+-- Returns the members that are no longer current.
+local wkey, wset, name = ARGV[A], ARGV[A + 1], ARGV[A + 2]
+local deadline = now() + tonumber(ARGV[A + 4])
+local clock, interval = ARGV[A + 5], tonumber(ARGV[A + 6])
+local i = A + 7
+local n = tonumber(ARGV[i])
+if n > 0 and redis.call('EXISTS', wkey) == 0 then
+  redis.call('HSET', wkey, 'birth', now_iso(), unpack(ARGV, i + 1, i + n))
 end
-return 1
+i = i + n + 1
+local m = tonumber(ARGV[i])
+redis.call('HSET', wkey, 'last_seen', string.format('%.6f', now()), 'last_heartbeat', now_iso(),
+  unpack(ARGV, i + 1, i + m))
+redis.call('EXPIRE', wkey, ARGV[A + 3])
+redis.call('SADD', wset, name)
+local last = tonumber(redis.call('HGET', clock, 'beat') or '')
+if not last or now() - last > 2 * interval then
+  redis.call('HSET', clock, 'beat', now(), 'since', now())
+else
+  redis.call('HSET', clock, 'beat', now())
+end
+local gone = {}
+for j = i + m + 1, #ARGV, 2 do
+  if redis.call('ZADD', P.started .. ARGV[j], 'XX', 'CH', deadline, ARGV[j + 1]) == 0 then
+    gone[#gone + 1] = ARGV[j + 1]
+  end
+end
+return gone

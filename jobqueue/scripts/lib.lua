@@ -9,6 +9,39 @@ local P = {
 }
 local A = 10
 
+-- Redis's clock is the one clock: every deadline, expiry, run-at and stamp
+-- a script writes comes from TIME, read at most once per call, never from a
+-- worker's clock (which may be minutes off).
+local _now, _now_iso
+local function now()
+  if not _now then
+    local t = redis.call('TIME')
+    local s, us = tonumber(t[1]), tonumber(t[2])
+    _now = s + us / 1000000
+    -- days since 1970-01-01 -> civil date (H. Hinnant's days_from_civil, inverted)
+    local z = math.floor(s / 86400) + 719468
+    local era = math.floor(z / 146097)
+    local doe = z - era * 146097
+    local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+    local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+    local mp = math.floor((5 * doy + 2) / 153)
+    local d = doy - math.floor((153 * mp + 2) / 5) + 1
+    local m = mp < 10 and mp + 3 or mp - 9
+    local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+    local sod = s % 86400
+    _now_iso = string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06dZ', y, m, d,
+      math.floor(sod / 3600), math.floor(sod % 3600 / 60), sod % 60, us)
+  end
+  return _now
+end
+local function now_iso() now(); return _now_iso end
+
+-- A started-registry member names one attempt of a job: '<id>:<attempt>'.
+-- Fencing rides on it: an outcome or a heartbeat of an attempt that is no
+-- longer the job's current one finds no member, and changes nothing.
+local function member(id, attempt) return id .. ':' .. attempt end
+local function member_id(m) return (string.match(m, '^(.*):%d+$')) or m end
+
 -- Leave one wake-up token for workers blocked on this queue (at most one
 -- token waits; a woken worker passes the token on if work is left).
 local function wake(queue)
@@ -37,4 +70,12 @@ end
 local function settle(registry, queue, id, fields, expires_at)
   redis.call('HSET', P.job .. id, unpack(fields))
   redis.call('ZADD', registry .. queue, expires_at, id)
+end
+
+-- An expiry score from a TTL: negative keeps the job for ever.
+local function expiry(ttl)
+  ttl = tonumber(ttl) or 0
+  if ttl < 0 then return '+inf', '-1' end
+  local t = string.format('%.6f', now() + ttl)
+  return t, t
 end

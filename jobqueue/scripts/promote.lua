@@ -1,23 +1,23 @@
--- promote.lua: move scheduled jobs that are due onto their queues.
+-- promote.lua: move scheduled jobs that are due (on Redis's clock) onto their queues.
 -- Keys: registry:scheduled:{q}, job:{id}, queue:{q}, wake:{q}.
 -- Invariant: a due job is in exactly one of scheduled registry or queue,
 -- never both and never neither (remove and push in one atomic step).
--- ARGV[A] now (epoch seconds), A+1 now (ISO), A+2.. queue names.
--- Returns the earliest run-at still scheduled on those queues, or false.
-local now, now_iso = ARGV[A], ARGV[A + 1]
+-- ARGV[A].. queue names.
+-- Returns the seconds until the earliest job still scheduled on those queues is due, or false.
 local earliest = false
-for i = A + 2, #ARGV do
+for i = A, #ARGV do
   local q = ARGV[i]
   local zkey = P.scheduled .. q
-  local due = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, 1000)
+  local due = redis.call('ZRANGEBYSCORE', zkey, '-inf', now(), 'LIMIT', 0, 1000)
   for _, id in ipairs(due) do
     redis.call('ZREM', zkey, id)
     if redis.call('EXISTS', P.job .. id) == 1 then
-      redis.call('HSET', P.job .. id, 'status', 'queued', 'enqueued_at', now_iso)
+      redis.call('HSET', P.job .. id, 'status', 'queued', 'enqueued_at', now_iso())
       push(q, id, false)
     end
   end
   local nxt = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
-  if #nxt > 0 and (not earliest or tonumber(nxt[2]) < tonumber(earliest)) then earliest = nxt[2] end
+  if #nxt > 0 and (not earliest or tonumber(nxt[2]) < earliest) then earliest = tonumber(nxt[2]) end
 end
-return earliest
+if not earliest then return false end
+return string.format('%.6f', math.max(0, earliest - now()))

@@ -3,8 +3,10 @@
 ``ThreadSlots`` runs jobs on threads of the worker process (cheap, for
 I/O-bound work). ``ForkSlots`` runs each job in a forked work horse, like
 RQ's default, so a crash or a leak dies with the child. Both report an
-``Outcome`` on the worker's event queue and can be told to ``stop`` a job
-(on timeout or cold shutdown).
+``Outcome`` on the worker's event queue and can be told to ``stop`` an
+attempt (timeout, cold shutdown, superseded). Attempts are named by
+``attempt_key`` (the started-registry member), never by job id alone: one
+worker may hold a superseded and a current attempt of one job.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from dataclasses import dataclass, field
 from queue import SimpleQueue
 from typing import Any
 
-from ..exceptions import JobQueueError, JobTimeoutError, StopRetrying
+from ..exceptions import AttemptSuperseded, JobQueueError, JobTimeoutError, StopRetrying
 from ..backend import Backend
 from ..imports import FunctionImporter
 from ..job import Job
+from ..keys import started_member
 from ..scripts import Script
 
 _current = threading.local()
@@ -34,9 +37,13 @@ def get_current_job() -> Job | None:
     return getattr(_current, "job", None)
 
 
+def attempt_key(job: Job) -> str:
+    return started_member(job.id, job.attempt)
+
+
 @dataclass
 class Outcome:
-    job_id: str
+    key: str                       # the attempt (attempt_key)
     ok: bool
     result: str | None = None      # serialized return value
     exc_info: str | None = None    # traceback text
@@ -49,23 +56,28 @@ class Outcome:
 def run_job(job: Job, importer: FunctionImporter) -> Outcome:
     """Import, call, serialize, then ``on_success(job, connection, result)``
     as in RQ. Every error becomes a failed Outcome, never a crashed worker; a
-    failing success callback fails the job. (``on_failure`` is called by the
-    worker once a failure is final: see worker.callbacks.)"""
+    failing success callback fails the job, and a superseded attempt does not
+    call it. (``on_failure`` is called by the worker once a failure is final
+    and recorded: see worker.callbacks.)"""
     start = time.perf_counter()
     _current.job = job
     job._writes = []
+    key = attempt_key(job)
     try:
         func = importer(job.func_name)
         args, kwargs = job._payload()
         value = func(*args, **kwargs)
         encoded = job.serializer.dumps(value)
         if job._get("on_success"):
+            if job.is_superseded():
+                raise AttemptSuperseded(f"attempt {job.attempt} of job {job.id} is no longer current; "
+                                        "its on_success callback was not called")
             importer(job._get("on_success"))(job, job.connection, value)
-        return Outcome(job.id, True, encoded, None, time.perf_counter() - start, writes=job._writes)
+        return Outcome(key, True, encoded, None, time.perf_counter() - start, writes=job._writes)
     except BaseException as exc:
         # our own errors carry a complete message; no traceback noise
         exc_info = f"{type(exc).__name__}: {exc}" if isinstance(exc, JobQueueError) else traceback.format_exc()
-        return Outcome(job.id, False, None, exc_info, time.perf_counter() - start, writes=job._writes,
+        return Outcome(key, False, None, exc_info, time.perf_counter() - start, writes=job._writes,
                        retry=not isinstance(exc, StopRetrying), retry_after=getattr(exc, "retry_after", None))
     finally:
         _current.job = None
@@ -76,14 +88,16 @@ def _raise_in_thread(ident: int, exc_type: type[BaseException]) -> None:
 
 
 class ThreadSlots:
-    """An elastic pool: ``size`` threads normally; a thread stuck in a timed-out
-    job does not block the pool, a spare thread takes its place."""
+    """A pool of ``size`` threads. The worker never starts more attempts than
+    it has slots free, and a slot is free only when its code has returned:
+    a thread stuck in a stopped job keeps its slot (``-c N`` never runs more
+    than N at once)."""
 
     def __init__(self, size: int, events: SimpleQueue, importer: FunctionImporter) -> None:
         self.size, self.events, self.importer = size, events, importer
         self._work: SimpleQueue = SimpleQueue()
         self._lock = threading.Lock()
-        self._running: dict[str, int] = {}   # job id -> thread ident (thread mode) or pid (fork mode)
+        self._running: dict[str, int] = {}   # attempt key -> thread ident (thread mode) or pid (fork mode)
         self._threads = 0
         self._idle = 0
 
@@ -104,14 +118,15 @@ class ThreadSlots:
             if job is None:  # close()
                 self._retire()
                 return
+            key = attempt_key(job)
             try:
                 outcome = self._execute(job)
                 with self._lock:
-                    self._running.pop(job.id, None)
-            except JobTimeoutError:  # a stop that landed just after the job returned
+                    self._running.pop(key, None)
+            except (JobTimeoutError, AttemptSuperseded):  # a stop that landed just after the job returned
                 with self._lock:
-                    self._running.pop(job.id, None)
-                outcome = Outcome(job.id, False, None, "JobTimeoutError: stopped")
+                    self._running.pop(key, None)
+                outcome = Outcome(key, False, None, "JobTimeoutError: stopped")
             with self._lock:  # count ourselves idle before the worker hears of the outcome
                 retire = self._threads > self.size
                 if retire:
@@ -133,7 +148,7 @@ class ThreadSlots:
 
     def _execute(self, job: Job) -> Outcome:
         with self._lock:
-            self._running[job.id] = threading.get_ident()
+            self._running[attempt_key(job)] = threading.get_ident()
         return run_job(job, self.importer)
 
     def _after_job(self) -> None:
@@ -142,13 +157,13 @@ class ThreadSlots:
     def _retire(self) -> None:
         """Called on a slot thread that is about to end."""
 
-    def stop(self, job_id: str) -> None:
-        """Raise JobTimeoutError inside the job's thread. A thread blocked in C
+    def stop(self, key: str, reason: type[BaseException] = JobTimeoutError) -> None:
+        """Raise ``reason`` inside the attempt's thread. A thread blocked in C
         (a long sleep, a socket read without timeout) sees it only when it returns."""
         with self._lock:
-            ident = self._running.pop(job_id, None)
+            ident = self._running.pop(key, None)
             if ident is not None:
-                _raise_in_thread(ident, JobTimeoutError)
+                _raise_in_thread(ident, reason)
 
 
 class ForkSlots(ThreadSlots):
@@ -167,7 +182,7 @@ class ForkSlots(ThreadSlots):
         horse = getattr(self._spare, "horse", None) or _Horse.fork(self.importer, self.backend)
         self._spare.horse = None
         with self._lock:
-            self._running[job.id] = horse.pid
+            self._running[attempt_key(job)] = horse.pid
         outcome = horse.run(job)
         self._warm_import(job.func_name)
         return outcome
@@ -191,9 +206,9 @@ class ForkSlots(ThreadSlots):
             except Exception:
                 pass  # the horse already reported the error
 
-    def stop(self, job_id: str) -> None:
+    def stop(self, key: str, reason: type[BaseException] = JobTimeoutError) -> None:
         with self._lock:
-            pid = self._running.pop(job_id, None)
+            pid = self._running.pop(key, None)
         if pid is not None:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -262,9 +277,9 @@ class _Horse:
         if data:
             fields = json.loads(data)
             fields["writes"] = [(Script(name, source), argv) for name, source, argv in fields.get("writes", [])]
-            return Outcome(job.id, **fields)
+            return Outcome(attempt_key(job), **fields)
         how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit code {os.waitstatus_to_exitcode(status)}"
-        return Outcome(job.id, False, None, f"WorkHorseTerminatedError: work horse {self.pid} died ({how}) while running the job")
+        return Outcome(attempt_key(job), False, None, f"WorkHorseTerminatedError: work horse {self.pid} died ({how}) while running the job")
 
     @staticmethod
     def _child(importer: FunctionImporter, backend: Backend, job_r: int, result_w: int, parent: int) -> None:
@@ -279,7 +294,7 @@ class _Horse:
             job = Job.from_fields(backend, json.loads(data))
             outcome = run_job(job, importer)
             fields = dict(outcome.__dict__)
-            del fields["job_id"]
+            del fields["key"]
             fields["writes"] = [(script.name, script.source, argv) for script, argv in outcome.writes]
             payload = json.dumps(fields).encode()
             with os.fdopen(result_w, "wb") as pipe:

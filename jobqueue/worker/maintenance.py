@@ -1,6 +1,7 @@
-"""Housekeeping any worker does for all: heartbeat, promoting due scheduled
-jobs, returning dead workers' jobs to their queues, deleting expired results,
-forgetting dead workers."""
+"""Housekeeping any worker does for all: promoting due scheduled jobs,
+returning dead workers' jobs to their queues, deleting expired results,
+forgetting dead workers. Every time involved is Redis's (TIME in the
+scripts), so a worker whose clock is off judges nobody wrongly."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import logging
 import time
 from typing import Callable
 
-from .. import timeutil
 from ..backend import Backend, text
 from .timing import Timing
 
@@ -20,27 +20,16 @@ class Maintenance:
                  on_abandoned: Callable[[list[str], str], None] | None = None) -> None:
         self.backend, self.name, self.queues, self.timing = backend, worker_name, queues, timing
         self.on_abandoned = on_abandoned  # told which jobs the reaper failed
-        self.next_heartbeat = 0.0
         self.next_promote = 0.0
         self.next_pass = 0.0
-
-    def heartbeat(self, running: dict[str, str], stats: list) -> None:
-        """``running`` maps job id -> queue; their deadlines move forward.
-        ``stats``: worker fields (name, value, ...) written with the beat."""
-        now = timeutil.now()
-        pairs = [x for job_id, queue in running.items() for x in (queue, job_id)]
-        keys = self.backend.keys
-        self.backend.run("heartbeat", keys.worker(self.name), keys.workers, self.name,
-                         int(self.timing.heartbeat_ttl) + 1, now + self.timing.heartbeat_ttl, len(stats), *stats,
-                         *pairs)
-        self.next_heartbeat = time.monotonic() + self.timing.heartbeat_interval
+        self.grace_logged = False
 
     def promote(self) -> float | None:
-        """Move due scheduled jobs to their queues; the epoch time the next one is due."""
-        now = timeutil.now()
-        earliest = self.backend.run("promote", now, timeutil.iso(now), *self.queues)
+        """Move due scheduled jobs to their queues; returns the monotonic time
+        the next one is due (from Redis's clock: ours may be off)."""
+        due_in = self.backend.run("promote", *self.queues)
         self.next_promote = time.monotonic() + self.timing.scheduler_interval
-        return float(earliest) if earliest else None
+        return None if due_in is None else time.monotonic() + float(due_in)
 
     def run_pass(self) -> None:
         """At most one pass per interval among all workers (a lock with a TTL)."""
@@ -49,19 +38,23 @@ class Maintenance:
         if not conn.set(keys.maintenance, self.name, nx=True, px=int(self.timing.maintenance_interval * 1000)):
             return
         queues = sorted(text(q) for q in conn.smembers(keys.queues))
-        now = timeutil.now()
         if queues:
+            t = self.timing
             result = [text(x) for x in self.backend.run(
-                "reap", now, timeutil.iso(now), self.timing.max_abandoned, now + 365 * 24 * 3600, *queues)]
-            split = result.index("|")
-            requeued, failed = result[:split], result[split + 1:]
+                "reap", t.max_abandoned, 365 * 24 * 3600, keys.clock, t.heartbeat_interval, t.outage_grace, *queues)]
+            first, second = result.index("|"), len(result) - 2
+            requeued, failed, grace_left = result[:first], result[first + 1:second], float(result[-1])
+            if grace_left > 0 and not self.grace_logged:
+                log.warning("No heartbeat reached Redis for a while (Redis down, restarted or stalled): "
+                            "dead workers' jobs are reaped after %.1f s of grace", grace_left)
+            self.grace_logged = grace_left > 0
             if requeued:
                 log.warning("Requeued %d job(s) of dead workers: %s", len(requeued), ", ".join(requeued[:10]))
             if failed:
                 log.warning("Moved %d job(s) abandoned too often to failed: %s", len(failed), ", ".join(failed[:10]))
                 if self.on_abandoned:
                     self.on_abandoned(failed, "AbandonedJobError: abandoned by workers that died")
-            self.backend.run("expire", now, *queues)
+            self.backend.run("expire", *queues)
         self._forget_dead_workers()
 
     def _forget_dead_workers(self) -> None:
@@ -72,8 +65,16 @@ class Maintenance:
         pipe = conn.pipeline(transaction=False)
         for name in names:
             pipe.hget(keys.worker(name), "last_seen")
-        oldest = timeutil.now() - 3 * self.timing.heartbeat_ttl
-        dead = [n for n, seen in zip(names, pipe.execute()) if seen is None or float(seen) < oldest]
+        seconds, micros = conn.time()  # Redis's clock, which wrote last_seen
+        oldest = seconds + micros / 1e6 - 3 * self.timing.heartbeat_ttl
+        dead = [n for n, seen in zip(names, pipe.execute()) if seen is None or _float(seen) < oldest]
         if dead:  # a hash that outlived its TTL (re-created by a late write) goes too
             conn.delete(*[keys.worker(n) for n in dead])
             conn.srem(keys.workers, *dead)
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("-inf")  # a corrupted entry counts as long dead

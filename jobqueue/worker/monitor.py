@@ -9,6 +9,7 @@ import redis
 
 from .. import timeutil
 from ..backend import Backend, text, text_dict
+from ..keys import member_job_id
 
 
 @dataclass
@@ -73,7 +74,7 @@ def _attach_current_jobs(backend: Backend, workers: dict[str, WorkerInfo]) -> No
     pipe = conn.pipeline(transaction=False)
     for q in queues:
         pipe.zrange(keys.registry("started", q), 0, -1)
-    ids = [text(i) for batch in pipe.execute() for i in batch]
+    ids = [member_job_id(text(m)) for batch in pipe.execute() for m in batch]
     for job_id in ids:
         pipe.hmget(keys.job(job_id), "worker", "description")
     for job_id, (worker, description) in zip(ids, pipe.execute()):

@@ -9,44 +9,32 @@ import json
 import logging
 from typing import Any
 
-from .. import timeutil
 from ..job import Job
 from ..retry import retry_delay
-from ..scripts import Script
+from ..scripts import Script, fenced
 from .execution import Outcome
 
 log = logging.getLogger("jobqueue.worker")
 
 
-def _expiry(now: float, ttl: int | None) -> tuple[str, str]:
-    """(expires_at field, registry score); a negative TTL keeps the job forever."""
-    if ttl is not None and ttl < 0:
-        return "-1", "+inf"
-    return repr(now + (ttl or 0)), repr(now + (ttl or 0))
-
-
-def settle_record(job: Job, queue: str, outcome: Outcome, now: float) -> dict[str, Any]:
-    now_iso = timeutil.iso(now)
+def settle_record(job: Job, queue: str, outcome: Outcome) -> dict[str, Any]:
+    """What finish.lua writes for one attempt; times (ended_at, expiries,
+    retry run-at) are added there, on Redis's clock."""
+    base = {"id": job.id, "q": queue, "a": job.attempt}
     if outcome.ok:
-        expires, score = _expiry(now, job.result_ttl)
-        fields = ["status", "finished", "ended_at", now_iso, "result", outcome.result, "expires_at", expires]
-        return {"id": job.id, "q": queue, "s": "finished", "f": fields, "exp": score}
+        return {**base, "s": "finished", "f": ["status", "finished", "result", outcome.result], "ttl": job.result_ttl}
     retries_left = _safe_int(job._get("retries_left"))
     if retries_left > 0 and outcome.retry:
-        intervals = _safe_intervals(job)
         used = _safe_int(job._get("retries_used"))
-        delay = max(retry_delay(intervals, used), outcome.retry_after or 0.0)
-        fields = ["retries_left", str(retries_left - 1), "retries_used", str(used + 1), "exc_info", outcome.exc_info,
-                  "enqueued_at", now_iso, "status", "scheduled" if delay > 0 else "queued"]
-        return {"id": job.id, "q": queue, "s": "retry", "f": fields, "at": now + delay if delay > 0 else None}
-    expires, score = _expiry(now, job.failure_ttl)
-    fields = ["status", "failed", "ended_at", now_iso, "exc_info", outcome.exc_info, "expires_at", expires]
-    return {"id": job.id, "q": queue, "s": "failed", "f": fields, "exp": score}
+        delay = max(retry_delay(_safe_intervals(job), used), outcome.retry_after or 0.0)
+        fields = ["retries_left", str(retries_left - 1), "retries_used", str(used + 1), "exc_info", outcome.exc_info]
+        return {**base, "s": "retry", "f": fields, "delay": delay}
+    return {**base, "s": "failed", "f": ["status", "failed", "exc_info", outcome.exc_info], "ttl": job.failure_ttl}
 
 
-def requeue_record(job_id: str, queue: str, now: float) -> dict[str, Any]:
+def requeue_record(job: Job, queue: str) -> dict[str, Any]:
     """Cold shutdown: the job goes back to the front of its queue, unharmed."""
-    return {"id": job_id, "q": queue, "s": "requeue", "f": ["status", "queued", "enqueued_at", timeutil.iso(now)]}
+    return {"id": job.id, "q": queue, "a": job.attempt, "s": "requeue", "f": []}
 
 
 def _safe_int(value: str | None) -> int:
@@ -63,12 +51,13 @@ def _safe_intervals(job: Job) -> list[float]:
         return []
 
 
-def batch_writes(writes: list[tuple[Script, list[Any]]]) -> list[tuple[Script, list[str]]]:
-    """Job.write_on_success calls, one per script for all the jobs of a round trip."""
+def batch_writes(writes: list[tuple[Job, str, Script, list[Any]]], prefixes: list[str]) -> list[tuple[Script, list[str]]]:
+    """Job.write_on_success calls, one per script for all the jobs of a round
+    trip, each behind the attempt fence (scripts/fence.lua)."""
     batches: dict[str, tuple[Script, list]] = {}
-    for script, argv in writes:
-        batches.setdefault(script.sha, (script, []))[1].append(argv)
-    return [(script, [json.dumps(argvs)]) for script, argvs in batches.values()]
+    for job, queue, script, argv in writes:
+        batches.setdefault(script.sha, (fenced(script), []))[1].append([queue, job.id, job.attempt, argv])
+    return [(script, [*prefixes, json.dumps(entries)]) for script, entries in batches.values()]
 
 
 def report_write_errors(writes: list[tuple[Script, list[str]]], results: list) -> None:

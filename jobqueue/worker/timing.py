@@ -2,7 +2,11 @@
 
 Defaults keep the promise that a dead worker's jobs return to their queue
 within a minute: deadline = last heartbeat + heartbeat_ttl (30 s), noticed
-by the next maintenance pass (every 15 s) of any live worker.
+by the next maintenance pass (every 15 s) of any live worker. The slack
+between beats and the deadline is heartbeat_ttl - heartbeat_interval (20 s):
+a worker (or its link to Redis) may stall that long without losing its jobs.
+heartbeat_ttl must be at least 3 x heartbeat_interval; outage_grace at least
+2 x heartbeat_interval (see scripts/reap.lua).
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ class Timing:
     scheduler_interval: float = 1.0      # how often due scheduled jobs are looked for
     idle_block: float = 5.0              # longest single blocking wait on Redis
     max_abandoned: int = 3               # a job whose workers died more often goes to failed
+    outage_grace: float = 0.0            # after Redis was silent, live workers get this long to beat
+                                         # again before anything is reaped (0: 2 x heartbeat_interval)
+    callback_timeout: float = 60.0       # longest an on_failure callback is waited for
 
     @classmethod
     def from_env(cls, **overrides: float | None) -> "Timing":
@@ -33,3 +40,7 @@ class Timing:
             value = overrides.get(f.name)
             values[f.name] = type(f.default)(value if value is not None else _env_float(f.name, f.default))
         return cls(**values)
+
+    def __post_init__(self) -> None:
+        if self.outage_grace <= 0:
+            object.__setattr__(self, "outage_grace", 2 * self.heartbeat_interval)

@@ -1,11 +1,14 @@
-"""The worker: boot, register, then loop (record + dequeue, execute, wait,
-heartbeat) until the queues are empty (burst) or a shutdown is requested,
-then shut down and register death.
+"""The worker: boot, register (and start the heartbeat thread), then loop
+(record + dequeue, execute, wait) until the queues are empty (burst) or a
+shutdown is requested, then shut down and register death.
 
-Delivery promise: at-least-once. A job leaves its queue only together with
-an entry in its started registry whose deadline this worker keeps moving
-forward; if the worker dies at any instant, any live worker's maintenance
-pass returns the job to its queue once the deadline passes.
+Delivery promise: at-least-once, with one recorded outcome per job. Each
+take of a job is a new attempt, entered in its started registry with a
+deadline the heartbeat keeps ahead of Redis's clock; if the worker dies, is
+paused or is cut off past the deadline, any live worker's maintenance pass
+returns the job to its queue, and whatever the old attempt does afterwards
+(outcome, writes, callbacks) is dropped: the heartbeat tells the worker,
+which stops it.
 """
 
 from __future__ import annotations
@@ -15,22 +18,23 @@ import logging
 import os
 import socket
 import time
+import uuid
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
 from typing import Iterable
 
 import redis
 
-from .. import timeutil
 from ..backend import Backend, text, text_dict
 from ..connection import check as check_connection
 from ..connection import describe
-from ..exceptions import JobQueueError
+from ..exceptions import AttemptSuperseded, JobQueueError
 from ..imports import FunctionImporter
 from ..job import Job
 from ..queue import Queue
-from .callbacks import call_on_failure
-from .execution import Outcome, make_slots
+from .callbacks import Callbacks
+from .execution import Outcome, attempt_key, make_slots
+from .heartbeat import Heartbeat
 from .maintenance import Maintenance
 from .monitor import list_workers
 from .recording import batch_writes, report_write_errors, requeue_record, settle_record
@@ -44,9 +48,11 @@ REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 @dataclass
 class Running:
+    """One attempt this worker holds a slot for, until its code has returned."""
     job: Job
     queue: str
-    deadline: float | None   # monotonic; None = no timeout
+    deadline: float | None    # monotonic; None = no timeout
+    state: str = "running"    # running | settled (outcome taken: timed out, returned) | superseded
 
 
 class Worker:
@@ -72,11 +78,15 @@ class Worker:
         self.events: SimpleQueue = SimpleQueue()
         self.shutdown = Shutdown(self.events)
         self.slots = make_slots(concurrency, fork, self.events, FunctionImporter(allowed_modules), self.backend)
+        self.callbacks = Callbacks(self.slots.importer, self.timing.callback_timeout)
         self.maintenance = Maintenance(self.backend, self.name, self.queue_names, self.timing,
                                        on_abandoned=self._abandoned_jobs_failed)
-        self.running: dict[str, Running] = {}
+        self.heartbeat: Heartbeat | None = None
+        self.running: dict[str, Running] = {}  # by attempt key
         self.pending: list[dict] = []      # outcomes not yet written to Redis
-        self.pending_writes: list = []     # Job.write_on_success calls of those outcomes
+        self.pending_writes: list = []     # Job.write_on_success calls of those outcomes: (job, queue, script, argv)
+        self.pending_failures: list[tuple[Job, str]] = []  # on_failure to call once those outcomes are recorded
+        self._fetch_request: str | None = None  # kept until a fetch's reply arrives, so a resend is a replay
         self.successful_job_count = self.failed_job_count = self.jobs_taken = 0
         self.total_working_time = 0.0
         self._waker: Waker | None = None
@@ -122,20 +132,21 @@ class Worker:
         log.info("*** Listening on %s...", ", ".join(self.queue_names))
 
     def _register_birth(self) -> None:
-        keys, now = self.backend.keys, timeutil.now()
-        if self.connection.exists(keys.worker(self.name)):
+        """The first beat registers the worker; any later beat that finds the
+        entry gone (expired while cut off) registers it again, whole."""
+        if self.connection.exists(self.backend.keys.worker(self.name)):
             raise JobQueueError(f"a worker named {self.name!r} is already alive; pick another --name")
-        pipe = self.connection.pipeline(transaction=True)  # the hash and the set entry appear together
-        pipe.hset(keys.worker(self.name), mapping={
-            "name": self.name, "hostname": socket.gethostname(), "pid": os.getpid(),
-            "queues": ",".join(self.queue_names), "birth": timeutil.iso(now), "last_heartbeat": timeutil.iso(now),
-            "last_seen": now, "concurrency": self.concurrency, "mode": "fork" if self.fork else "thread",
-            "successful_job_count": 0, "failed_job_count": 0, "total_working_time": 0,
-        })
-        pipe.expire(keys.worker(self.name), int(self.timing.heartbeat_ttl) + 1)
-        pipe.sadd(keys.workers, self.name)
-        pipe.execute()
-        self.maintenance.next_heartbeat = time.monotonic() + self.timing.heartbeat_interval
+        registration = ["name", self.name, "hostname", socket.gethostname(), "pid", os.getpid(),
+                        "queues", ",".join(self.queue_names), "concurrency", self.concurrency,
+                        "mode", "fork" if self.fork else "thread"]
+        self.heartbeat = Heartbeat(self.backend, self.name, self.timing, self.events, registration,
+                                   attempts=self._beating, stats=self._stats)
+        self.heartbeat.beat()
+        self.heartbeat.start()
+
+    def _beating(self) -> list[tuple[str, str]]:
+        """(queue, attempt key) of the attempts whose deadlines the heartbeat extends."""
+        return [(r.queue, key) for key, r in list(self.running.items()) if r.state == "running"]
 
     def _loop(self, burst: bool, max_jobs: int | None) -> None:
         while True:
@@ -158,7 +169,7 @@ class Worker:
             # a NOSCRIPT the round trip replays finish after fetch, so a retry it pushed came too late)
             unproven = burst and recording
             queues_empty = len(fetched) < want and not unproven
-            finished = not self.running and not self.pending
+            finished = not self._active() and not self.pending
             if finished and (self.shutdown.stop_fetching or (burst and queues_empty)
                              or (max_jobs is not None and self.jobs_taken >= max_jobs)):
                 return
@@ -178,6 +189,10 @@ class Worker:
             except REDIS_DOWN as exc:
                 log.warning("Could not record %d outcome(s) (%s); retrying", len(self.pending), exc)
                 time.sleep(0.5 * (attempt + 1))
+        self.callbacks.wait()
+        if self.heartbeat is not None:  # stopped first: a late beat would register the worker again
+            self.heartbeat.stop()
+            self.heartbeat.join(timeout=5)
         try:
             pipe = self.connection.pipeline(transaction=True)  # hash and set entry go together
             pipe.delete(self.backend.keys.worker(self.name))
@@ -193,44 +208,65 @@ class Worker:
 
     # -- dequeue and record --------------------------------------------------------------
 
+    def _active(self) -> list[Running]:
+        """Attempts whose outcome is still to come (not those only holding a slot)."""
+        return [r for r in self.running.values() if r.state == "running"]
+
     def _free_slots(self, max_jobs: int | None) -> int:
         if self.shutdown.stop_fetching:
             return 0
-        free = self.concurrency - len(self.running)
+        free = self.concurrency - len(self.running)  # a stopped attempt holds its slot until its code returns
         if max_jobs is not None:
             free = min(free, max_jobs - self.jobs_taken)
         return max(free, 0)
 
     def _record_and_dequeue(self, want: int) -> list[tuple[str, Job]]:
-        """One round trip: write finished outcomes, then take up to ``want`` jobs."""
-        writes = batch_writes(self.pending_writes)
+        """One round trip: write finished outcomes, then take up to ``want`` jobs.
+        With writes of Job.write_on_success, all in one MULTI/EXEC, so their
+        fence and the outcome's are checked at one instant. If the reply is
+        lost, everything is kept and sent again: each call is replay-safe."""
+        writes = batch_writes(self.pending_writes, self.backend.run.prefixes)
         calls = list(writes)  # before the finish (but replayed after it if Redis had forgotten the script)
         if self.pending:
             calls.append(("finish", [json.dumps(self.pending), *self._stats_due()]))
         if want > 0:
-            now = timeutil.now()
-            calls.append(("fetch", [self.name, now + self.timing.heartbeat_ttl, timeutil.iso(now), want,
-                                    "1" if self._woken else "0", *self.queue_names]))
+            self._fetch_request = self._fetch_request or uuid.uuid4().hex[:16]
+            calls.append(("fetch", [self.name, self.timing.heartbeat_ttl, want, "1" if self._woken else "0",
+                                    self.backend.keys.worker_fetch(self.name), self._fetch_request,
+                                    *self.queue_names]))
         if not calls:
             return []
-        results = (self.backend.run.many(calls, raise_on_error=False) if len(calls) > 1
+        results = (self.backend.run.many(calls, raise_on_error=False, transaction=bool(writes)) if len(calls) > 1
                    else [self.backend.run(calls[0][0], *calls[0][1])])
         report_write_errors(writes, results[:len(writes)])
         for result in results[len(writes):]:  # jobqueue's own: an error here is not the application's
             if isinstance(result, Exception):
                 raise result
-        self.pending, self.pending_writes = [], []
+        if self.pending:
+            self._recorded(set(text(i) for i in results[len(writes)]))
         self._woken = False
         self._redis_back()
         if want <= 0:
             return []
+        self._fetch_request = None
         flat, fetched = results[-1], []
-        for i in range(0, len(flat), 3):
-            fields = text_dict(flat[i + 2])
-            fields["id"] = text(flat[i + 1])
+        for i in range(0, len(flat), 4):
+            fields = text_dict(flat[i + 3])
+            fields["id"], fields["attempt"] = text(flat[i + 1]), str(flat[i + 2])
             fetched.append((text(flat[i]), Job.from_fields(self.backend, fields)))
         self.jobs_taken += len(fetched)
         return fetched
+
+    def _recorded(self, dropped: set[str]) -> None:
+        """The finish call answered: failures now on record get their callbacks."""
+        for record in self.pending:
+            if record["id"] in dropped:
+                log.warning("%s: outcome of job %s (attempt %s) dropped: the attempt is no longer current "
+                            "(reaped, canceled or taken again)", record["q"], record["id"], record["a"])
+        for job, exc_info in self.pending_failures:
+            if job.id not in dropped:
+                self.callbacks.on_failure(job, exc_info)
+        self.pending, self.pending_writes, self.pending_failures = [], [], []
 
     def _stats_due(self) -> list:
         """Counters ride along with a finish call at most once a second."""
@@ -240,10 +276,9 @@ class Worker:
         return [self.backend.keys.worker(self.name), *self._stats()]
 
     def _stats(self) -> list:
-        now = timeutil.now()
+        """Counters (the scripts add last_seen / last_heartbeat on Redis's clock)."""
         return ["successful_job_count", self.successful_job_count, "failed_job_count", self.failed_job_count,
-                "total_working_time", round(self.total_working_time, 6), "last_seen", now,
-                "last_heartbeat", timeutil.iso(now)]
+                "total_working_time", round(self.total_working_time, 6)]
 
     # -- execute ---------------------------------------------------------------------------
 
@@ -256,24 +291,24 @@ class Worker:
             if not job.func_name:
                 raise JobQueueError("job hash has no 'func' field (corrupted); delete the job")
         except Exception as exc:
-            running = Running(job, queue, None)
-            self.running[job.id] = running
             msg = exc if isinstance(exc, JobQueueError) else f"job hash is corrupted ({exc!r}); delete or re-enqueue it"
-            self._settle(running, Outcome(job.id, False, None, f"{type(exc).__name__}: {msg}"))
+            self._settle(Running(job, queue, None), Outcome(attempt_key(job), False, None, f"{type(exc).__name__}: {msg}"))
             return
         deadline = time.monotonic() + timeout if timeout and timeout > 0 else None
-        self.running[job.id] = Running(job, queue, deadline)
+        self.running[attempt_key(job)] = Running(job, queue, deadline)
         log.info("%s: %s (%s)", queue, job.description, job.id)
         self.slots.start(job)
 
     def _settle(self, running: Running, outcome: Outcome) -> None:
+        """Take the attempt's outcome for recording; its slot stays held while its code still runs."""
         job = running.job
-        self.running.pop(job.id, None)
+        running.state = "settled"
         self.total_working_time += outcome.duration
-        record = settle_record(job, running.queue, outcome, timeutil.now())
+        record = settle_record(job, running.queue, outcome)
         self.pending.append(record)
         if outcome.ok:
-            self.pending_writes += outcome.writes  # a failed job's writes are dropped here, and only here
+            # a failed job's writes are dropped here, and only here
+            self.pending_writes += [(job, running.queue, script, argv) for script, argv in outcome.writes]
             self.successful_job_count += 1
             log.info("%s: Job OK (%s)", running.queue, job.id)
             ttl = job.result_ttl
@@ -284,37 +319,48 @@ class Worker:
             retrying = "; will retry" if record["s"] == "retry" else ""
             log.warning("%s: Job failed (%s): %s%s", running.queue, job.id, last_line[0], retrying)
             if record["s"] == "failed":
-                call_on_failure(job, self.slots.importer, outcome.exc_info or "")
+                self.pending_failures.append((job, outcome.exc_info or ""))
 
     def _abandoned_jobs_failed(self, job_ids: list[str], reason: str) -> None:
         for job in Job.fetch_many(job_ids, self.backend):
             if job is not None:
-                call_on_failure(job, self.slots.importer, job.exc_info or reason)
+                self.callbacks.on_failure(job, job.exc_info or reason)
 
     def _enforce_timeouts(self) -> None:
         now = time.monotonic()
-        for job_id, running in list(self.running.items()):
-            if running.deadline is not None and running.deadline <= now:
-                self.slots.stop(job_id)
-                self._settle(running, Outcome(job_id, False, None, "JobTimeoutError: Task exceeded maximum timeout "
+        for key, running in list(self.running.items()):
+            if running.state == "running" and running.deadline is not None and running.deadline <= now:
+                self.slots.stop(key)
+                self._settle(running, Outcome(key, False, None, "JobTimeoutError: Task exceeded maximum timeout "
                                               f"value ({running.job.timeout} seconds)", running.job.timeout or 0))
 
     def _return_running_jobs(self) -> None:
-        now = timeutil.now()
-        for job_id, running in list(self.running.items()):
-            self.slots.stop(job_id)
-            self.pending.append(requeue_record(job_id, running.queue, now))
-            log.warning("%s: job %s returned to its queue", running.queue, job_id)
-        self.running.clear()
+        for key, running in list(self.running.items()):
+            if running.state == "running":
+                self.slots.stop(key)
+                running.state = "settled"
+                self.pending.append(requeue_record(running.job, running.queue))
+                log.warning("%s: job %s returned to its queue", running.queue, running.job.id)
+
+    def _supersede(self, keys: list[str]) -> None:
+        """The heartbeat found these attempts no longer current: stop them; their outcomes will be dropped."""
+        for key in keys:
+            running = self.running.get(key)
+            if running is None or running.state != "running":
+                continue
+            running.state = "superseded"
+            running.job._superseded = True
+            self.slots.stop(key, AttemptSuperseded)
+            log.warning("%s: job %s (attempt %s) is no longer current (reaped, canceled or taken again): "
+                        "stopped, its outcome will be dropped", running.queue, running.job.id, running.job.attempt)
 
     # -- wait, heartbeat, maintenance ---------------------------------------------------------
 
     def _tick(self) -> None:
         now = time.monotonic()
         m = self.maintenance
-        if now >= m.next_heartbeat:
-            m.heartbeat({job_id: r.queue for job_id, r in self.running.items()}, self._stats())
-        if now >= m.next_promote or (self._next_scheduled is not None and timeutil.now() >= self._next_scheduled):
+        self.callbacks.check()
+        if now >= m.next_promote or (self._next_scheduled is not None and now >= self._next_scheduled):
             self._next_scheduled = m.promote()
         if now >= m.next_pass:
             m.run_pass()
@@ -322,8 +368,8 @@ class Worker:
     def _wait(self, longest: float | None = None) -> None:
         """Block until an event (job done, wake-up token, signal) or the next timer."""
         m = self.maintenance
-        wake_at = [m.next_heartbeat, m.next_promote, m.next_pass]
-        wake_at += [r.deadline for r in self.running.values() if r.deadline is not None]
+        wake_at = [m.next_promote, m.next_pass]
+        wake_at += [r.deadline for r in self._active() if r.deadline is not None]
         timeout = max(0.0, min(wake_at) - time.monotonic())
         if longest is not None:
             timeout = min(timeout, longest)
@@ -341,9 +387,16 @@ class Worker:
     def _handle(self, event: tuple) -> None:
         kind, payload = event
         if kind == "done":
-            running = self.running.get(payload.job_id)
-            if running is not None:  # else: already settled (timed out, or returned by a cold shutdown)
+            running = self.running.pop(payload.key, None)  # the slot is free: the attempt's code returned
+            if running is None:
+                return
+            if running.state == "running":
                 self._settle(running, payload)
+            elif running.state == "superseded":
+                log.info("%s: superseded attempt of job %s ended; its outcome is dropped", running.queue,
+                         running.job.id)
+        elif kind == "superseded":
+            self._supersede(payload)
         elif kind == "wake" and payload:
             if self._free_slots(None) == 0:
                 self._pass_wake_token(payload)
