@@ -7,8 +7,10 @@
 - Idempotent: a complete file is skipped and counted as skipped.
 - Each job writes its own part file, so two runs of one URL never share one;
   a name is derived from a hash of the URL, so two jobs that rename onto one
-  name carry the same bytes; the rename is atomic. Not yet kept: two attempts
-  of one job (a worker paused past its deadline comes back) share its part file.
+  name carry the same bytes; the rename is atomic. An attempt the worker's
+  heartbeat has found superseded (its worker was paused past its deadline
+  and came back) does not rename. Not yet kept: two attempts of one job
+  share its part file while both run.
 - Transient failures (reset, timeout, 429, 5xx) raise TransientDownloadError,
   which jobqueue retries (honouring Retry-After); permanent ones (404, 403,
   too large, not an image, malformed URL) raise PermanentDownloadError and
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 
 from jobqueue import get_current_job
+from jobqueue.exceptions import AttemptSuperseded
 
 from . import http_get
 from .exceptions import PermanentDownloadError, TransientDownloadError
@@ -56,7 +59,8 @@ def download_link(directory: str, link: str, run: str | None = None, max_size: i
             runs.mark(run, link, "skipped", job=job)
         return {"status": "skipped", "file": name, "bytes": final.stat().st_size}
     part = _part_path(folder, name, job.id if job is not None else None)
-    nbytes = _fetch(link, part, final, max_size, (connect_timeout, read_timeout), check_image, user_agent)
+    nbytes = _fetch(link, part, final, max_size, (connect_timeout, read_timeout), check_image, user_agent,
+                    (lambda: job.is_superseded(refresh=False)) if job is not None else None)
     if runs:
         runs.mark(run, link, "done", nbytes, job=job)
     return {"status": "done", "file": name, "bytes": nbytes}
@@ -108,7 +112,7 @@ def _folder(directory: str) -> Path:
 
 
 def _fetch(link: str, part: Path, final: Path, max_size: int, timeouts: tuple[float, float], check_image: bool,
-           user_agent: str) -> int:
+           user_agent: str, superseded=None) -> int:
     try:
         have = os.stat(part).st_size
     except FileNotFoundError:
@@ -145,6 +149,8 @@ def _fetch(link: str, part: Path, final: Path, max_size: int, timeouts: tuple[fl
             response.release()  # kept alive only if the body was read to its end
     if expected is not None and written != expected:
         raise TransientDownloadError(f"truncated: got {written} of {expected} bytes")
+    if superseded is not None and superseded():  # another attempt owns the job now: its file, not ours
+        raise AttemptSuperseded(f"{link}: this attempt is no longer current; the file is left to the current one")
     os.replace(part, final)  # atomic: the final name only ever holds a complete file
     return written
 

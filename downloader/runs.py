@@ -14,6 +14,7 @@ import redis
 
 from jobqueue import Job, Queue, Retry, Script
 from jobqueue.backend import text, text_dict
+from jobqueue.exceptions import DuplicateJobError
 from jobqueue.registry import FailedJobRegistry
 
 from .config import Settings
@@ -153,7 +154,10 @@ class Runs:
         gone = [u for u in urls if job_ids[u] not in requeued]
         if gone:
             directory = text(self.connection.hget(self.keys.run(run_id), "directory")) or settings.dir
-            self.enqueue(run_id, gone, job_ids, settings.with_overrides(queue=queue_name, dir=directory))
+            try:
+                self.enqueue(run_id, gone, job_ids, settings.with_overrides(queue=queue_name, dir=directory))
+            except DuplicateJobError:
+                pass  # already queued or running (`jobqueue requeue` came first): not a second time
         return urls
 
 

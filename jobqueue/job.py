@@ -214,23 +214,25 @@ class Job:
 
         The script is called once per round trip for all the jobs recorded in
         it: ARGV[1] is a JSON array of their ``argv`` lists (an array of one
-        outside a worker, where it runs at once). Dropped if the job fails or
-        if its attempt is no longer current when the success is recorded (in
-        the same MULTI/EXEC, behind scripts/fence.lua). Like the job itself it
-        may run more than once (a worker killed after the job ran), so the
-        script must be idempotent."""
+        outside a worker, where it runs at once). In a worker the writes are
+        applied once, together with the success that is recorded (one
+        MULTI/EXEC, behind scripts/fence.lua): dropped if the job fails or its
+        attempt is no longer current, never applied twice when a round trip
+        whose reply was lost is sent again."""
         if self._writes is None:
             script(self.connection, json.dumps([list(argv)]))
         else:
             self._writes.append((script, list(argv)))
 
-    def is_superseded(self) -> bool:
+    def is_superseded(self, refresh: bool = True) -> bool:
         """Whether this attempt is no longer the job's current one: it was
         reaped (its worker looked dead), canceled, deleted or taken again. A
         long job may ask now and then and stop early; whatever it does after
-        that is dropped anyway (outcome, callbacks, ``write_on_success``)."""
-        if self._superseded:
-            return True
+        that is dropped anyway (outcome, callbacks, ``write_on_success``).
+        ``refresh=False`` answers without a round trip, from what the worker's
+        heartbeat has learnt (at most one heartbeat interval late)."""
+        if self._superseded or not refresh:
+            return self._superseded
         if not self.attempt:
             return False  # not taken by a worker: nothing to supersede
         member = started_member(self.id, self.attempt)

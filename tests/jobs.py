@@ -145,3 +145,44 @@ def count_then(key, field, then="return"):
 
 def broken_callback(job, connection, result):
     raise RuntimeError("the success callback broke")
+
+
+def tracked(path, tag, seconds=0.0, step=0.01):
+    """One line when an attempt starts and one when it ends (how), with the
+    worker's pid and the attempt, so tests count executions and how many ran
+    at once in one worker; a success is also counted through
+    Job.write_on_success (hash 'writes', field tag). ``step=None`` sleeps in
+    one C call, where a stop cannot land."""
+    job = get_current_job()
+    attempt = job.attempt if job is not None else 0
+    _line(path, f"start {tag} {_worker_pid()} {attempt}")
+    try:
+        if step is None:
+            time.sleep(seconds)
+        else:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                time.sleep(step)
+    except BaseException as exc:
+        _line(path, f"end {tag} {_worker_pid()} {attempt} {type(exc).__name__}")
+        raise
+    _line(path, f"end {tag} {_worker_pid()} {attempt} ok")
+    if job is not None:
+        job.write_on_success(COUNT, "writes", tag)
+    return tag
+
+
+def slow_failure(job, connection, exc_type, exc, tb):
+    """An on_failure callback that takes its time."""
+    time.sleep(3)
+    connection.set(f"callback:{job.id}", "slow callback done")
+
+
+def _worker_pid():
+    """pid and parent pid: a work horse's parent is its worker (tests.invariants sorts it out)."""
+    return f"{os.getpid()} {os.getppid()}"
+
+
+def _line(path, text):
+    with open(path, "a") as f:
+        f.write(text + "\n")

@@ -48,7 +48,7 @@ _fenced: dict[str, Script] = {}
 
 def fenced(script: Script) -> Script:
     """``script`` behind the attempt fence (fence.lua): what a worker runs for
-    ``Job.write_on_success``, so a superseded attempt's writes are dropped."""
+    ``Job.write_on_success``; its ARGV = the key prefixes, then the entries."""
     wrapped = _fenced.get(script.sha)
     if wrapped is None:
         wrapped = _fenced[script.sha] = Script(f"{script.name} (fenced)", f"{_LIB}\n{_FENCE}\n{script.source}")

@@ -1,0 +1,257 @@
+"""Partial failures: a worker paused, cut off or stalled past its deadline that
+comes back, a worker whose clock is off, Redis stalling or restarting, a
+reply lost mid-call. Real worker processes, a real redis-server, a real TCP
+relay (tests.forwarder) and a real clock shift (libfaketime). Each test
+checks invariants (tests.invariants), not only a happy ending."""
+
+import os
+import signal
+import socket
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import libfaketime
+import pytest
+import redis
+
+from jobqueue import Job, JobStatus, Queue, Worker
+from jobqueue.connection import from_url
+from tests import jobs
+from tests.conftest import wait_for
+from tests.forwarder import Forwarder
+from tests.invariants import assert_one_outcome_each, attempts, max_at_once
+from tests.redis_server import RedisServer
+
+FAKETIME_SO = Path(libfaketime.__file__).parent / "vendor/libfaketime/src/libfaketime.so.1"
+
+
+def clock_shifted(offset: str) -> dict:
+    """Environment for a process whose wall clock is off by ``offset`` ('+120s')."""
+    return {"LD_PRELOAD": str(FAKETIME_SO), "FAKETIME": offset, "DONT_FAKE_MONOTONIC": "1"}
+
+
+def taken_by(r, job_id: str, proc, attempt: int) -> bool:
+    job = Job.fetch(job_id, r)
+    return (job.get_status(refresh=False) == JobStatus.STARTED and job.attempt == attempt
+            and (job.worker_name or "").endswith(f":{proc.pid}"))
+
+
+def redis_asleep(port: int, seconds: float) -> None:
+    """DEBUG SLEEP on a connection of its own; returns once Redis is seen not answering."""
+    sleeper = socket.create_connection(("127.0.0.1", port))
+    sleeper.sendall(f"DEBUG SLEEP {seconds}\r\n".encode())
+    probe = socket.create_connection(("127.0.0.1", port))
+    probe.settimeout(0.05)
+    deadline = time.monotonic() + 2
+    try:
+        while time.monotonic() < deadline:
+            probe.sendall(b"PING\r\n")
+            try:
+                probe.recv(64)   # answered: the sleep has not begun yet
+                time.sleep(0.01)
+            except TimeoutError:
+                return           # asleep (the PING is answered when it wakes)
+        raise AssertionError("Redis never went to sleep")
+    finally:
+        threading.Timer(seconds + 2, lambda: (sleeper.close(), probe.close())).start()
+
+
+@pytest.mark.parametrize("mode", ["thread", "fork"])
+def test_a_paused_worker_comes_back_to_find_its_job_taken_and_its_outcome_dropped(redis_server, r, workers,
+                                                                                  tmp_path, mode):
+    q, log = Queue(connection=r), tmp_path / "attempts.log"
+    job = q.enqueue(jobs.tracked, str(log), "j", 2.0)
+    args = ["--fork"] if mode == "fork" else []
+    paused = workers.start(redis_server.url, *args)
+    wait_for(lambda: taken_by(r, job.id, paused, 1), message="first attempt started")
+    paused.send_signal(signal.SIGSTOP)
+    other = workers.start(redis_server.url, *args)
+    wait_for(lambda: taken_by(r, job.id, other, 2), message="job reaped and taken again")
+    paused.send_signal(signal.SIGCONT)
+    wait_for(lambda: "no longer current" in workers.output(paused), message="the paused worker told")
+    wait_for(lambda: job.get_status() == JobStatus.FINISHED, message="second attempt finished")
+    assert_one_outcome_each(q, [job.id])
+    job.refresh()
+    assert job.attempt == 2 and job.worker_name.endswith(f":{other.pid}")
+    # the second attempt's outcome stands, whatever the first one does later
+    time.sleep(1)
+    assert job.get_status() == JobStatus.FINISHED and Job.fetch(job.id, r).attempt == 2
+    assert_one_outcome_each(q, [job.id])
+
+
+def test_a_worker_stalled_on_its_link_past_its_deadline_has_its_outcome_dropped(redis_server, r, workers, tmp_path):
+    q, log = Queue(connection=r), tmp_path / "attempts.log"
+    job = q.enqueue(jobs.tracked, str(log), "j", 2.5)
+    link = Forwarder(redis_server.port)
+    try:
+        cut_off = workers.start(link.url())
+        wait_for(lambda: taken_by(r, job.id, cut_off, 1), message="first attempt started")
+        link.stall()
+        other = workers.start(redis_server.url)
+        wait_for(lambda: taken_by(r, job.id, other, 2), message="job reaped and taken again")
+        link.heal()
+        wait_for(lambda: "no longer current" in workers.output(cut_off), message="the stalled worker told")
+        wait_for(lambda: job.get_status() == JobStatus.FINISHED, message="second attempt finished")
+        assert_one_outcome_each(q, [job.id])
+        # the stalled attempt was stopped, not left to finish
+        wait_for(lambda: any(a.attempt == 1 and a.how == "AttemptSuperseded" for a in attempts(log)),
+                 message="first attempt stopped")
+        assert Job.fetch(job.id, r).attempt == 2
+    finally:
+        link.close()
+
+
+def test_a_superseded_attempt_holds_its_slot_until_its_code_returns(redis_server, r, workers, tmp_path):
+    """-c 1: the stale attempt sleeps in C where no stop lands; the worker must
+    not take the job (or any other) again until that code has returned."""
+    q, log = Queue(connection=r), tmp_path / "attempts.log"
+    job = q.enqueue(jobs.tracked, str(log), "j", 3.0, None)
+    worker = workers.start(redis_server.url, "-c", "1")
+    reaper = workers.start(redis_server.url, "elsewhere")   # another queue: only its maintenance matters
+    wait_for(lambda: taken_by(r, job.id, worker, 1), message="first attempt started")
+    worker.send_signal(signal.SIGSTOP)
+    wait_for(lambda: Job.fetch(job.id, r).get_status(refresh=False) == JobStatus.QUEUED, message="job reaped")
+    worker.send_signal(signal.SIGCONT)
+    wait_for(lambda: job.get_status() == JobStatus.FINISHED, timeout=20, message="job finished")
+    assert_one_outcome_each(q, [job.id])
+    assert max_at_once(log, {worker.pid, reaper.pid}) == {worker.pid: 1}
+    runs = attempts(log)
+    assert [(a.attempt, a.how) for a in runs] == [(1, "AttemptSuperseded"), (2, "ok")]
+
+
+@pytest.mark.parametrize("offsets", [("+120s", "-120s")])
+def test_workers_whose_clocks_are_two_minutes_off_change_nothing(redis_server, r, workers, tmp_path, offsets):
+    q, log = Queue(connection=r), tmp_path / "attempts.log"
+    procs = [workers.start(redis_server.url, "-c", "2")]
+    procs += [workers.start(redis_server.url, "-c", "2", env=clock_shifted(o)) for o in offsets]
+    seconds, _ = r.time()
+    due = q.enqueue_in(timedelta(seconds=1.5), jobs.tracked, str(log), "due", 0)
+    ids = [q.enqueue(jobs.tracked, str(log), f"j{i}", 0.8).id for i in range(12)]
+    wait_for(lambda: all(Job.fetch(i, r).get_status(refresh=False) == JobStatus.FINISHED for i in ids + [due.id]),
+             timeout=30, message="all jobs finished")
+    assert_one_outcome_each(q, ids + [due.id])
+    assert sorted(a.tag for a in attempts(log)) == sorted(["due"] + [f"j{i}" for i in range(12)])  # each ran once
+    assert all(Job.fetch(i, r).attempt == 1 for i in ids)
+    started = Job.fetch(due.id, r).started_at.timestamp()
+    assert started >= seconds + 1.5 - 0.01, "a scheduled job ran before it was due on Redis's clock"
+    for proc in procs:
+        assert "Requeued" not in workers.output(proc)
+    # the shift was real: the shifted workers' log clocks are two minutes off
+    for proc, offset in zip(procs[1:], offsets):
+        stamp = workers.output(proc).split()[0]
+        h, m, s = (int(x) for x in stamp.split(":"))
+        gap = (h * 3600 + m * 60 + s - (seconds % 86400)) % 86400
+        expected = int(offset[:-1]) % 86400
+        assert min(abs(gap - expected), 86400 - abs(gap - expected)) < 30, (stamp, offset)
+
+
+def test_an_enqueue_whose_reply_is_lost_is_enqueued_once(redis_server, r):
+    """The request reaches Redis late (a stalled link): the client times out
+    and sends it again; both arrive, one job is queued."""
+    link = Forwarder(redis_server.port)
+    try:
+        for client in (from_url(link.url(query="socket_timeout=0.3")),
+                       redis.Redis(port=link.port, socket_timeout=0.3)):   # redis-py's own retries, too
+            r.flushall()
+            q = Queue(connection=client)
+            link.stall()
+            threading.Timer(0.8, link.heal).start()
+            job = q.enqueue(jobs.add, 1, 1)
+            wait_for(lambda: r.llen(q.key) >= 1, message="enqueued")
+            time.sleep(0.3)  # any late copy of the request has arrived by now
+            assert Queue(connection=r).get_job_ids() == [job.id]
+    finally:
+        link.close()
+
+
+def test_jobs_run_once_each_through_redis_stalls_and_a_link_that_keeps_dropping(redis_server, r, workers, tmp_path):
+    """Replays of fetch and finish after lost replies: every job runs once and is recorded once."""
+    q, log = Queue(connection=r), tmp_path / "attempts.log"
+    ids = [q.enqueue(jobs.tracked, str(log), f"j{i}", 0.005).id for i in range(300)]
+    link = Forwarder(redis_server.port)
+    try:
+        flaky = workers.start(link.url(query="socket_timeout=0.3"), "-c", "4")
+        stalled = workers.start(redis_server.url + "?socket_timeout=0.3", "-c", "4")
+        wait_for(lambda: len(attempts(log)) > 20, message="work under way")
+        redis_asleep(redis_server.port, 0.5)
+        for _ in range(8):
+            time.sleep(0.15)
+            link.cut()
+            time.sleep(0.05)
+            link.heal()
+        redis_asleep(redis_server.port, 0.5)
+        wait_for(lambda: r.zcard(q.backend.keys.registry("finished", q.name)) == len(ids), timeout=30,
+                 message="all jobs finished")
+        assert_one_outcome_each(q, ids)
+        runs = attempts(log)
+        assert sorted(a.tag for a in runs) == sorted(f"j{i}" for i in range(300)), "a job ran twice or never"
+        assert max(max_at_once(log, {flaky.pid, stalled.pid}).values()) <= 4
+    finally:
+        link.close()
+
+
+def test_a_redis_restart_longer_than_the_heartbeat_ttl_reaps_no_live_workers_job(own_redis, workers, tmp_path):
+    r = own_redis.client()
+    q, log = Queue(connection=r), tmp_path / "attempts.log"
+    job = q.enqueue(jobs.tracked, str(log), "j", 5.0)
+    worker = workers.start(own_redis.url)
+    idle = workers.start(own_redis.url, "elsewhere")
+    wait_for(lambda: taken_by(r, job.id, worker, 1), message="job started")
+    own_redis.kill()
+    time.sleep(2.5)  # heartbeat TTL is 1.5 s
+    RedisServer(own_redis.directory, port=own_redis.port, fsync="always").start()
+    r = own_redis.client()
+    wait_for(lambda: Job.fetch(job.id, r).get_status(refresh=False) == JobStatus.FINISHED, timeout=20,
+             message="job finished")
+    assert_one_outcome_each(Queue(connection=r), [job.id])
+    assert [(a.attempt, a.how) for a in attempts(log)] == [(1, "ok")]
+    for proc in (worker, idle):
+        assert "Requeued" not in workers.output(proc)
+    assert "grace" in workers.output(worker) + workers.output(idle)
+
+
+def test_a_worker_cut_off_past_its_ttl_comes_back_registered_whole(redis_server, r, workers):
+    link = Forwarder(redis_server.port)
+    try:
+        worker = workers.start(link.url(), "-c", "3", "high", "low")
+        wait_for(lambda: Worker.all(r), message="worker registered")
+        (before,) = Worker.all(r)
+        link.cut()
+        wait_for(lambda: not Worker.all(r), timeout=10, message="worker entry expired")
+        link.heal()
+        wait_for(lambda: Worker.all(r), timeout=10, message="worker registered again")
+        (after,) = Worker.all(r)
+        assert (after.name, after.pid, after.hostname, after.queues, after.concurrency, after.mode) == (
+            before.name, worker.pid, before.hostname, ["high", "low"], 3, "thread")
+        assert after.birth and after.birth >= before.birth
+    finally:
+        link.close()
+
+
+def test_a_slow_or_hanging_on_failure_callback_stops_no_heartbeat(redis_server, r, workers, tmp_path):
+    q, log = Queue(connection=r), tmp_path / "attempts.log"
+    failing = q.enqueue(jobs.fail, on_failure=jobs.slow_failure)
+    long_jobs = [q.enqueue(jobs.tracked, str(log), f"long{i}", 3.0).id for i in range(2)]
+    worker = workers.start(redis_server.url, "-c", "3", env={"JOBQUEUE_CALLBACK_TIMEOUT": "1"})
+    wait_for(lambda: all(Job.fetch(i, r).get_status(refresh=False) == JobStatus.FINISHED for i in long_jobs),
+             timeout=20, message="long jobs finished")
+    assert_one_outcome_each(q, long_jobs)
+    assert [a.attempt for a in attempts(log)] == [1, 1]      # never reaped while the callback ran
+    assert failing.get_status() == JobStatus.FAILED
+    wait_for(lambda: "still running after 1 s; no longer waited for" in workers.output(worker),
+             message="hanging callback logged")
+    wait_for(lambda: r.get(f"callback:{failing.id}") == b"slow callback done", message="callback ran")
+
+
+def test_canceling_a_running_job_stops_it_and_drops_its_outcome(redis_server, r, workers, tmp_path):
+    q, log = Queue(connection=r), tmp_path / "attempts.log"
+    job = q.enqueue(jobs.tracked, str(log), "j", 10.0)
+    worker = workers.start(redis_server.url)
+    wait_for(lambda: taken_by(r, job.id, worker, 1), message="job started")
+    job.cancel()
+    wait_for(lambda: [a.how for a in attempts(log)] == ["AttemptSuperseded"], message="attempt stopped")
+    assert job.get_status() == JobStatus.CANCELED and job.id in q.canceled_job_registry
+    assert r.hget("writes", "j") is None and q.started_job_registry.count == 0
+    assert "no longer current" in workers.output(worker)
