@@ -125,3 +125,12 @@ def workers(tmp_path):
     w = Workers(tmp_path)
     yield w
     w.cleanup()
+
+
+def pytest_collection_modifyitems(items):
+    """Long scenarios first, so the other tests run beside them rather than after."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "long: a scenario of a minute or so; scheduled first")

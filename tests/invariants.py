@@ -5,7 +5,7 @@ left started, at most N attempts at once in a -c N worker."""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,20 +30,23 @@ def attempts(path: Path) -> list[Attempt]:
         if kind == "start":
             open_[key] = Attempt(tag, int(pid), int(ppid), int(attempt))
             found.append(open_[key])
-        else:
+        elif key in open_:  # the first end line counts (a stop landing after "ok" adds a second)
             open_.pop(key).how = how[0]
     return found
 
 
 def max_at_once(path: Path, worker_pids: set[int]) -> dict[int, int]:
     """For each worker, the most attempts that ran at once in it (from the log's order)."""
-    now: Counter = Counter()
+    running: dict[int, set] = defaultdict(set)
     most: dict[int, int] = defaultdict(int)
     for line in path.read_text().splitlines() if path.exists() else []:
-        kind, _, pid, ppid, *_ = line.split()
+        kind, tag, pid, ppid, attempt, *_ = line.split()
         owner = int(pid) if int(pid) in worker_pids else int(ppid)
-        now[owner] += 1 if kind == "start" else -1
-        most[owner] = max(most[owner], now[owner])
+        if kind == "start":
+            running[owner].add((tag, pid, attempt))
+        else:
+            running[owner].discard((tag, pid, attempt))
+        most[owner] = max(most[owner], len(running[owner]))
     return dict(most)
 
 

@@ -155,18 +155,21 @@ def tracked(path, tag, seconds=0.0, step=0.01):
     one C call, where a stop cannot land."""
     job = get_current_job()
     attempt = job.attempt if job is not None else 0
-    _line(path, f"start {tag} {_worker_pid()} {attempt}")
+    started = False
     try:
+        _line(path, f"start {tag} {_worker_pid()} {attempt}")
+        started = True
         if step is None:
             time.sleep(seconds)
         else:
             end = time.monotonic() + seconds
             while time.monotonic() < end:
                 time.sleep(step)
-    except BaseException as exc:
-        _line(path, f"end {tag} {_worker_pid()} {attempt} {type(exc).__name__}")
+        _line(path, f"end {tag} {_worker_pid()} {attempt} ok")
+    except BaseException as exc:  # a stop may land anywhere, even just after the "ok" line (tests.invariants copes)
+        if started:
+            _line(path, f"end {tag} {_worker_pid()} {attempt} {type(exc).__name__}")
         raise
-    _line(path, f"end {tag} {_worker_pid()} {attempt} ok")
     if job is not None:
         job.write_on_success(COUNT, "writes", tag)
     return tag

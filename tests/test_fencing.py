@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import redis
 from jobqueue import Job, JobStatus, Queue, Worker
 from jobqueue.connection import from_url
 from tests import jobs
-from tests.conftest import wait_for
+from tests.conftest import FAST_TIMING, wait_for, worker_blocked
 from tests.forwarder import Forwarder
 from tests.invariants import assert_one_outcome_each, attempts, max_at_once
 from tests.redis_server import RedisServer
@@ -255,3 +256,40 @@ def test_canceling_a_running_job_stops_it_and_drops_its_outcome(redis_server, r,
     assert job.get_status() == JobStatus.CANCELED and job.id in q.canceled_job_registry
     assert r.hget("writes", "j") is None and q.started_job_registry.count == 0
     assert "no longer current" in workers.output(worker)
+
+
+def test_the_waker_and_the_heartbeat_survive_any_exception(redis_server, r, caplog):
+    """Each background thread meets an error that is not Redis's (here: raised
+    on its first request) and must log it and carry on."""
+    failed: set[str] = set()
+
+    class Faulty(redis.Connection):
+        def send_packed_command(self, command, check_health=True):
+            thread = threading.current_thread().name
+            if thread in ("waker", "heartbeat") and thread not in failed:
+                failed.add(thread)
+                raise RuntimeError(f"injected fault in the {thread} thread")
+            return super().send_packed_command(command, check_health)
+
+    kwargs = r.connection_pool.connection_kwargs
+    client = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=Faulty, **kwargs))
+    q = Queue(connection=client)
+    # minute-long clocks but the heartbeat's: only the waker can bring the job in time
+    timing = replace(FAST_TIMING, maintenance_interval=60, scheduler_interval=60, idle_block=60)
+    worker = Worker([q], connection=client, timing=timing)
+    thread = threading.Thread(target=worker.work, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: failed == {"waker", "heartbeat"}, message="both threads hit")
+        beats = worker.heartbeat.beats
+        wait_for(lambda: worker.heartbeat.beats > beats, message="heartbeat goes on")
+        wait_for(lambda: worker_blocked(r), message="waker blocked again")
+        job = q.enqueue(jobs.add, 1, 1)
+        wait_for(lambda: job.get_status() == JobStatus.FINISHED, timeout=10, message="waker still wakes the worker")
+        assert worker.heartbeat.is_alive() and worker._waker.is_alive()
+        text = caplog.text
+        assert "injected fault in the waker thread" in text and "injected fault in the heartbeat thread" in text
+    finally:
+        worker.request_stop()
+        thread.join(10)
+        client.close()

@@ -181,3 +181,44 @@ def test_durations_as_rq_accepts_them(q):
 def test_position_in_the_queue(q):
     first, second = q.enqueue(jobs.add, 1, 1), q.enqueue(jobs.add, 2, 2)
     assert (first.get_position(), second.get_position()) == (0, 1)
+
+
+def test_a_live_id_is_refused_and_a_settled_one_replaced(q, r):
+    from jobqueue import Worker
+    from jobqueue.exceptions import DuplicateJobError
+    from tests.conftest import FAST_TIMING
+    queued = q.enqueue(jobs.add, 1, 1, job_id="queued")
+    scheduled = q.enqueue_in(timedelta(hours=1), jobs.add, 2, 2, job_id="scheduled")
+    for job_id in ("queued", "scheduled"):
+        with pytest.raises(DuplicateJobError, match=f"{job_id} already queued, scheduled or running") as err:
+            q.enqueue(jobs.add, 9, 9, job_id=job_id, unique=True)  # unique=True: accepted, as in RQ
+        assert err.value.job_ids == [job_id]
+    assert q.get_job_ids() == ["queued"] and Job.fetch("queued", r).args == [1, 1]   # neither pushed nor overwritten
+    assert Job.fetch("scheduled", r).args == [2, 2] and q.scheduled_job_registry.count == 1
+    # started: taken by a worker (the real fetch script), not finished
+    q.backend.run("fetch", "w", 60, 1, "0", q.backend.keys.worker_fetch("w"), "req", q.name)
+    with pytest.raises(DuplicateJobError):
+        q.enqueue(jobs.add, 9, 9, job_id="queued")
+    r.flushall()
+    q.enqueue(jobs.add, 1, 1, job_id="done")
+    q.enqueue(jobs.fail, job_id="broken")
+    Worker([q], connection=r, timing=FAST_TIMING).work(burst=True)
+    again = q.enqueue(jobs.add, 5, 5, job_id="done")
+    q.enqueue(jobs.add, 6, 6, job_id="broken")
+    assert q.get_job_ids() == ["done", "broken"] and again.get_status() == JobStatus.QUEUED
+    assert Job.fetch("done", r).args == [5, 5] and Job.fetch("broken", r).exc_info is None
+    assert q.finished_job_registry.count == 0 and q.failed_job_registry.count == 0
+
+
+def test_enqueue_many_enqueues_the_others_and_names_the_live_ids(q):
+    from jobqueue.exceptions import DuplicateJobError
+    q.enqueue(jobs.add, 0, 0, job_id="b")
+    datas = [Queue.prepare_data(jobs.add, (i, i), job_id=j) for i, j in enumerate("abc")]
+    with pytest.raises(DuplicateJobError) as err:
+        q.enqueue_many(datas)
+    assert err.value.job_ids == ["b"] and [j.id for j in err.value.enqueued] == ["a", "c"]
+    assert q.get_job_ids() == ["b", "a", "c"] and Job.fetch("b", q.connection).args == [0, 0]
+    with pytest.raises(DuplicateJobError) as err:   # twice in one call: nothing is written
+        q.enqueue_many([Queue.prepare_data(jobs.add, (1, 1), job_id="x"),
+                        Queue.prepare_data(jobs.add, (2, 2), job_id="x")])
+    assert err.value.job_ids == ["x"] and "x" not in q.get_job_ids()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import signal
 import threading
@@ -30,6 +31,7 @@ from ..keys import started_member
 from ..scripts import Script
 
 _current = threading.local()
+log = logging.getLogger("jobqueue.worker")
 
 
 def get_current_job() -> Job | None:
@@ -83,8 +85,10 @@ def run_job(job: Job, importer: FunctionImporter) -> Outcome:
         _current.job = None
 
 
-def _raise_in_thread(ident: int, exc_type: type[BaseException]) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc_type))
+def _raise_in_thread(ident: int, exc_type: type[BaseException] | None) -> None:
+    """Have ``exc_type`` raised in that thread at its next bytecode; None withdraws one not yet raised."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
+                                               ctypes.py_object(exc_type) if exc_type else None)
 
 
 class ThreadSlots:
@@ -92,6 +96,8 @@ class ThreadSlots:
     it has slots free, and a slot is free only when its code has returned:
     a thread stuck in a stopped job keeps its slot (``-c N`` never runs more
     than N at once)."""
+
+    stops_by_exception = True  # ForkSlots kill the horse instead
 
     def __init__(self, size: int, events: SimpleQueue, importer: FunctionImporter) -> None:
         self.size, self.events, self.importer = size, events, importer
@@ -118,15 +124,7 @@ class ThreadSlots:
             if job is None:  # close()
                 self._retire()
                 return
-            key = attempt_key(job)
-            try:
-                outcome = self._execute(job)
-                with self._lock:
-                    self._running.pop(key, None)
-            except (JobTimeoutError, AttemptSuperseded):  # a stop that landed just after the job returned
-                with self._lock:
-                    self._running.pop(key, None)
-                outcome = Outcome(key, False, None, "JobTimeoutError: stopped")
+            outcome = self._run_one(job)
             with self._lock:  # count ourselves idle before the worker hears of the outcome
                 retire = self._threads > self.size
                 if retire:
@@ -138,6 +136,32 @@ class ThreadSlots:
                 self._retire()
                 return
             self._after_job()
+
+    def _run_one(self, job: Job) -> Outcome:
+        """Run one attempt; a stop aimed at it never reaches the slot's next job.
+        ``stop`` raises only while the attempt is registered, under the lock;
+        a stop that has not landed when the attempt is unregistered is
+        withdrawn, and one that lands on the way out is caught here."""
+        key, outcome = attempt_key(job), None
+        stopped = Outcome(key, False, None, "JobTimeoutError: stopped")
+        try:
+            try:
+                outcome = self._execute(job)
+            except (JobTimeoutError, AttemptSuperseded):
+                outcome = stopped
+            except Exception as exc:  # the slot's own failure (fork: out of processes): the job fails, we live on
+                log.exception("Slot could not run job %s", job.id)
+                outcome = Outcome(key, False, None, f"WorkerError: the worker could not run the job: "
+                                                    f"{type(exc).__name__}: {exc}")
+            self._unregister(key)
+        except (JobTimeoutError, AttemptSuperseded):  # landed after the attempt returned, before it was unregistered
+            self._unregister(key)
+        return outcome or stopped
+
+    def _unregister(self, key: str) -> None:
+        with self._lock:
+            if self._running.pop(key, None) is None and self.stops_by_exception:
+                _raise_in_thread(threading.get_ident(), None)  # stop() took the key: withdraw its exception
 
     def close(self) -> None:
         """Let the slot threads end (they are idle when the worker stops)."""
@@ -170,8 +194,11 @@ class ForkSlots(ThreadSlots):
     """Each job in a fresh forked child (a work horse). Each slot thread forks
     its next horse ahead of time, while the worker records the last job, so
     fork() is off the job's path; a horse runs exactly one job, then exits.
+    A stop kills the horse.
     Horses die with the worker (PR_SET_PDEATHSIG), so a SIGKILLed worker never
     leaves a job running on."""
+
+    stops_by_exception = False
 
     def __init__(self, size: int, events: SimpleQueue, importer: FunctionImporter, backend: Backend) -> None:
         super().__init__(size, events, importer)

@@ -4,6 +4,7 @@ on the worker's queue."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from queue import SimpleQueue
@@ -12,6 +13,7 @@ import redis
 
 from ..backend import Backend, text
 
+log = logging.getLogger("jobqueue.worker")
 READ_MARGIN = 5.0  # seconds a blocked read may outlast the block before it counts as a stall
 
 
@@ -23,6 +25,7 @@ class Waker(threading.Thread):
         self.keys = [backend.keys.wake(q) for q in queues]
         self.armed = threading.Event()
         self.closed = False
+        self.failing = False
 
     def run(self) -> None:
         while not self.closed:
@@ -31,9 +34,15 @@ class Waker(threading.Thread):
                 break
             try:
                 got = self.connection.blpop(self.keys, timeout=self.block)
-            except redis.exceptions.RedisError:
+                self.failing = False
+            except Exception as exc:  # any error: logged once, and the thread lives on
                 if self.closed:
                     break
+                if not self.failing:
+                    expected = isinstance(exc, redis.exceptions.RedisError)
+                    log.log(logging.WARNING if expected else logging.ERROR, "Waker: %s: %s; retrying",
+                            type(exc).__name__, exc, exc_info=not expected)
+                self.failing = True
                 time.sleep(min(self.block, 1.0))
                 got = None
             self.armed.clear()

@@ -109,6 +109,10 @@ class Worker:
         self._register_birth()
         try:
             self._loop(burst, max_jobs)
+        except Exception:
+            log.exception("Worker %s failed; returning its running jobs to their queue", self.name)
+            self._return_running_jobs()
+            raise
         finally:
             self._shut_down()
         return self.jobs_taken > 0
