@@ -64,3 +64,15 @@ def check(connection: redis.Redis) -> None:
         raise ConnectionConfigError(
             f"cannot reach Redis at {describe(connection)} ({exc}); start it, or set --url / {URL_ENV}"
         ) from None
+
+
+def sibling(connection: redis.Redis, **overrides) -> redis.Redis:
+    """A client of its own (its own pool) to the same server, with some
+    connection settings changed: the worker's waker needs reads longer than
+    the default timeout, its round trips a connection that never resends a
+    call by itself. Returns ``connection`` itself if it has no pool to copy."""
+    pool = getattr(connection, "connection_pool", None)
+    if pool is None:
+        return connection
+    kwargs = {**pool.connection_kwargs, **overrides}
+    return redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))

@@ -14,7 +14,6 @@ is the single source of truth for the layout:
                                   scores are on Redis's clock
     {p}workers                    set of worker names
     {p}worker:{name}              hash: one worker's state, expires with its heartbeat
-    {p}worker:{name}:fetch        the worker's last fetch (request id, attempts), for replays
     {p}maintenance                lock: one maintenance pass at a time
     {p}clock                      hash: when anyone last beat, and since when beats are steady
 """
@@ -53,9 +52,6 @@ class Keys:
 
     def worker(self, name: str) -> str:
         return self.worker_prefix + name
-
-    def worker_fetch(self, name: str) -> str:
-        return self.worker_prefix + name + ":fetch"
 
     def registry(self, kind: str, queue: str) -> str:
         if kind not in REGISTRY_KINDS:

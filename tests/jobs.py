@@ -189,3 +189,8 @@ def _worker_pid():
 def _line(path, text):
     with open(path, "a") as f:
         f.write(text + "\n")
+
+
+def count_success(job, connection, result):
+    """An on_success callback that counts its calls."""
+    connection.incr(f"success-calls:{job.id}")

@@ -84,7 +84,7 @@ def test_a_paused_worker_comes_back_to_find_its_job_taken_and_its_outcome_droppe
 
 def test_a_worker_stalled_on_its_link_past_its_deadline_has_its_outcome_dropped(redis_server, r, workers, tmp_path):
     q, log = Queue(connection=r), tmp_path / "attempts.log"
-    job = q.enqueue(jobs.tracked, str(log), "j", 2.5)
+    job = q.enqueue(jobs.tracked, str(log), "j", 2.5, on_success=jobs.count_success)
     link = Forwarder(redis_server.port)
     try:
         cut_off = workers.start(link.url())
@@ -100,6 +100,8 @@ def test_a_worker_stalled_on_its_link_past_its_deadline_has_its_outcome_dropped(
         wait_for(lambda: any(a.attempt == 1 and a.how == "AttemptSuperseded" for a in attempts(log)),
                  message="first attempt stopped")
         assert Job.fetch(job.id, r).attempt == 2
+        time.sleep(0.5)
+        assert r.get(f"success-calls:{job.id}") == b"1"   # the superseded attempt's on_success is not called
     finally:
         link.close()
 
@@ -127,6 +129,8 @@ def test_workers_whose_clocks_are_two_minutes_off_change_nothing(redis_server, r
     q, log = Queue(connection=r), tmp_path / "attempts.log"
     procs = [workers.start(redis_server.url, "-c", "2")]
     procs += [workers.start(redis_server.url, "-c", "2", env=clock_shifted(o)) for o in offsets]
+    wait_for(lambda: len(Worker.all(r)) == 3, message="workers registered")
+    births = {w.name: w.birth for w in Worker.all(r)}
     seconds, _ = r.time()
     due = q.enqueue_in(timedelta(seconds=1.5), jobs.tracked, str(log), "due", 0)
     ids = [q.enqueue(jobs.tracked, str(log), f"j{i}", 0.8).id for i in range(12)]
@@ -139,6 +143,7 @@ def test_workers_whose_clocks_are_two_minutes_off_change_nothing(redis_server, r
     assert started >= seconds + 1.5 - 0.01, "a scheduled job ran before it was due on Redis's clock"
     for proc in procs:
         assert "Requeued" not in workers.output(proc)
+    assert {w.name: w.birth for w in Worker.all(r)} == births   # nobody judged another worker dead
     # the shift was real: the shifted workers' log clocks are two minutes off
     for proc, offset in zip(procs[1:], offsets):
         stamp = workers.output(proc).split()[0]

@@ -25,8 +25,7 @@ def taken_by_a_dead_worker(backend: Backend, queue: str = "default") -> list[str
     """Dequeue with the real script, as a worker that then died: deadline already
     past, in a world where heartbeats have been reaching Redis all along (no
     outage grace)."""
-    fetch_record = backend.keys.worker_fetch("dead-worker")
-    flat = backend.run("fetch", "dead-worker", -1, 100, "0", fetch_record, uuid.uuid4().hex, queue)
+    flat = backend.run("fetch", "dead-worker", -1, 100, "0", uuid.uuid4().hex, "0", queue)
     steady_heartbeats(backend)
     return [flat[i + 1].decode() for i in range(0, len(flat), 4)]
 
@@ -166,7 +165,7 @@ def test_a_due_job_is_promoted_once_into_its_queue(q, r):
 
 def test_a_replayed_outcome_is_recorded_once(q, r):
     job = q.enqueue(jobs.add, 1, 1)
-    q.backend.run("fetch", "w", 60, 1, "0", q.backend.keys.worker_fetch("w"), "req-1", q.name)
+    q.backend.run("fetch", "w", 60, 1, "0", "req-1", "0", q.name)
     record = settle_record(Job.fetch(job.id, r), q.name, Outcome(f"{job.id}:1", True, "2"))
     batch = json.dumps([record])
     assert q.backend.run("finish", batch) == []  # recorded: nothing dropped
@@ -179,3 +178,53 @@ def test_requeue_leaves_alone_a_job_that_is_not_failed(q):
     waiting = q.enqueue(jobs.add, 1, 1)
     assert q.failed_job_registry.requeue_many([waiting.id, "no-such-id"]) == []
     assert q.get_job_ids() == [waiting.id]  # not pushed a second time
+
+
+def test_after_a_heartbeat_silence_nothing_is_reaped_for_the_grace_period(q, r):
+    """Redis was down or stalled (no beat reached it for longer than two beat
+    intervals): a dead-looking attempt is reaped only once the grace period
+    after beats resume has passed, so live workers can beat first."""
+    timing = replace(FAST_TIMING, maintenance_interval=0.05, outage_grace=1.0)
+    m = Maintenance(q.backend, "reaper", [q.name], timing)
+    job = q.enqueue(jobs.add, 1, 1)
+    taken_by_a_dead_worker(q.backend)
+    def beat(ago: float) -> None:
+        seconds, micros = r.time()
+        r.hset(q.backend.keys.clock, "beat", seconds + micros / 1e6 - ago)
+
+    beat(ago=5)  # the last heartbeat that reached Redis
+    pass_now(m)
+    assert q.get_job_ids() == [] and job.id in q.started_job_registry   # grace: not reaped
+    beat(ago=0)  # beats resume
+    pass_now(m)
+    assert q.get_job_ids() == []                                        # still within the grace
+    time.sleep(1.0)
+    beat(ago=0)
+    pass_now(m)
+    assert q.get_job_ids() == [job.id]                                  # grace over: reaped
+
+
+def test_a_replayed_fetch_returns_the_same_attempts_and_takes_nothing_new(q, r):
+    ids = [q.enqueue(jobs.add, i, i).id for i in range(4)]
+    first = q.backend.run("fetch", "w", 60, 2, "0", "req-1", "0", q.name)
+    again = q.backend.run("fetch", "w", 60, 2, "0", "req-1", "1", q.name)  # the reply was lost: sent again
+    def attempts(flat):
+        return [(flat[i].decode(), flat[i + 1].decode(), flat[i + 2]) for i in range(0, len(flat), 4)]
+
+    assert attempts(again) == attempts(first) == [(q.name, i, 1) for i in ids[:2]]
+    assert q.get_job_ids() == ids[2:] and sorted(q.started_job_registry.get_job_ids()) == sorted(ids[:2])
+    later = q.backend.run("fetch", "w", 60, 2, "0", "req-2", "0", q.name)  # a new call takes new jobs
+    assert [later[1].decode(), later[5].decode()] == ids[2:]
+
+
+def test_fenced_writes_apply_once_and_only_for_the_current_attempt(q, r):
+    """What the worker sends for Job.write_on_success (scripts/fence.lua)."""
+    from jobqueue.scripts import fenced
+    current, superseded = q.enqueue(jobs.add, 1, 1), q.enqueue(jobs.add, 2, 2)
+    q.backend.run("fetch", "w", 60, 2, "0", "req", "0", q.name)
+    entries = [[q.name, current.id, 1, ["count", "current"]], [q.name, superseded.id, 7, ["count", "stale"]]]
+    argv = [*q.backend.run.prefixes, json.dumps(entries)]
+    script = fenced(jobs.COUNT)
+    script(r, *argv)
+    script(r, *argv)  # the round trip is sent again: nothing twice
+    assert r.hgetall("count") == {b"current": b"1"}

@@ -196,7 +196,7 @@ def test_a_live_id_is_refused_and_a_settled_one_replaced(q, r):
     assert q.get_job_ids() == ["queued"] and Job.fetch("queued", r).args == [1, 1]   # neither pushed nor overwritten
     assert Job.fetch("scheduled", r).args == [2, 2] and q.scheduled_job_registry.count == 1
     # started: taken by a worker (the real fetch script), not finished
-    q.backend.run("fetch", "w", 60, 1, "0", q.backend.keys.worker_fetch("w"), "req", q.name)
+    q.backend.run("fetch", "w", 60, 1, "0", "req", "0", q.name)
     with pytest.raises(DuplicateJobError):
         q.enqueue(jobs.add, 9, 9, job_id="queued")
     r.flushall()

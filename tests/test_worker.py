@@ -6,7 +6,6 @@ from datetime import timedelta
 import pytest
 
 from jobqueue import Job, JobStatus, NoSuchJobError, Queue, Retry, Worker
-from jobqueue.scripts import SCRIPTS
 from tests import jobs
 from tests.conftest import FAST_TIMING, pid_alive, wait_for, worker_blocked
 
@@ -254,10 +253,9 @@ def test_write_on_success_rides_with_the_outcome_and_is_dropped_on_failure(q, r,
 
 
 def test_burst_worker_never_quits_while_its_own_retry_waits_even_when_redis_forgot_a_script(q, r, tmp_path):
-    # Redis knows the fetch script but has forgotten finish (a restart, then another worker fetched): in the
-    # worker's [finish, fetch] round trip, fetch runs before finish is loaded and replayed
+    # Redis has forgotten the scripts (a restart); the fetch that follows the retry's finish must see the
+    # retry back on the queue, so the burst worker runs it and quits only when it has failed for good
     r.script_flush()
-    r.script_load(SCRIPTS["fetch"].source)
     job = q.enqueue(jobs.fail_until, str(tmp_path / "n"), 99, retry=Retry(max=2))
     work([q], r)
     assert (tmp_path / "n").read_text() == "xxx" and job.get_status() == JobStatus.FAILED

@@ -42,6 +42,24 @@ class Script:
 _FOLDER = resources.files(__package__)
 _LIB = (_FOLDER / "lib.lua").read_text()
 SCRIPTS = {n: Script(n, _LIB + "\n" + (_FOLDER / f"{n}.lua").read_text()) for n in NAMES}
+
+
+def _pair(first: str, second: str) -> Script:
+    """Two transitions in one call, each atomic as before and together too:
+    a worker's round trip records outcomes and takes jobs with one EVALSHA and
+    one TIME. Each body runs as a function of its own argument range:
+    ARGV[A] is the index of the first one's last argument."""
+    body = "\n".join([
+        f"local function {first}(A, N)", (_FOLDER / f"{first}.lua").read_text(), "end",
+        f"local function {second}(A, N)", (_FOLDER / f"{second}.lua").read_text(), "end",
+        "local split = tonumber(ARGV[A])",
+        f"local done = {first}(A + 1, split)",
+        f"return {{done, {second}(split + 1, N)}}",
+    ])
+    return Script(f"{first}+{second}", _LIB + "\n" + body)
+
+
+SCRIPTS["finish+fetch"] = _pair("finish", "fetch")
 _FENCE = (_FOLDER / "fence.lua").read_text()
 _fenced: dict[str, Script] = {}
 

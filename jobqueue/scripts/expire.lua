@@ -4,7 +4,7 @@
 -- registry never lists a job that cannot be fetched (after this pass).
 -- ARGV[A].. queue names. Returns the number of jobs deleted.
 local deleted = 0
-for i = A, #ARGV do
+for i = A, N do
   for _, reg in ipairs({P.finished, P.failed, P.canceled}) do
     local zkey = reg .. ARGV[i]
     local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', now(), 'LIMIT', 0, 1000)

@@ -69,7 +69,7 @@ for _, o in ipairs(outcomes) do
 end
 for q, entries in pairs(finished) do redis.call('ZADD', P.finished .. q, unpack(entries)) end
 for q, entries in pairs(failed) do redis.call('ZADD', P.failed .. q, unpack(entries)) end
-if #ARGV > A + 1 and redis.call('EXISTS', ARGV[A + 1]) == 1 then  -- never a partial worker entry
-  redis.call('HSET', ARGV[A + 1], unpack(ARGV, A + 2))
+if N > A + 1 and redis.call('EXISTS', ARGV[A + 1]) == 1 then  -- never a partial worker entry
+  redis.call('HSET', ARGV[A + 1], unpack(ARGV, A + 2, N))
 end
 return dropped

@@ -36,7 +36,7 @@ else
   redis.call('HSET', clock, 'beat', now())
 end
 local gone = {}
-for j = i + m + 1, #ARGV, 2 do
+for j = i + m + 1, N, 2 do
   if redis.call('ZADD', P.started .. ARGV[j], 'XX', 'CH', deadline, ARGV[j + 1]) == 0 then
     gone[#gone + 1] = ARGV[j + 1]
   end

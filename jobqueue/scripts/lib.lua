@@ -1,6 +1,6 @@
 -- lib.lua: prepended to every script below (see scripts/__init__.py).
 -- ARGV[1..9] are the key prefixes from keys.py (Keys.script_prefixes); a
--- script's own arguments start at ARGV[A]. Keys are derived here only by
+-- script's own arguments are ARGV[A..N]. Keys are derived here only by
 -- appending a queue name or a job id to one of those prefixes.
 local P = {
   job = ARGV[1], queue = ARGV[2], wake = ARGV[3],
@@ -8,6 +8,7 @@ local P = {
   scheduled = ARGV[7], canceled = ARGV[8], queues = ARGV[9],
 }
 local A = 10
+local N = #ARGV  -- the last argument (scripts composed of two take their ranges from their caller)
 
 -- Redis's clock is the one clock: every deadline, expiry, run-at and stamp
 -- a script writes comes from TIME, read at most once per call, never from a

@@ -5,7 +5,7 @@
 -- ARGV[A].. queue names.
 -- Returns the seconds until the earliest job still scheduled on those queues is due, or false.
 local earliest = false
-for i = A, #ARGV do
+for i = A, N do
   local q = ARGV[i]
   local zkey = P.scheduled .. q
   local due = redis.call('ZRANGEBYSCORE', zkey, '-inf', now(), 'LIMIT', 0, 1000)

@@ -18,14 +18,14 @@ local clock, interval, grace = ARGV[A + 2], tonumber(ARGV[A + 3]), tonumber(ARGV
 local last = tonumber(redis.call('HGET', clock, 'beat') or '')
 local since = tonumber(redis.call('HGET', clock, 'since') or '')
 if not last or now() - last > 2 * interval then
-  since = now()  -- nobody has beaten for a while: count from here
-  redis.call('HSET', clock, 'beat', now(), 'since', since)
+  since = now()  -- no heartbeat for a while: the grace counts from here (and again, until beats resume)
+  redis.call('HSET', clock, 'since', since)
 end
 local left = (since or 0) + grace - now()
 if left > 0 then return {'|', '|', string.format('%.3f', left)} end
 
 local requeued, failed = {}, {}
-for i = A + 5, #ARGV do
+for i = A + 5, N do
   local q = ARGV[i]
   local zkey = P.started .. q
   local expired = redis.call('ZRANGEBYSCORE', zkey, '-inf', now(), 'LIMIT', 0, 1000)

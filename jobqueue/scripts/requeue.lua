@@ -5,7 +5,7 @@
 -- ARGV[A] queue, A+1.. job ids. Returns the ids requeued.
 local q = ARGV[A]
 local done = {}
-for i = A + 1, #ARGV do
+for i = A + 1, N do
   local id = ARGV[i]
   local was = redis.call('ZREM', P.failed .. q, id) + redis.call('ZREM', P.canceled .. q, id)
   if was > 0 and redis.call('EXISTS', P.job .. id) == 1 then

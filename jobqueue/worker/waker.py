@@ -12,6 +12,7 @@ from queue import SimpleQueue
 import redis
 
 from ..backend import Backend, text
+from ..connection import sibling
 
 log = logging.getLogger("jobqueue.worker")
 READ_MARGIN = 5.0  # seconds a blocked read may outlast the block before it counts as a stall
@@ -58,11 +59,7 @@ class Waker(threading.Thread):
 
 
 def _blocking_client(connection: redis.Redis, block: float) -> redis.Redis:
-    """A client of its own whose reads outlast the block: redis-py gives every
-    connection a 5 s read timeout unless told otherwise, which would cut a
-    longer BLPOP short and turn waiting into polling."""
-    pool = getattr(connection, "connection_pool", None)
-    if pool is None:
-        return connection
-    kwargs = {**pool.connection_kwargs, "socket_timeout": block + READ_MARGIN}
-    return redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))
+    """Reads that outlast the block: redis-py gives every connection a 5 s read
+    timeout unless told otherwise, which would cut a longer BLPOP short and
+    turn waiting into polling."""
+    return sibling(connection, socket_timeout=block + READ_MARGIN)

@@ -24,10 +24,12 @@ from queue import Empty, SimpleQueue
 from typing import Iterable
 
 import redis
+import redis.retry
+from redis.backoff import NoBackoff
 
 from ..backend import Backend, text, text_dict
 from ..connection import check as check_connection
-from ..connection import describe
+from ..connection import describe, sibling
 from ..exceptions import AttemptSuperseded, JobQueueError
 from ..imports import FunctionImporter
 from ..job import Job
@@ -82,6 +84,10 @@ class Worker:
         self.maintenance = Maintenance(self.backend, self.name, self.queue_names, self.timing,
                                        on_abandoned=self._abandoned_jobs_failed)
         self.heartbeat: Heartbeat | None = None
+        # round trips go through a connection that never resends a call by itself: a call whose reply was
+        # lost is sent again here, flagged, so the scripts can tell a replay (see fetch.lua)
+        self.round_trips = Backend(sibling(self.connection, retry=redis.retry.Retry(NoBackoff(), 0)),
+                                   self.backend.keys.prefix)
         self.running: dict[str, Running] = {}  # by attempt key
         self.pending: list[dict] = []      # outcomes not yet written to Redis
         self.pending_writes: list = []     # Job.write_on_success calls of those outcomes: (job, queue, script, argv)
@@ -158,7 +164,6 @@ class Worker:
                 self._return_running_jobs()
             self._enforce_timeouts()
             want = self._free_slots(max_jobs)
-            recording = bool(self.pending)
             try:
                 self._tick()
                 fetched = self._record_and_dequeue(want)
@@ -169,15 +174,14 @@ class Worker:
                 continue
             for queue, job in fetched:
                 self._execute(queue, job)
-            # burst: only a fetch in a round trip without our own outcomes proves the queues empty (after
-            # a NOSCRIPT the round trip replays finish after fetch, so a retry it pushed came too late)
-            unproven = burst and recording
-            queues_empty = len(fetched) < want and not unproven
+            # a fetch that found less than it wanted proves the queues empty, our own retries included:
+            # it runs in the same script as, and after, the finish that pushed them (finish+fetch)
+            queues_empty = len(fetched) < want
             finished = not self._active() and not self.pending
             if finished and (self.shutdown.stop_fetching or (burst and queues_empty)
                              or (max_jobs is not None and self.jobs_taken >= max_jobs)):
                 return
-            if (fetched or unproven) and not queues_empty:
+            if fetched and not queues_empty:
                 continue  # slots may still be free: fetch again before waiting
             if not burst and want > 0 and queues_empty and not self.shutdown.stop_fetching:
                 self._arm_waker()
@@ -208,6 +212,8 @@ class Worker:
         self.slots.close()
         if self._waker is not None:
             self._waker.close()
+        if self.round_trips.connection is not self.connection:
+            self.round_trips.connection.connection_pool.disconnect()
         log.info("Worker %s: done (%d ok, %d failed), quitting", self.name, self.successful_job_count, self.failed_job_count)
 
     # -- dequeue and record --------------------------------------------------------------
@@ -229,31 +235,37 @@ class Worker:
         With writes of Job.write_on_success, all in one MULTI/EXEC, so their
         fence and the outcome's are checked at one instant. If the reply is
         lost, everything is kept and sent again: each call is replay-safe."""
-        writes = batch_writes(self.pending_writes, self.backend.run.prefixes)
+        run = self.round_trips.run
+        writes = batch_writes(self.pending_writes, run.prefixes)
         calls = list(writes)  # before the finish (but replayed after it if Redis had forgotten the script)
-        if self.pending:
-            calls.append(("finish", [json.dumps(self.pending), *self._stats_due()]))
+        finish = [json.dumps(self.pending), *self._stats_due()] if self.pending else None
+        fetch = None
         if want > 0:
+            resent = self._fetch_request is not None  # the last fetch's reply was lost: it may have run
             self._fetch_request = self._fetch_request or uuid.uuid4().hex[:16]
-            calls.append(("fetch", [self.name, self.timing.heartbeat_ttl, want, "1" if self._woken else "0",
-                                    self.backend.keys.worker_fetch(self.name), self._fetch_request,
-                                    *self.queue_names]))
+            fetch = [self.name, self.timing.heartbeat_ttl, want, "1" if self._woken else "0", self._fetch_request,
+                     "1" if resent else "0", *self.queue_names]
+        if finish and fetch:  # one script, one TIME: ARGV[A] says where finish's arguments end
+            calls.append(("finish+fetch", [len(run.prefixes) + 1 + len(finish), *finish, *fetch]))
+        elif finish or fetch:
+            calls.append(("finish", finish) if finish else ("fetch", fetch))
         if not calls:
             return []
-        results = (self.backend.run.many(calls, raise_on_error=False, transaction=bool(writes)) if len(calls) > 1
-                   else [self.backend.run(calls[0][0], *calls[0][1])])
+        results = (run.many(calls, raise_on_error=False, transaction=bool(writes)) if len(calls) > 1
+                   else [run(calls[0][0], *calls[0][1])])
         report_write_errors(writes, results[:len(writes)])
-        for result in results[len(writes):]:  # jobqueue's own: an error here is not the application's
-            if isinstance(result, Exception):
-                raise result
-        if self.pending:
-            self._recorded(set(text(i) for i in results[len(writes)]))
+        result = results[-1]
+        if isinstance(result, Exception):  # jobqueue's own: an error here is not the application's
+            raise result
+        dropped, flat = (result if finish and fetch else (result, None) if finish else (None, result))
+        if finish:
+            self._recorded(set(text(i) for i in dropped))
         self._woken = False
         self._redis_back()
-        if want <= 0:
+        if not fetch:
             return []
         self._fetch_request = None
-        flat, fetched = results[-1], []
+        fetched = []
         for i in range(0, len(flat), 4):
             fields = text_dict(flat[i + 3])
             fields["id"], fields["attempt"] = text(flat[i + 1]), str(flat[i + 2])
