@@ -5,11 +5,12 @@ left started, at most N attempts at once in a -c N worker."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from jobqueue import Job, JobStatus, Queue
+from jobqueue.keys import member_job_id
 
 
 @dataclass
@@ -67,3 +68,16 @@ def assert_one_outcome_each(queue: Queue, job_ids: list[str], status: JobStatus 
         tags = {Job.fetch(i, queue.backend).args[1] for i in job_ids}
         wrong = {t: writes.get(t) for t in tags if writes.get(t) != 1}
         assert not wrong, f"a success's writes applied other than once: {wrong}"
+
+
+def assert_each_id_once(queue: Queue) -> None:
+    """At one instant (MULTI/EXEC): no id stands twice across its queue, started and scheduled entries."""
+    keys = queue.backend.keys
+    pipe = queue.connection.pipeline(transaction=True)
+    pipe.lrange(keys.queue(queue.name), 0, -1)
+    pipe.zrange(keys.registry("started", queue.name), 0, -1)
+    pipe.zrange(keys.registry("scheduled", queue.name), 0, -1)
+    waiting, started, scheduled = pipe.execute()
+    ids = [i.decode() for i in waiting] + [member_job_id(m.decode()) for m in started] + [i.decode() for i in scheduled]
+    twice = sorted(i for i, n in Counter(ids).items() if n > 1)
+    assert not twice, f"ids standing twice across queue/started/scheduled: {twice}"

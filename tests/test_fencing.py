@@ -4,7 +4,6 @@ reply lost mid-call. Real worker processes, a real redis-server, a real TCP
 relay (tests.forwarder) and a real clock shift (libfaketime). Each test
 checks invariants (tests.invariants), not only a happy ending."""
 
-import os
 import signal
 import socket
 import threading
@@ -22,7 +21,7 @@ from jobqueue.connection import from_url
 from tests import jobs
 from tests.conftest import FAST_TIMING, wait_for, worker_blocked
 from tests.forwarder import Forwarder
-from tests.invariants import assert_one_outcome_each, attempts, max_at_once
+from tests.invariants import assert_each_id_once, assert_one_outcome_each, attempts, max_at_once
 from tests.redis_server import RedisServer
 
 FAKETIME_SO = Path(libfaketime.__file__).parent / "vendor/libfaketime/src/libfaketime.so.1"
@@ -139,6 +138,7 @@ def test_workers_whose_clocks_are_two_minutes_off_change_nothing(redis_server, r
     assert_one_outcome_each(q, ids + [due.id])
     assert sorted(a.tag for a in attempts(log)) == sorted(["due"] + [f"j{i}" for i in range(12)])  # each ran once
     assert all(Job.fetch(i, r).attempt == 1 for i in ids)
+    assert max(max_at_once(log, {p.pid for p in procs}).values()) <= 2
     started = Job.fetch(due.id, r).started_at.timestamp()
     assert started >= seconds + 1.5 - 0.01, "a scheduled job ran before it was due on Redis's clock"
     for proc in procs:
@@ -187,6 +187,7 @@ def test_jobs_run_once_each_through_redis_stalls_and_a_link_that_keeps_dropping(
             link.cut()
             time.sleep(0.05)
             link.heal()
+            assert_each_id_once(q)
         redis_asleep(redis_server.port, 0.5)
         wait_for(lambda: r.zcard(q.backend.keys.registry("finished", q.name)) == len(ids), timeout=30,
                  message="all jobs finished")

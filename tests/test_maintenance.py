@@ -209,9 +209,9 @@ def test_a_replayed_fetch_returns_the_same_attempts_and_takes_nothing_new(q, r):
     first = q.backend.run("fetch", "w", 60, 2, "0", "req-1", "0", q.name)
     again = q.backend.run("fetch", "w", 60, 2, "0", "req-1", "1", q.name)  # the reply was lost: sent again
     def attempts(flat):
-        return [(flat[i].decode(), flat[i + 1].decode(), flat[i + 2]) for i in range(0, len(flat), 4)]
+        return sorted((flat[i].decode(), flat[i + 1].decode(), flat[i + 2]) for i in range(0, len(flat), 4))
 
-    assert attempts(again) == attempts(first) == [(q.name, i, 1) for i in ids[:2]]
+    assert attempts(again) == attempts(first) == sorted((q.name, i, 1) for i in ids[:2])
     assert q.get_job_ids() == ids[2:] and sorted(q.started_job_registry.get_job_ids()) == sorted(ids[:2])
     later = q.backend.run("fetch", "w", 60, 2, "0", "req-2", "0", q.name)  # a new call takes new jobs
     assert [later[1].decode(), later[5].decode()] == ids[2:]

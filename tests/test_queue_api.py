@@ -187,8 +187,8 @@ def test_a_live_id_is_refused_and_a_settled_one_replaced(q, r):
     from jobqueue import Worker
     from jobqueue.exceptions import DuplicateJobError
     from tests.conftest import FAST_TIMING
-    queued = q.enqueue(jobs.add, 1, 1, job_id="queued")
-    scheduled = q.enqueue_in(timedelta(hours=1), jobs.add, 2, 2, job_id="scheduled")
+    q.enqueue(jobs.add, 1, 1, job_id="queued")
+    q.enqueue_in(timedelta(hours=1), jobs.add, 2, 2, job_id="scheduled")
     for job_id in ("queued", "scheduled"):
         with pytest.raises(DuplicateJobError, match=f"{job_id} already queued, scheduled or running") as err:
             q.enqueue(jobs.add, 9, 9, job_id=job_id, unique=True)  # unique=True: accepted, as in RQ

@@ -1,7 +1,8 @@
 """A bounded soak: 1,000 jobs, 3 thread-slot workers (one behind a TCP relay),
 and for SOAK_SECONDS (default 40) random SIGKILLs (the worker is replaced),
 SIGSTOP/SIGCONT pauses and cuts of the relayed link, some past the heartbeat
-TTL. Then everything heals and the invariants must hold: every job recorded
+TTL. No id ever stands twice across its queue, started and scheduled entries (sampled
+throughout). Then everything heals and the invariants must hold: every job recorded
 once as finished, its success's writes applied once, no id left queued,
 started or scheduled, never more than 4 attempts at once in a -c 4 worker.
 Runs more than once are allowed (at-least-once), recorded outcomes are not."""
@@ -17,7 +18,7 @@ from jobqueue import Queue
 from tests import jobs
 from tests.conftest import wait_for
 from tests.forwarder import Forwarder
-from tests.invariants import assert_one_outcome_each, attempts, max_at_once
+from tests.invariants import assert_each_id_once, assert_one_outcome_each, attempts, max_at_once
 
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "40"))
 
@@ -39,6 +40,7 @@ def test_soak_random_kills_pauses_and_cuts(redis_server, r, workers, tmp_path):
     try:
         while time.monotonic() < end and r.zcard(q.backend.keys.registry("finished", q.name)) < len(ids):
             time.sleep(rng.uniform(0.3, 1.0))
+            assert_each_id_once(q)
             action, n = rng.choice(["kill", "pause", "cut"]), rng.randrange(3)
             counts[action] += 1
             if action == "kill":

@@ -45,8 +45,8 @@ class Maintenance:
             first, second = result.index("|"), len(result) - 2
             requeued, failed, grace_left = result[:first], result[first + 1:second], float(result[-1])
             if grace_left > 0 and not self.grace_logged:
-                log.warning("No heartbeat reached Redis for a while (Redis down, restarted or stalled): "
-                            "dead workers' jobs are reaped after %.1f s of grace", grace_left)
+                log.warning("No heartbeat reached Redis for a while (no worker was running, or Redis was down, "
+                            "restarted or stalled): dead workers' jobs are reaped after %.1f s of grace", grace_left)
             self.grace_logged = grace_left > 0
             if requeued:
                 log.warning("Requeued %d job(s) of dead workers: %s", len(requeued), ", ".join(requeued[:10]))

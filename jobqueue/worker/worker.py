@@ -13,23 +13,19 @@ which stops it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import time
-import uuid
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
 from typing import Iterable
 
 import redis
-import redis.retry
-from redis.backoff import NoBackoff
 
-from ..backend import Backend, text, text_dict
+from ..backend import Backend
 from ..connection import check as check_connection
-from ..connection import describe, sibling
+from ..connection import describe
 from ..exceptions import AttemptSuperseded, JobQueueError
 from ..imports import FunctionImporter
 from ..job import Job
@@ -39,7 +35,8 @@ from .execution import Outcome, attempt_key, make_slots
 from .heartbeat import Heartbeat
 from .maintenance import Maintenance
 from .monitor import list_workers
-from .recording import batch_writes, report_write_errors, requeue_record, settle_record
+from .recording import requeue_record, settle_record
+from .round_trip import RoundTrip
 from .shutdown import Shutdown
 from .timing import Timing
 from .waker import Waker
@@ -84,15 +81,8 @@ class Worker:
         self.maintenance = Maintenance(self.backend, self.name, self.queue_names, self.timing,
                                        on_abandoned=self._abandoned_jobs_failed)
         self.heartbeat: Heartbeat | None = None
-        # round trips go through a connection that never resends a call by itself: a call whose reply was
-        # lost is sent again here, flagged, so the scripts can tell a replay (see fetch.lua)
-        self.round_trips = Backend(sibling(self.connection, retry=redis.retry.Retry(NoBackoff(), 0)),
-                                   self.backend.keys.prefix)
+        self.round_trip = RoundTrip(self.backend, self.name, self.queue_names, self.timing.heartbeat_ttl)
         self.running: dict[str, Running] = {}  # by attempt key
-        self.pending: list[dict] = []      # outcomes not yet written to Redis
-        self.pending_writes: list = []     # Job.write_on_success calls of those outcomes: (job, queue, script, argv)
-        self.pending_failures: list[tuple[Job, str]] = []  # on_failure to call once those outcomes are recorded
-        self._fetch_request: str | None = None  # kept until a fetch's reply arrives, so a resend is a replay
         self.successful_job_count = self.failed_job_count = self.jobs_taken = 0
         self.total_working_time = 0.0
         self._waker: Waker | None = None
@@ -177,7 +167,7 @@ class Worker:
             # a fetch that found less than it wanted proves the queues empty, our own retries included:
             # it runs in the same script as, and after, the finish that pushed them (finish+fetch)
             queues_empty = len(fetched) < want
-            finished = not self._active() and not self.pending
+            finished = not self._active() and not self.round_trip.outcomes
             if finished and (self.shutdown.stop_fetching or (burst and queues_empty)
                              or (max_jobs is not None and self.jobs_taken >= max_jobs)):
                 return
@@ -195,7 +185,7 @@ class Worker:
                 self._record_and_dequeue(0)
                 break
             except REDIS_DOWN as exc:
-                log.warning("Could not record %d outcome(s) (%s); retrying", len(self.pending), exc)
+                log.warning("Could not record %d outcome(s) (%s); retrying", len(self.round_trip.outcomes), exc)
                 time.sleep(0.5 * (attempt + 1))
         self.callbacks.wait()
         if self.heartbeat is not None:  # stopped first: a late beat would register the worker again
@@ -212,8 +202,7 @@ class Worker:
         self.slots.close()
         if self._waker is not None:
             self._waker.close()
-        if self.round_trips.connection is not self.connection:
-            self.round_trips.connection.connection_pool.disconnect()
+        self.round_trip.close()
         log.info("Worker %s: done (%d ok, %d failed), quitting", self.name, self.successful_job_count, self.failed_job_count)
 
     # -- dequeue and record --------------------------------------------------------------
@@ -231,58 +220,17 @@ class Worker:
         return max(free, 0)
 
     def _record_and_dequeue(self, want: int) -> list[tuple[str, Job]]:
-        """One round trip: write finished outcomes, then take up to ``want`` jobs.
-        With writes of Job.write_on_success, all in one MULTI/EXEC, so their
-        fence and the outcome's are checked at one instant. If the reply is
-        lost, everything is kept and sent again: each call is replay-safe."""
-        run = self.round_trips.run
-        writes = batch_writes(self.pending_writes, run.prefixes)
-        calls = list(writes)  # before the finish (but replayed after it if Redis had forgotten the script)
-        finish = [json.dumps(self.pending), *self._stats_due()] if self.pending else None
-        fetch = None
-        if want > 0:
-            resent = self._fetch_request is not None  # the last fetch's reply was lost: it may have run
-            self._fetch_request = self._fetch_request or uuid.uuid4().hex[:16]
-            fetch = [self.name, self.timing.heartbeat_ttl, want, "1" if self._woken else "0", self._fetch_request,
-                     "1" if resent else "0", *self.queue_names]
-        if finish and fetch:  # one script, one TIME: ARGV[A] says where finish's arguments end
-            calls.append(("finish+fetch", [len(run.prefixes) + 1 + len(finish), *finish, *fetch]))
-        elif finish or fetch:
-            calls.append(("finish", finish) if finish else ("fetch", fetch))
-        if not calls:
-            return []
-        results = (run.many(calls, raise_on_error=False, transaction=bool(writes)) if len(calls) > 1
-                   else [run(calls[0][0], *calls[0][1])])
-        report_write_errors(writes, results[:len(writes)])
-        result = results[-1]
-        if isinstance(result, Exception):  # jobqueue's own: an error here is not the application's
-            raise result
-        dropped, flat = (result if finish and fetch else (result, None) if finish else (None, result))
-        if finish:
-            self._recorded(set(text(i) for i in dropped))
+        """One round trip: record what finished, take up to ``want`` jobs."""
+        fetched, dropped, recorded = self.round_trip(want, self._woken, self._stats_due())
+        for record in dropped:
+            log.warning("%s: outcome of job %s (attempt %s) dropped: the attempt is no longer current "
+                        "(reaped, canceled or taken again)", record["q"], record["id"], record["a"])
+        for job, exc_info in recorded:
+            self.callbacks.on_failure(job, exc_info)
         self._woken = False
         self._redis_back()
-        if not fetch:
-            return []
-        self._fetch_request = None
-        fetched = []
-        for i in range(0, len(flat), 4):
-            fields = text_dict(flat[i + 3])
-            fields["id"], fields["attempt"] = text(flat[i + 1]), str(flat[i + 2])
-            fetched.append((text(flat[i]), Job.from_fields(self.backend, fields)))
         self.jobs_taken += len(fetched)
         return fetched
-
-    def _recorded(self, dropped: set[str]) -> None:
-        """The finish call answered: failures now on record get their callbacks."""
-        for record in self.pending:
-            if record["id"] in dropped:
-                log.warning("%s: outcome of job %s (attempt %s) dropped: the attempt is no longer current "
-                            "(reaped, canceled or taken again)", record["q"], record["id"], record["a"])
-        for job, exc_info in self.pending_failures:
-            if job.id not in dropped:
-                self.callbacks.on_failure(job, exc_info)
-        self.pending, self.pending_writes, self.pending_failures = [], [], []
 
     def _stats_due(self) -> list:
         """Counters ride along with a finish call at most once a second."""
@@ -321,10 +269,10 @@ class Worker:
         running.state = "settled"
         self.total_working_time += outcome.duration
         record = settle_record(job, running.queue, outcome)
-        self.pending.append(record)
+        self.round_trip.outcomes.append(record)
         if outcome.ok:
             # a failed job's writes are dropped here, and only here
-            self.pending_writes += [(job, running.queue, script, argv) for script, argv in outcome.writes]
+            self.round_trip.writes += [(job, running.queue, script, argv) for script, argv in outcome.writes]
             self.successful_job_count += 1
             log.info("%s: Job OK (%s)", running.queue, job.id)
             ttl = job.result_ttl
@@ -335,7 +283,7 @@ class Worker:
             retrying = "; will retry" if record["s"] == "retry" else ""
             log.warning("%s: Job failed (%s): %s%s", running.queue, job.id, last_line[0], retrying)
             if record["s"] == "failed":
-                self.pending_failures.append((job, outcome.exc_info or ""))
+                self.round_trip.failures.append((job, outcome.exc_info or ""))
 
     def _abandoned_jobs_failed(self, job_ids: list[str], reason: str) -> None:
         for job in Job.fetch_many(job_ids, self.backend):
@@ -355,7 +303,7 @@ class Worker:
             if running.state == "running":
                 self.slots.stop(key)
                 running.state = "settled"
-                self.pending.append(requeue_record(running.job, running.queue))
+                self.round_trip.outcomes.append(requeue_record(running.job, running.queue))
                 log.warning("%s: job %s returned to its queue", running.queue, running.job.id)
 
     def _supersede(self, keys: list[str]) -> None:
@@ -440,7 +388,7 @@ class Worker:
         if self._redis_down_since is None:
             self._redis_down_since = now
             log.warning("Redis unreachable (%s); keeping %d running job(s) and %d outcome(s), retrying",
-                        exc, len(self.running), len(self.pending))
+                        exc, len(self.running), len(self.round_trip.outcomes))
         backoff = min(5.0, 0.25 * 2 ** min(5, int((now - self._redis_down_since) / 2)))
         self._enforce_timeouts()
         self._wait(longest=backoff)
