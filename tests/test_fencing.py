@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import libfaketime
@@ -158,16 +158,21 @@ def test_an_enqueue_whose_reply_is_lost_is_enqueued_once(redis_server, r):
     and sends it again; both arrive, one job is queued."""
     link = Forwarder(redis_server.port)
     try:
+        r.config_resetstat()
         for client in (from_url(link.url(query="socket_timeout=0.3")),
                        redis.Redis(port=link.port, socket_timeout=0.3)):   # redis-py's own retries, too
             r.flushall()
             q = Queue(connection=client)
+            client.ping()  # connected: the request itself is what stalls, not the handshake
             link.stall()
             threading.Timer(0.8, link.heal).start()
             job = q.enqueue(jobs.add, 1, 1)
             wait_for(lambda: r.llen(q.key) >= 1, message="enqueued")
             time.sleep(0.3)  # any late copy of the request has arrived by now
             assert Queue(connection=r).get_job_ids() == [job.id]
+            calls = r.info("commandstats")["cmdstat_evalsha"]["calls"]
+            assert calls >= 2, "the request was never sent twice: no replay happened"
+            r.config_resetstat()
     finally:
         link.close()
 
@@ -242,6 +247,13 @@ def test_a_slow_or_hanging_on_failure_callback_stops_no_heartbeat(redis_server, 
     failing = q.enqueue(jobs.fail, on_failure=jobs.slow_failure)
     long_jobs = [q.enqueue(jobs.tracked, str(log), f"long{i}", 3.0).id for i in range(2)]
     worker = workers.start(redis_server.url, "-c", "3", env={"JOBQUEUE_CALLBACK_TIMEOUT": "1"})
+    wait_for(lambda: failing.get_status() == JobStatus.FAILED, message="failure recorded, slow callback running")
+    time.sleep(2.0)  # past the worker entry's TTL: only beats keep it
+    (seen,) = Worker.all(r)
+    seconds, micros = r.time()
+    now = seconds + micros / 1e6
+    assert now - Job.fetch(long_jobs[0], r).started_at.timestamp() > 1.9
+    assert now - datetime.fromisoformat(seen.last_heartbeat.replace("Z", "+00:00")).timestamp() < 1.0
     wait_for(lambda: all(Job.fetch(i, r).get_status(refresh=False) == JobStatus.FINISHED for i in long_jobs),
              timeout=20, message="long jobs finished")
     assert_one_outcome_each(q, long_jobs)

@@ -169,7 +169,9 @@ def test_a_replayed_outcome_is_recorded_once(q, r):
     record = settle_record(Job.fetch(job.id, r), q.name, Outcome(f"{job.id}:1", True, "2"))
     batch = json.dumps([record])
     assert q.backend.run("finish", batch) == []  # recorded: nothing dropped
+    recorded = r.hgetall(job.key)
     assert q.backend.run("finish", batch) == []  # the reply was lost and the worker sent it again: still ours
+    assert r.hgetall(job.key) == recorded        # ... and nothing was written twice
     assert job.get_status() == JobStatus.FINISHED and q.finished_job_registry.get_job_ids() == [job.id]
     assert len(q) == 0 and q.started_job_registry.count == 0
 
@@ -228,3 +230,17 @@ def test_fenced_writes_apply_once_and_only_for_the_current_attempt(q, r):
     script(r, *argv)
     script(r, *argv)  # the round trip is sent again: nothing twice
     assert r.hgetall("count") == {b"current": b"1"}
+
+
+def test_a_superseded_attempts_outcome_is_dropped_and_reported(q, r):
+    """Attempt 1's worker died (or so it seemed); attempt 2 runs; attempt 1's late outcome changes nothing."""
+    job = q.enqueue(jobs.add, 1, 1)
+    taken_by_a_dead_worker(q.backend)
+    pass_now(Maintenance(q.backend, "reaper", [q.name], FAST_TIMING))
+    q.backend.run("fetch", "w2", 60, 1, "0", "req-2", "0", q.name)            # attempt 2
+    before = r.hgetall(job.key)
+    late = settle_record(Job.fetch(job.id, r), q.name, Outcome(f"{job.id}:1", False, None, "late failure"))
+    late["a"] = 1
+    assert q.backend.run("finish", json.dumps([late])) == [job.id.encode()]   # dropped, and said so
+    assert r.hgetall(job.key) == before and job.get_status() == JobStatus.STARTED
+    assert q.started_job_registry.get_job_ids() == [job.id] and q.failed_job_registry.count == 0
