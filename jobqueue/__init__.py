@@ -7,8 +7,9 @@
     job.return_value()
 """
 
-from .exceptions import (AbandonedJobError, DeserializationError, ImportFunctionError, JobQueueError, JobTimeoutError,
-                         NoSuchJobError, RetryLater, SerializationError, StopRetrying)
+from .exceptions import (AbandonedJobError, AttemptSuperseded, DeserializationError, DuplicateJobError,
+                         ImportFunctionError, JobQueueError, JobTimeoutError, NoSuchJobError, RetryLater,
+                         SerializationError, StopRetrying)
 from .job import Job, JobStatus
 from .queue import Queue
 from .registry import (CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry,
@@ -21,6 +22,6 @@ __all__ = [
     "Queue", "Job", "JobStatus", "Worker", "Retry", "Script", "Timing", "get_current_job",
     "StartedJobRegistry", "FinishedJobRegistry", "FailedJobRegistry", "ScheduledJobRegistry", "CanceledJobRegistry",
     "JobQueueError", "NoSuchJobError", "SerializationError", "DeserializationError", "ImportFunctionError",
-    "JobTimeoutError", "AbandonedJobError", "StopRetrying", "RetryLater",
+    "JobTimeoutError", "AbandonedJobError", "StopRetrying", "RetryLater", "DuplicateJobError", "AttemptSuperseded",
 ]
 __version__ = "0.1.0"

@@ -195,6 +195,11 @@ def test_enqueue_options_reach_the_job(redis_server, r, workers, tmp_path):
     proc.wait(timeout=20)
     assert attempts.read_text() == "xxx", workers.output(proc)  # 1 run + 2 retries
     assert job.get_status() == JobStatus.FAILED
+    again = run(redis_server, "enqueue", "tests.jobs.add", ":1", ":2", "--job-id", "mine")  # failed: replaced
+    assert again.exit_code == 0 and Job.fetch("mine", r).args == [1, 2]
+    live = run(redis_server, "enqueue", "tests.jobs.add", ":3", ":4", "--job-id", "mine")   # queued: refused
+    assert live.exit_code == 1 and "mine already queued, scheduled or running" in live.output
+    assert Job.fetch("mine", r).args == [1, 2] and r.llen("jobqueue:queue:default") == 1
 
 
 def test_embedded_start_status_stop(tmp_path):

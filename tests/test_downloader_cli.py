@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import time
 import subprocess
 import sys
 import urllib.request
@@ -154,10 +155,13 @@ def test_ctrl_c_stops_watching_and_the_run_goes_on(redis_server, r, tmp_path):
         urls = [f"{web.url}/img/cc{i}.png" for i in range(3)]
         proc = popen(redis_server, "fetch", "--links", "-", "--queue", "cc", "--dir", str(tmp_path),
                      input="".join(u + "\n" for u in urls))
-        wait_for(lambda: Queue("cc", connection=r).count == 3, message="run enqueued")
+        first = proc.stdout.readline()  # "Run ...: 3 download(s) enqueued": watching now (an interrupted
+        assert first.startswith("Run ")  # enqueue is the run-lifecycle issue's business)
+        time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=30)
-        assert proc.returncode == 130 and "Stopped watching" in stderr and "Traceback" not in stderr
+        stdout = first + stdout
+        assert proc.returncode == 130 and "Stopped watching" in stderr and "Traceback" not in stderr, stderr
         run_id = run_id_of(stdout)
         assert Queue("cc", connection=r).count == 3  # nothing was taken back
         out = downloader(redis_server, "work", "--burst", "--queue", "cc", "--dir", str(tmp_path))

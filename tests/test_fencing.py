@@ -199,6 +199,8 @@ def test_jobs_run_once_each_through_redis_stalls_and_a_link_that_keeps_dropping(
         assert_one_outcome_each(q, ids)
         runs = attempts(log)
         assert sorted(a.tag for a in runs) == sorted(f"j{i}" for i in range(300)), "a job ran twice or never"
+        # no stall lasted past a deadline, and no resent fetch left attempts behind to be reaped
+        assert {a.attempt for a in runs} == {1}
         assert max(max_at_once(log, {flaky.pid, stalled.pid}).values()) <= 4
     finally:
         link.close()
