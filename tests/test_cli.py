@@ -161,7 +161,9 @@ def test_info_interval_refreshes_until_ctrl_c(redis_server, r, tmp_path):
     with open(out_path, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "jobqueue", "info", "--interval", "0.2", "--url",
                                  redis_server.url], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                # Ctrl+C reaches it even when the suite runs as a background job
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for(lambda: "0 job(s) waiting" in out_path.read_text(), message="first view")
         Queue("watched", connection=r).enqueue(jobs.add, 1, 1)

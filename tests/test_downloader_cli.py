@@ -23,6 +23,8 @@ def popen(redis_server, *args, input=None, **extra):
     """A downloader command in the background; ``input`` is written to its stdin, which is then closed."""
     proc = subprocess.Popen([sys.executable, "-m", "downloader", *args], cwd=ROOT,
                             env=env_for(redis_server, PYTHONUNBUFFERED="1", **extra),
+                            # Ctrl+C reaches it even when the suite runs as a background job (SIGINT ignored)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             stdin=subprocess.PIPE if input is not None else None,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if input is not None:
