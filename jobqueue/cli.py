@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any, Callable
@@ -72,8 +73,10 @@ def main() -> None:
 @click.option("--max-jobs", type=click.IntRange(min=1), help="quit after taking this many jobs")
 @click.option("--path", "paths", multiple=True, default=["."], show_default=True,
               help="add a directory to the import path (repeatable)")
-@click.option("--allow", "allowed", multiple=True, metavar="MODULE",
-              help="only run functions under this module prefix (repeatable)")
+@click.option("--allow", "allowed", multiple=True, metavar="PREFIX",
+              help="run only functions defined under this module prefix (repeatable; JOBQUEUE_ALLOW, comma-"
+                   "separated); default: the application's own modules, not the standard library or "
+                   "site-packages; '*': anything importable")
 @click.option("--allow-pickle", is_flag=True, help="also run jobs stored with pickle (trust everyone who can write to Redis)")
 @click.option("--heartbeat-interval", type=float, help="seconds between heartbeats [10]")
 @click.option("--heartbeat-ttl", type=float, help="seconds of silence after which a worker is dead [30]")
@@ -93,6 +96,7 @@ def worker(queues: tuple[str, ...], url: str | None, prefix: str | None, burst: 
     logging.basicConfig(level=verbosity or "INFO", format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     timing = Timing.from_env(heartbeat_interval=heartbeat_interval, heartbeat_ttl=heartbeat_ttl,
                              maintenance_interval=maintenance_interval)
+    allowed = allowed or tuple(p for p in os.environ.get("JOBQUEUE_ALLOW", "").replace(",", " ").split() if p)
     w = Worker(list(queues) or ["default"], backend_for(url, prefix), name=name, concurrency=concurrency, fork=fork,
                timing=timing, allowed_modules=allowed, allow_pickle=allow_pickle)
     w.work(burst=burst, max_jobs=max_jobs)

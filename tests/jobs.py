@@ -194,3 +194,13 @@ def _line(path, text):
 def count_success(job, connection, result):
     """An on_success callback that counts its calls."""
     connection.incr(f"success-calls:{job.id}")
+
+
+class Planted:
+    """Unpickling it runs ``touch path``: what a hostile pickled payload does."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))

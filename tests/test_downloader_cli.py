@@ -148,7 +148,7 @@ def test_work_runs_only_the_downloaders_own_functions(redis_server, r, tmp_path)
     assert out.returncode == 0, out.stderr
     for job in (foreign, stdlib):
         job.refresh()
-        assert job.get_status() == JobStatus.FAILED and "not in this worker's allow-list" in job.exc_info
+        assert job.get_status() == JobStatus.FAILED and "is not among the modules this worker runs" in job.exc_info
 
 
 def test_ctrl_c_stops_watching_and_the_run_goes_on(redis_server, r, tmp_path):

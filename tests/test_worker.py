@@ -1,6 +1,7 @@
 """The worker in this process: results, failures, retries, scheduling,
 timeouts in both modes, bad input. (Process-level scenarios: test_resilience.py.)"""
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -168,7 +169,44 @@ def test_allow_list_limits_importable_functions(q):
     ok = q.enqueue(jobs.add, 1, 1)
     work([q], q.connection, allowed_modules=["tests.jobs"])
     job.refresh()
-    assert "allow-list" in job.exc_info and ok.return_value() == 2
+    assert "module os is not among the modules this worker runs (tests.jobs)" in job.exc_info
+    assert ok.return_value() == 2
+
+
+@pytest.mark.parametrize("allowed", [None, ["tests."], ["*"]])
+def test_a_function_is_taken_only_from_the_module_that_defines_it(q, r, tmp_path, allowed):
+    """Whatever the allow-list, a path cannot reach through a module's imports."""
+    planted = tmp_path / "planted"
+    through = [q.enqueue("tests.jobs.os.system", f"touch {planted}"),       # tests.jobs imported os
+               q.enqueue("tests.jobs.get_current_job"),                       # imported from jobqueue
+               q.enqueue("tests.jobs.time.sleep", 0)]
+    stdlib = q.enqueue("os.getcwd")
+    own = q.enqueue(jobs.add, 2, 3)
+    work([q], r, allowed_modules=allowed)
+    assert not planted.exists()
+    messages = {job.id: (job.refresh(), job.exc_info)[1] for job in through}
+    assert "reaches into module os through tests.jobs" in messages[through[0].id]
+    assert "reaches into module time through tests.jobs" in messages[through[2].id]
+    assert all(job.get_status() == JobStatus.FAILED for job in through)
+    assert own.return_value() == 5
+    stdlib.refresh()
+    if allowed == ["*"]:  # anything importable, re-exports included (os.getcwd is defined in posix)
+        assert stdlib.return_value() == os.getcwd()
+    else:
+        assert "defined in jobqueue.worker.execution, not in tests.jobs" in messages[through[1].id]
+        assert "module os is not among the modules this worker runs" in stdlib.exc_info
+
+
+def test_a_refused_job_is_failed_without_decoding_its_arguments_or_calling_back(r, tmp_path):
+    """A pickled payload that would run a command when decoded, with an on_failure callback that reads it."""
+    planted = tmp_path / "planted"
+    q = Queue("p", connection=r, serializer="pickle")
+    job = q.enqueue(jobs.echo, jobs.Planted(str(planted)), on_failure=jobs.remember_failure)
+    refused = Queue(connection=r).enqueue("os.system", f"touch {planted}", on_failure=jobs.remember_failure)
+    work([q, Queue(connection=r)], r)  # no --allow-pickle, no allow-list
+    assert job.get_status() == JobStatus.FAILED and refused.get_status() == JobStatus.FAILED
+    assert not planted.exists()
+    assert r.get(f"callback-calls:{job.id}") is None and r.get(f"callback-calls:{refused.id}") is None
 
 
 def test_get_current_job_and_meta_inside_a_job(q):
@@ -304,3 +342,17 @@ def test_workers_are_listed_per_queue(r):
     w.request_stop()
     thread.join(5)
     assert W.count(connection=r) == 0
+
+
+def test_an_expired_job_is_not_counted_as_taken_and_ttl_bounds_only_the_wait(q, r):
+    gone = q.enqueue(jobs.add, 1, 1, ttl=1)
+    live = q.enqueue(jobs.add, 2, 2)
+    wait_for(lambda: not r.exists(gone.key), timeout=5, message="first job's ttl ran out while it waited")
+    work([q], r, concurrency=1)  # burst: must not take the expired id for work done
+    assert live.get_status() == JobStatus.FINISHED and len(q) == 0
+    slow = q.enqueue(jobs.sleep, 1.5, ttl=1)
+    work([q], r)
+    assert slow.get_status() == JobStatus.FINISHED and slow.return_value() == 1.5   # its hash outlived the ttl,
+    kept = Job.fetch(slow.id, r)                                                     # whole
+    assert (kept.func_name, kept.args, kept.origin) == ("tests.jobs.sleep", [1.5], q.name)
+    assert r.ttl(slow.key) == -1

@@ -2,6 +2,9 @@
 -- priority order, into their started registries as new attempts, and return
 -- their hashes.
 -- Keys: queue:{q}, registry:started:{q}, job:{id}, wake:{q}.
+-- A job whose ttl ran out while it waited is dropped and not counted as
+-- taken (a burst worker must not mistake it for work done); a taken job's
+-- ttl is removed (PERSIST): ttl bounds only the wait in the queue.
 -- Invariant (no lost job): an id leaves a queue only in the same atomic
 -- step that enters it in a started registry with a deadline; if the worker
 -- dies at any later instant, the reaper finds the expired deadline.
@@ -41,28 +44,32 @@ for i = A + 6, N do
   if need <= 0 then break end
   local q = ARGV[i]
   local ids = redis.call('LPOP', P.queue .. q, need)
-  if ids then
+  while ids do
     local entries = {}
     for _, id in ipairs(ids) do
       local key = P.job .. id
       local h = redis.call('HGETALL', key)
-      if #h > 0 then  -- a job whose hash expired (ttl) or was deleted is dropped
-        local attempt = 1
+      if #h > 0 then  -- a job whose hash expired (ttl) or was deleted is dropped, and not counted as taken
+        local attempt, waits_with_ttl = 1, false
         for f = 1, #h, 2 do
           if h[f] == 'attempt' then attempt = (tonumber(h[f + 1]) or 0) + 1 end
+          if h[f] == 'ttl' then waits_with_ttl = true end
         end
+        -- ttl bounds only the wait in the queue: a started job's hash never expires under it
+        if waits_with_ttl then redis.call('PERSIST', key) end
         redis.call('HSET', key, 'status', 'started', 'started_at', now_iso(), 'worker', worker, 'attempt', attempt,
           'fetch', request)
         entries[#entries + 1] = deadline
         entries[#entries + 1] = member(id, attempt)
         out[#out + 1] = q; out[#out + 1] = id; out[#out + 1] = attempt; out[#out + 1] = h
+        need = need - 1
       end
     end
     if #entries > 0 then redis.call('ZADD', P.started .. q, unpack(entries)) end
-    need = need - #ids
-    -- work may be left: a worker that was woken passes the token on, so
-    -- idle workers join one after another (a busy one need not pay for it)
-    if need == 0 and woken then wake(q) end
+    ids = need > 0 and redis.call('LPOP', P.queue .. q, need) or false
   end
+  -- work may be left: a worker that was woken passes the token on, so
+  -- idle workers join one after another (a busy one need not pay for it)
+  if need == 0 and woken then wake(q) end
 end
 return out

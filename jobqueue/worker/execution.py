@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from queue import SimpleQueue
 from typing import Any
 
-from ..exceptions import AttemptSuperseded, JobQueueError, JobTimeoutError, StopRetrying
+from ..exceptions import AttemptSuperseded, ImportFunctionError, JobQueueError, JobTimeoutError, StopRetrying
 from ..backend import Backend
 from ..imports import FunctionImporter
 from ..job import Job
@@ -53,6 +53,8 @@ class Outcome:
     retry: bool = True             # False: fail now whatever the Retry policy (StopRetrying)
     retry_after: float | None = None  # the job asked for at least this pause (RetryLater)
     writes: list[tuple[Script, list[Any]]] = field(default_factory=list)  # Job.write_on_success calls
+    refused: bool = False          # the worker would not run it (not allowed, not importable, refused serializer):
+                                   # failed at once, its arguments never decoded, its callbacks never called
 
 
 def run_job(job: Job, importer: FunctionImporter) -> Outcome:
@@ -67,6 +69,9 @@ def run_job(job: Job, importer: FunctionImporter) -> Outcome:
     key = attempt_key(job)
     try:
         func = importer(job.func_name)
+    except ImportFunctionError as exc:
+        return Outcome(key, False, None, f"ImportFunctionError: {exc}", retry=False, refused=True)
+    try:
         args, kwargs = job._payload()
         value = func(*args, **kwargs)
         encoded = job.serializer.dumps(value)

@@ -21,20 +21,25 @@ READ_MARGIN = 5.0  # seconds a blocked read may outlast the block before it coun
 class Waker(threading.Thread):
     def __init__(self, backend: Backend, queues: list[str], events: SimpleQueue, block: float) -> None:
         super().__init__(name="waker", daemon=True)
-        self.connection, self.events, self.block = _blocking_client(backend.connection, block), events, block
-        self.own_connection = self.connection is not backend.connection
+        self.pool = _blocking_client(backend.connection, block).connection_pool
+        self.events, self.block = events, block
         self.keys = [backend.keys.wake(q) for q in queues]
         self.armed = threading.Event()
         self.closed = False
         self.failing = False
+        self._lock = threading.Lock()  # close() never slips in between the check and the request going out
 
     def run(self) -> None:
-        while not self.closed:
+        connection = None
+        while True:
             self.armed.wait()
-            if self.closed:
-                break
             try:
-                got = self.connection.blpop(self.keys, timeout=self.block)
+                with self._lock:
+                    if self.closed:
+                        break
+                    connection = connection or self.pool.get_connection()
+                    connection.send_command("BLPOP", *self.keys, self.block)
+                got = connection.read_response()
                 self.failing = False
             except Exception as exc:  # any error: logged once, and the thread lives on
                 if self.closed:
@@ -44,6 +49,8 @@ class Waker(threading.Thread):
                     log.log(logging.WARNING if expected else logging.ERROR, "Waker: %s: %s; retrying",
                             type(exc).__name__, exc, exc_info=not expected)
                 self.failing = True
+                if connection is not None:
+                    connection.disconnect()
                 time.sleep(min(self.block, 1.0))
                 got = None
             self.armed.clear()
@@ -52,10 +59,10 @@ class Waker(threading.Thread):
     def close(self) -> None:
         """The worker stops: end the thread and let go of its connection at
         once (closing it ends a BLPOP under way)."""
-        self.closed = True
+        with self._lock:
+            self.closed = True
         self.armed.set()
-        if self.own_connection:
-            self.connection.connection_pool.disconnect()
+        self.pool.disconnect()
 
 
 def _blocking_client(connection: redis.Redis, block: float) -> redis.Redis:

@@ -130,6 +130,10 @@ class Worker:
         mode = f"fork, {self.concurrency} work horse(s)" if self.fork else f"{self.concurrency} thread slot(s)"
         log.info("Worker %s started with PID %d (%s), Redis %s", self.name, os.getpid(), mode, describe(self.connection))
         log.info("*** Listening on %s...", ", ".join(self.queue_names))
+        importer = self.slots.importer
+        level = logging.WARNING if importer.anything else logging.INFO
+        log.log(level, "Runs functions of %s%s", importer.describe(),
+                "; anyone who can write to Redis can run code here" if importer.anything else "")
 
     def _register_birth(self) -> None:
         """The first beat registers the worker; any later beat that finds the
@@ -254,9 +258,10 @@ class Worker:
                                     "accept; start the worker with --allow-pickle to run it")
             if not job.func_name:
                 raise JobQueueError("job hash has no 'func' field (corrupted); delete the job")
-        except Exception as exc:
+        except Exception as exc:  # refused before anything of it is decoded or run: no retry, no callbacks
             msg = exc if isinstance(exc, JobQueueError) else f"job hash is corrupted ({exc!r}); delete or re-enqueue it"
-            self._settle(Running(job, queue, None), Outcome(attempt_key(job), False, None, f"{type(exc).__name__}: {msg}"))
+            self._settle(Running(job, queue, None), Outcome(attempt_key(job), False, None, f"{type(exc).__name__}: {msg}",
+                                                            retry=False, refused=True))
             return
         deadline = time.monotonic() + timeout if timeout and timeout > 0 else None
         self.running[attempt_key(job)] = Running(job, queue, deadline)
@@ -282,7 +287,7 @@ class Worker:
             last_line = (outcome.exc_info or "").strip().splitlines()[-1:] or ["?"]
             retrying = "; will retry" if record["s"] == "retry" else ""
             log.warning("%s: Job failed (%s): %s%s", running.queue, job.id, last_line[0], retrying)
-            if record["s"] == "failed":
+            if record["s"] == "failed" and not outcome.refused:
                 self.round_trip.failures.append((job, outcome.exc_info or ""))
 
     def _abandoned_jobs_failed(self, job_ids: list[str], reason: str) -> None:
