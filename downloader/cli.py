@@ -51,9 +51,11 @@ def redis_url(settings: Settings) -> str:
     return settings.redis_url or embedded.ensure_running().url
 
 
-def connect(settings: Settings) -> redis.Redis:
+def connect(settings: Settings, check: bool = True) -> redis.Redis:
+    """``check=False``: the caller waits for Redis itself (the worker)."""
     client = jq_connection.from_url(redis_url(settings))
-    jq_connection.check(client)
+    if check:
+        jq_connection.check(client)
     return client
 
 
@@ -181,7 +183,7 @@ def work(settings: Settings, concurrency: int | None, burst: bool, name: str | N
         if swept:
             logging.getLogger(__name__).warning("Removed %d abandoned .part file(s) older than %g s from %s",
                                                 swept, settings.stale_part_age, settings.dir)
-    worker = Worker([settings.queue], connect(settings), name=name, concurrency=settings.concurrency,
+    worker = Worker([settings.queue], connect(settings, check=False), name=name, concurrency=settings.concurrency,
                     timing=Timing.from_env(), allowed_modules=["downloader."])
     worker.work(burst=burst)
 

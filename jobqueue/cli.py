@@ -45,9 +45,11 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def backend_for(url: str | None, prefix: str | None) -> Backend:
+def backend_for(url: str | None, prefix: str | None, check: bool = True) -> Backend:
+    """``check=False``: the caller waits for Redis itself (the worker)."""
     client = connection_mod.resolve(url=url)
-    connection_mod.check(client)
+    if check:
+        connection_mod.check(client)
     return Backend(client, prefix)
 
 
@@ -97,7 +99,7 @@ def worker(queues: tuple[str, ...], url: str | None, prefix: str | None, burst: 
     timing = Timing.from_env(heartbeat_interval=heartbeat_interval, heartbeat_ttl=heartbeat_ttl,
                              maintenance_interval=maintenance_interval)
     allowed = allowed or tuple(p for p in os.environ.get("JOBQUEUE_ALLOW", "").replace(",", " ").split() if p)
-    w = Worker(list(queues) or ["default"], backend_for(url, prefix), name=name, concurrency=concurrency, fork=fork,
+    w = Worker(list(queues) or ["default"], backend_for(url, prefix, check=False), name=name, concurrency=concurrency, fork=fork,
                timing=timing, allowed_modules=allowed, allow_pickle=allow_pickle)
     w.work(burst=burst, max_jobs=max_jobs)
 

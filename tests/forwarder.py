@@ -18,6 +18,7 @@ class Forwarder:
         self.flowing.set()
         self.cut_off = False
         self.closed = False
+        self.attempts = 0  # connections the process tried (accepted, also those dropped while cut)
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, name="forwarder", daemon=True).start()
@@ -52,6 +53,7 @@ class Forwarder:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            self.attempts += 1
             if self.cut_off:
                 _close(client)
                 continue

@@ -7,6 +7,7 @@ import time
 
 from jobqueue import Job, JobStatus, Queue, Worker
 from tests import jobs
+from tests.redis_server import RedisServer
 from tests.conftest import pid_alive, wait_for
 
 
@@ -151,11 +152,21 @@ def test_redis_restart_mid_run_loses_nothing(own_redis, workers, tmp_path):
     done = {x.split()[1] for x in lines(log) if x.startswith("done")}
     assert done == set(tags)
     assert q.finished_job_registry.count == len(tags)
-    assert any("Reconnected to Redis" in workers.output(p) for p in procs)
+    assert any("Redis is back after" in workers.output(p) for p in procs)
 
 
-def test_dead_redis_at_start_is_a_clear_error(workers, tmp_path):
-    proc = workers.start("redis://127.0.0.1:1/0", "--burst")
+def test_dead_redis_at_start_is_a_clear_error_after_the_stated_wait(workers, tmp_path):
+    proc = workers.start("redis://127.0.0.1:1/0", "--burst", env={"JOBQUEUE_STARTUP_WAIT": "1"})
     assert proc.wait(timeout=20) == 1
-    assert "cannot reach Redis" in workers.output(proc)
-    assert "Traceback" not in workers.output(proc)
+    out = workers.output(proc)
+    assert "trying again for up to 1 s (JOBQUEUE_STARTUP_WAIT)" in out
+    assert "cannot reach Redis" in out and "(tried for 1 s)" in out and "Traceback" not in out
+
+
+def test_a_worker_started_while_redis_is_away_waits_for_it(own_redis, workers, tmp_path):
+    job = Queue(connection=own_redis.client()).enqueue(jobs.add, 2, 2)
+    own_redis.kill()  # every write is in the AOF: the job comes back with the server
+    proc = workers.start(own_redis.url, "--burst")
+    wait_for(lambda: "trying again for up to 30 s" in workers.output(proc), message="worker waiting")
+    RedisServer(own_redis.directory, port=own_redis.port, fsync="always").start()
+    assert proc.wait(timeout=30) == 0 and job.return_value() == 4

@@ -27,8 +27,8 @@ class Maintenance:
     def promote(self) -> float | None:
         """Move due scheduled jobs to their queues; returns the monotonic time
         the next one is due (from Redis's clock: ours may be off)."""
+        self.next_promote = time.monotonic() + self.timing.scheduler_interval  # also when the call fails
         due_in = self.backend.run("promote", *self.queues)
-        self.next_promote = time.monotonic() + self.timing.scheduler_interval
         return None if due_in is None else time.monotonic() + float(due_in)
 
     def run_pass(self) -> None:

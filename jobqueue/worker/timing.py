@@ -31,6 +31,7 @@ class Timing:
     outage_grace: float = 0.0            # after Redis was silent, live workers get this long to beat
                                          # again before anything is reaped (0: 2 x heartbeat_interval)
     callback_timeout: float = 60.0       # longest an on_failure callback is waited for
+    startup_wait: float = 30.0           # a worker that cannot reach Redis at start retries this long
 
     @classmethod
     def from_env(cls, **overrides: float | None) -> "Timing":

@@ -26,7 +26,7 @@ import redis
 from ..backend import Backend
 from ..connection import check as check_connection
 from ..connection import describe
-from ..exceptions import AttemptSuperseded, JobQueueError
+from ..exceptions import AttemptSuperseded, ConnectionConfigError, JobQueueError
 from ..imports import FunctionImporter
 from ..job import Job
 from ..queue import Queue
@@ -34,6 +34,7 @@ from .callbacks import Callbacks
 from .execution import Outcome, attempt_key, make_slots
 from .heartbeat import Heartbeat
 from .maintenance import Maintenance
+from .outage import Outage
 from .monitor import list_workers
 from .recording import requeue_record, settle_record
 from .round_trip import RoundTrip
@@ -43,6 +44,7 @@ from .waker import Waker
 
 log = logging.getLogger("jobqueue.worker")
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+REDIS_FAILED = redis.exceptions.RedisError  # unreachable, or refusing: OOM, READONLY, BUSY, LOADING, NOAUTH...
 
 
 @dataclass
@@ -87,7 +89,7 @@ class Worker:
         self.total_working_time = 0.0
         self._waker: Waker | None = None
         self._next_scheduled: float | None = None
-        self._redis_down_since: float | None = None
+        self.outage = Outage()
         self._woken = False        # a wake-up token brought us here: pass it on if work is left
         self._next_stats = 0.0
 
@@ -125,7 +127,7 @@ class Worker:
         self.shutdown.request(cold)
 
     def _boot(self) -> None:
-        check_connection(self.connection)
+        self._reach_redis()
         self.shutdown.install()
         mode = f"fork, {self.concurrency} work horse(s)" if self.fork else f"{self.concurrency} thread slot(s)"
         log.info("Worker %s started with PID %d (%s), Redis %s", self.name, os.getpid(), mode, describe(self.connection))
@@ -134,6 +136,23 @@ class Worker:
         level = logging.WARNING if importer.anything else logging.INFO
         log.log(level, "Runs functions of %s%s", importer.describe(),
                 "; anyone who can write to Redis can run code here" if importer.anything else "")
+
+    def _reach_redis(self) -> None:
+        """Redis may be briefly away when the worker starts (a restart, a
+        failover): wait for it up to ``startup_wait`` seconds, then give up."""
+        waited, pause = 0.0, 0.25
+        while True:
+            try:
+                return check_connection(self.connection)
+            except ConnectionConfigError as exc:
+                if "refused the password" in str(exc) or waited >= self.timing.startup_wait:
+                    raise ConnectionConfigError(f"{exc} (tried for {waited:.0f} s)") from None
+                if not waited:
+                    log.warning("%s; trying again for up to %.0f s (JOBQUEUE_STARTUP_WAIT)", exc,
+                                self.timing.startup_wait)
+                pause = min(pause * 2, 5.0, self.timing.startup_wait - waited)
+                time.sleep(pause)
+                waited += pause
 
     def _register_birth(self) -> None:
         """The first beat registers the worker; any later beat that finds the
@@ -145,7 +164,16 @@ class Worker:
                         "mode", "fork" if self.fork else "thread"]
         self.heartbeat = Heartbeat(self.backend, self.name, self.timing, self.events, registration,
                                    attempts=self._beating, stats=self._stats)
-        self.heartbeat.beat()
+        while True:  # Redis may refuse writes for a while (a replica before its failover, OOM)
+            try:
+                self.heartbeat.beat()
+                break
+            except REDIS_FAILED as exc:
+                pause = self.outage.failed(exc, 0, 0)
+                if self.shutdown.stop_fetching:
+                    raise JobQueueError(f"could not register with Redis ({exc}); stopping as asked") from None
+                time.sleep(pause)
+        self.outage.recovered()
         self.heartbeat.start()
 
     def _beating(self) -> list[tuple[str, str]]:
@@ -161,10 +189,10 @@ class Worker:
             try:
                 self._tick()
                 fetched = self._record_and_dequeue(want)
-            except REDIS_DOWN as exc:
-                if self.shutdown.cold:
-                    return  # nothing more can be recorded; the reaper returns what was started
-                self._redis_is_down(exc)
+            except REDIS_FAILED as exc:
+                if self.shutdown.cold or (self.shutdown.stop_fetching and not self._active()):
+                    return  # stopping: _shut_down records what it can; the reaper returns what was started
+                self._redis_failed(exc)
                 continue
             for queue, job in fetched:
                 self._execute(queue, job)
@@ -188,7 +216,7 @@ class Worker:
             try:
                 self._record_and_dequeue(0)
                 break
-            except REDIS_DOWN as exc:
+            except REDIS_FAILED as exc:
                 log.warning("Could not record %d outcome(s) (%s); retrying", len(self.round_trip.outcomes), exc)
                 time.sleep(0.5 * (attempt + 1))
         self.callbacks.wait()
@@ -200,7 +228,7 @@ class Worker:
             pipe.delete(self.backend.keys.worker(self.name))
             pipe.srem(self.backend.keys.workers, self.name)
             pipe.execute()
-        except REDIS_DOWN:
+        except REDIS_FAILED:
             log.warning("Could not register death; the worker entry will expire by itself")
         self.shutdown.uninstall()
         self.slots.close()
@@ -225,6 +253,8 @@ class Worker:
 
     def _record_and_dequeue(self, want: int) -> list[tuple[str, Job]]:
         """One round trip: record what finished, take up to ``want`` jobs."""
+        if want <= 0 and not self.round_trip.outcomes:
+            return []  # nothing to say to Redis
         fetched, dropped, recorded = self.round_trip(want, self._woken, self._stats_due())
         for record in dropped:
             log.warning("%s: outcome of job %s (attempt %s) dropped: the attempt is no longer current "
@@ -232,7 +262,7 @@ class Worker:
         for job, exc_info in recorded:
             self.callbacks.on_failure(job, exc_info)
         self._woken = False
-        self._redis_back()
+        self.outage.recovered()
         self.jobs_taken += len(fetched)
         return fetched
 
@@ -334,14 +364,13 @@ class Worker:
         if now >= m.next_pass:
             m.run_pass()
 
-    def _wait(self, longest: float | None = None) -> None:
-        """Block until an event (job done, wake-up token, signal) or the next timer."""
+    def _wait(self, exactly: float | None = None) -> None:
+        """Block until an event (job done, wake-up token, signal) or the next
+        timer (or ``exactly`` seconds, when Redis failed: no timer then)."""
         m = self.maintenance
-        wake_at = [m.next_promote, m.next_pass]
-        wake_at += [r.deadline for r in self._active() if r.deadline is not None]
+        wake_at = [r.deadline for r in self._active() if r.deadline is not None]
+        wake_at += [m.next_promote, m.next_pass] if exactly is None else [time.monotonic() + exactly]
         timeout = max(0.0, min(wake_at) - time.monotonic())
-        if longest is not None:
-            timeout = min(timeout, longest)
         try:
             event = self.events.get(timeout=timeout)
         except Empty:
@@ -388,17 +417,9 @@ class Worker:
         except REDIS_DOWN:
             pass
 
-    def _redis_is_down(self, exc: Exception) -> None:
-        now = time.monotonic()
-        if self._redis_down_since is None:
-            self._redis_down_since = now
-            log.warning("Redis unreachable (%s); keeping %d running job(s) and %d outcome(s), retrying",
-                        exc, len(self.running), len(self.round_trip.outcomes))
-        backoff = min(5.0, 0.25 * 2 ** min(5, int((now - self._redis_down_since) / 2)))
+    def _redis_failed(self, exc: Exception) -> None:
+        """Back off (jittered, doubling, capped) before the next round trip;
+        jobs that finish meanwhile are taken in, timeouts still enforced."""
+        pause = self.outage.failed(exc, len(self._active()), len(self.round_trip.outcomes))
         self._enforce_timeouts()
-        self._wait(longest=backoff)
-
-    def _redis_back(self) -> None:
-        if self._redis_down_since is not None:
-            log.warning("Reconnected to Redis after %.1f s", time.monotonic() - self._redis_down_since)
-            self._redis_down_since = None
+        self._wait(exactly=pause)

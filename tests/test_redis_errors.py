@@ -1,0 +1,103 @@
+"""Redis failing the worker in every way but dying: out of memory, a replica
+answering READONLY until a failover, a password set under it, and a long
+outage. The worker must stay up (or stop cleanly when asked), lose nothing,
+say once what happened, and not hammer Redis while it waits."""
+
+import os
+import signal
+import time
+
+from jobqueue import Job, JobStatus, Queue
+from tests import jobs
+from tests.conftest import wait_for
+from tests.forwarder import Forwarder
+from tests.invariants import assert_one_outcome_each
+from tests.redis_server import RedisServer
+
+
+def enqueue_tracked(q, log, n, seconds=0.05):
+    return [q.enqueue(jobs.tracked, str(log), f"j{i}", seconds).id for i in range(n)]
+
+
+def test_out_of_memory_is_waited_out(redis_server, r, workers, tmp_path):
+    q, log = Queue(connection=r), tmp_path / "attempts.log"
+    ids = enqueue_tracked(q, log, 40)
+    worker = workers.start(redis_server.url, "-c", "2")
+    wait_for(lambda: r.zcard(q.backend.keys.registry("finished", q.name)) >= 5, message="work under way")
+    r.config_set("maxmemory-policy", "noeviction")
+    r.config_set("maxmemory", "1")        # every write now fails: OOM command not allowed
+    wait_for(lambda: "OOM" in workers.output(worker), message="OOM met")
+    time.sleep(1.0)
+    r.config_set("maxmemory", "0")
+    wait_for(lambda: r.zcard(q.backend.keys.registry("finished", q.name)) == len(ids), timeout=30,
+             message="all jobs finished after the OOM")
+    assert worker.poll() is None, workers.output(worker)
+    assert_one_outcome_each(q, ids)
+    assert workers.output(worker).count("OutOfMemoryError") == 1   # said once
+
+
+def test_a_replica_answering_readonly_until_the_failover(tmp_path, workers):
+    master = RedisServer(tmp_path / "master").start()
+    replica = RedisServer(tmp_path / "replica").start()
+    try:
+        m, rep = master.client(), replica.client()
+        rep.replicaof("127.0.0.1", master.port)
+        q, log = Queue(connection=m), tmp_path / "attempts.log"
+        ids = enqueue_tracked(q, log, 20)
+        wait_for(lambda: rep.llen(q.key) == 20, message="replicated")
+        worker = workers.start(replica.url, "-c", "2")          # a worker pointed at what is now a replica
+        wait_for(lambda: "READONLY" in workers.output(worker) or "ReadOnly" in workers.output(worker),
+                 message="READONLY met")
+        rep.replicaof("no", "one")                               # the failover: the replica is the master now
+        rq = Queue(connection=rep)
+        wait_for(lambda: rep.zcard(rq.backend.keys.registry("finished", rq.name)) == len(ids), timeout=30,
+                 message="all jobs finished after the failover")
+        assert worker.poll() is None
+        assert_one_outcome_each(rq, ids)
+    finally:
+        master.stop()
+        replica.stop()
+
+
+def test_a_password_set_under_the_worker(own_redis, workers, tmp_path):
+    r = own_redis.client()
+    q, log = Queue(connection=r), tmp_path / "attempts.log"
+    first = enqueue_tracked(q, log, 5)
+    worker = workers.start(own_redis.url)
+    wait_for(lambda: r.zcard(q.backend.keys.registry("finished", q.name)) == 5, message="first jobs done")
+    r.config_set("requirepass", "s3cret")
+    r.client_kill_filter(_type="normal", skipme=True)            # every connection must log in again
+    wait_for(lambda: "Authentication" in workers.output(worker) or "NOAUTH" in workers.output(worker),
+             message="NOAUTH met")
+    r.config_set("requirepass", "")
+    later = [q.enqueue(jobs.tracked, str(log), "later", 0).id]
+    wait_for(lambda: Job.fetch(later[0], r).get_status(refresh=False) == JobStatus.FINISHED, timeout=30,
+             message="the worker carries on once the password is gone")
+    assert worker.poll() is None
+    assert_one_outcome_each(q, first + later)
+
+
+def test_a_long_outage_costs_little_and_a_warm_shutdown_meanwhile_ends_it(redis_server, r, workers, tmp_path):
+    link = Forwarder(redis_server.port)
+    try:
+        worker = workers.start(link.url())
+        wait_for(lambda: "Listening" in workers.output(worker), message="worker up")
+        time.sleep(0.5)
+        link.cut()
+        before, cpu_before = link.attempts, _cpu_seconds(worker.pid)
+        time.sleep(5)                   # longer than the heartbeat TTL (1.5 s)
+        tries, cpu = link.attempts - before, _cpu_seconds(worker.pid) - cpu_before
+        assert tries <= 40, f"{tries} connection attempts in 5 s"   # a spinning worker makes thousands
+        assert cpu < 1.0, f"{cpu:.2f} s of CPU in 5 s of waiting"
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=15) == 0                          # idle: nothing to finish, so it ends
+        out = workers.output(worker)
+        assert out.count("Redis failed us") <= 2 and "Traceback" not in out
+    finally:
+        link.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
