@@ -40,8 +40,13 @@ def _describe(func_name: str, args: Iterable[Any], kwargs: dict[str, Any]) -> st
     return f"{func_name}({', '.join(parts)})"
 
 
-def _ttl_text(value: int | str | None) -> str:
+def _ttl_text(value: int | str | None, name: str = "ttl", minimum: int = 0) -> str:
+    """Seconds as stored; -1 means "for ever" (no timeout, kept for ever) as in
+    RQ, and anything else below ``minimum`` is refused at enqueue."""
     seconds = timeutil.parse_duration(value)
+    if seconds is not None and seconds != -1 and seconds < minimum:
+        raise InvalidJobOperation(f"{name}={value!r} is out of range: use at least {minimum} seconds "
+                                  f"('90s', '5m', '1h'), or -1 for none")
     return "" if seconds is None else str(seconds)
 
 
@@ -79,12 +84,12 @@ class Job:
             "id": job.id, "func": path, "data": ser.dumps([list(args), kwargs]), "serializer": ser.name,
             "description": description or _describe(path, args, kwargs), "origin": origin,
             "status": JobStatus.QUEUED.value, "created_at": created_at or timeutil.iso(),
-            "timeout": _ttl_text(DEFAULT_TIMEOUT if timeout is None else timeout),
-            "result_ttl": _ttl_text(DEFAULT_RESULT_TTL if result_ttl is None else result_ttl),
-            "failure_ttl": _ttl_text(DEFAULT_FAILURE_TTL if failure_ttl is None else failure_ttl),
+            "timeout": _ttl_text(DEFAULT_TIMEOUT if timeout is None else timeout, "timeout", 1),
+            "result_ttl": _ttl_text(DEFAULT_RESULT_TTL if result_ttl is None else result_ttl, "result_ttl"),
+            "failure_ttl": _ttl_text(DEFAULT_FAILURE_TTL if failure_ttl is None else failure_ttl, "failure_ttl"),
         }
         if ttl is not None:
-            fields["ttl"] = _ttl_text(ttl)
+            fields["ttl"] = _ttl_text(ttl, "ttl", 1)
         if meta:
             fields["meta"] = ser.dumps(meta)
         if on_success is not None:

@@ -16,6 +16,8 @@ is the single source of truth for the layout:
     {p}worker:{name}              hash: one worker's state, expires with its heartbeat
     {p}maintenance                lock: one maintenance pass at a time
     {p}clock                      hash: when anyone last beat, and since when beats are steady
+    {p}quarantine                 list: notes on keys found unusable (wrong type), which were
+                                  renamed to {p}quarantine:{original key}
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Keys:
         self.workers = p + "workers"
         self.maintenance = p + "maintenance"
         self.clock = p + "clock"
+        self.quarantine = p + "quarantine"
         self.queue_prefix = p + "queue:"
         self.wake_prefix = p + "wake:"
         self.job_prefix = p + "job:"
@@ -75,6 +78,7 @@ class Keys:
             self.registry_prefix("scheduled"),
             self.registry_prefix("canceled"),
             self.queues,
+            self.quarantine,
         ]
 
 

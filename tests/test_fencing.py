@@ -113,7 +113,7 @@ def test_a_superseded_attempt_holds_its_slot_until_its_code_returns(redis_server
     job = q.enqueue(jobs.tracked, str(log), "j", 3.0, None)
     worker = workers.start(redis_server.url, "-c", "1")
     reaper = workers.start(redis_server.url, "elsewhere")   # another queue: only its maintenance matters
-    wait_for(lambda: taken_by(r, job.id, worker, 1), message="first attempt started")
+    wait_for(lambda: taken_by(r, job.id, worker, 1) and attempts(log), message="first attempt running")
     worker.send_signal(signal.SIGSTOP)
     wait_for(lambda: Job.fetch(job.id, r).get_status(refresh=False) == JobStatus.QUEUED, message="job reaped")
     worker.send_signal(signal.SIGCONT)
@@ -188,7 +188,8 @@ def test_jobs_run_once_each_through_redis_stalls_and_a_link_that_keeps_dropping(
         stalled = workers.start(redis_server.url + "?socket_timeout=0.3", "-c", "4")
         # and one in this process on a plain redis-py client, which resends timed-out calls by itself
         client = redis.Redis(port=redis_server.port, socket_timeout=0.3)
-        inside = Worker([Queue(connection=client)], connection=client, concurrency=4, timing=FAST_TIMING)
+        inside = Worker([Queue(connection=client)], connection=client, concurrency=4, timing=FAST_TIMING,
+                        name=f"inside-{os.getpid()}-stalls")
         thread = threading.Thread(target=inside.work, daemon=True)
         thread.start()
         wait_for(lambda: len(attempts(log)) > 20, message="work under way")
@@ -204,7 +205,8 @@ def test_jobs_run_once_each_through_redis_stalls_and_a_link_that_keeps_dropping(
                  message="all jobs finished")
         assert_one_outcome_each(q, ids)
         runs = attempts(log)
-        assert sorted(a.tag for a in runs) == sorted(f"j{i}" for i in range(300)), "a job ran twice or never"
+        twice = [(a.tag, a.pid, a.attempt, a.how) for a in runs if sum(b.tag == a.tag for b in runs) > 1]
+        assert sorted(a.tag for a in runs) == sorted(f"j{i}" for i in range(300)), f"ran twice or never: {twice}"
         # no stall lasted past a deadline, and no resent fetch left attempts behind to be reaped
         assert {a.attempt for a in runs} == {1}
         assert max(max_at_once(log, {flaky.pid, stalled.pid, os.getpid()}).values()) <= 4
@@ -212,6 +214,7 @@ def test_jobs_run_once_each_through_redis_stalls_and_a_link_that_keeps_dropping(
         link.close()
         inside.request_stop()
         thread.join(10)
+        assert not thread.is_alive(), "the in-process worker did not stop"
 
 
 def test_a_redis_restart_longer_than_the_heartbeat_ttl_reaps_no_live_workers_job(own_redis, workers, tmp_path):
@@ -320,4 +323,35 @@ def test_the_waker_and_the_heartbeat_survive_any_exception(redis_server, r, capl
     finally:
         worker.request_stop()
         thread.join(10)
+        assert not thread.is_alive(), "the in-process worker did not stop"
         client.close()
+
+
+def test_an_outcome_waiting_for_its_round_trip_is_kept_alive(redis_server, r, workers, tmp_path):
+    """The round trip that would record the outcome is stalled past the
+    heartbeat TTL (the heartbeat's own link is fine): the attempt must not be
+    reaped and run again meanwhile."""
+    from jobqueue.backend import Backend
+    q, log = Queue(connection=r), tmp_path / "attempts.log"
+    job = q.enqueue(jobs.tracked, str(log), "j", 0.5)
+    reaper = workers.start(redis_server.url, "elsewhere")   # another queue: only its maintenance matters
+    link = Forwarder(redis_server.port)
+    worker = Worker([q], connection=r, timing=FAST_TIMING, name=f"inside-{os.getpid()}-waiting")
+    worker.round_trip.backend = Backend(redis.Redis(port=link.port), q.backend.keys.prefix)
+    thread = threading.Thread(target=worker.work, daemon=True)
+    try:
+        thread.start()
+        wait_for(lambda: Job.fetch(job.id, r).get_status(refresh=False) == JobStatus.STARTED,
+                 message="our worker took the job")
+        link.stall()
+        wait_for(lambda: any(a.how == "ok" for a in attempts(log)), message="job done, outcome waiting")
+        time.sleep(2.5)  # past the TTL
+        link.heal()
+        wait_for(lambda: job.get_status() == JobStatus.FINISHED, message="outcome recorded")
+        assert [(a.attempt, a.how) for a in attempts(log)] == [(1, "ok")]
+        assert "Requeued" not in workers.output(reaper)
+    finally:
+        link.close()
+        worker.request_stop()
+        thread.join(10)
+        assert not thread.is_alive(), "the in-process worker did not stop"

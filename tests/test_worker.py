@@ -1,7 +1,9 @@
 """The worker in this process: results, failures, retries, scheduling,
 timeouts in both modes, bad input. (Process-level scenarios: test_resilience.py.)"""
 
+import json
 import os
+import threading
 from datetime import timedelta
 
 import pytest
@@ -356,3 +358,49 @@ def test_an_expired_job_is_not_counted_as_taken_and_ttl_bounds_only_the_wait(q, 
     kept = Job.fetch(slow.id, r)                                                     # whole
     assert (kept.func_name, kept.args, kept.origin) == ("tests.jobs.sleep", [1.5], q.name)
     assert r.ttl(slow.key) == -1
+
+
+def test_poison_keys_are_quarantined_and_the_rest_goes_on(q, r):
+    """A string where a job hash should be, among 3 good jobs of one fetch; a
+    queue key of the wrong type before a good queue."""
+    good = [q.enqueue(jobs.add, i, i) for i in range(2)]
+    r.rpush(q.key, "poison")  # in the middle of one fetch
+    r.set(q.backend.keys.job("poison"), "not a hash")
+    good.append(q.enqueue(jobs.add, 2, 2))
+    high = Queue("high", connection=r)
+    r.hset(high.key, "not", "a list")
+    worker = Worker([high, q], connection=r, concurrency=8, timing=FAST_TIMING)
+    thread = threading.Thread(target=worker.work, kwargs={"burst": True}, daemon=True)
+    thread.start()
+    thread.join(20)
+    if thread.is_alive():
+        worker.request_stop(cold=True)
+        thread.join(10)
+        raise AssertionError("the burst worker never got past the poison")
+    assert all(job.get_status() == JobStatus.FINISHED for job in good)
+    notes = [json.loads(n) for n in r.lrange(q.backend.keys.quarantine, 0, -1)]
+    assert {n["key"] for n in notes} == {q.backend.keys.job("poison"), high.key}
+    assert r.get(q.backend.keys.quarantine + ":" + q.backend.keys.job("poison")) == b"not a hash"
+    assert not r.exists(high.key) and "WRONGTYPE" in notes[0]["reason"]
+
+
+def test_options_are_checked_at_enqueue(q):
+    from jobqueue.exceptions import InvalidJobOperation
+    for bad in ({"job_timeout": -5}, {"job_timeout": 0}, {"ttl": 0}, {"result_ttl": -2}, {"failure_ttl": -3}):
+        with pytest.raises(InvalidJobOperation, match="out of range"):
+            q.enqueue(jobs.add, 1, 1, **bad)
+    assert len(q) == 0
+    forever = q.enqueue(jobs.add, 1, 1, job_timeout=-1, result_ttl=-1, failure_ttl=-1)  # RQ's "none"
+    assert (forever.timeout, forever.result_ttl, forever.failure_ttl) == (-1, -1, -1)
+
+
+def test_log_lines_escape_and_bound_what_jobs_carry(q, r, caplog):
+    caplog.set_level("INFO", logger="jobqueue.worker")
+    forged = q.enqueue(jobs.add, 1, 1, job_id="x\n12:00:00 default: Job OK (forged)",
+                       description="d" * 5_000_000)
+    work([q], r)
+    assert forged.get_status() == JobStatus.FINISHED
+    text = caplog.text
+    assert "\n12:00:00 default: Job OK (forged)" not in text and "x\\n12:00:00" in text
+    assert "d" * 301 not in text and "more characters" in text
+    assert len(text) < 20_000

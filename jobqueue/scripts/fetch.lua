@@ -18,7 +18,8 @@
 -- ARGV[A] worker name, A+1 deadline TTL (s), A+2 max jobs, A+3 '1' when a
 -- wake-up token woke the worker, A+4 request id, A+5 '1' when sent again,
 -- A+6..N queue names.
--- Returns a flat list: queue, id, attempt, hash (flat), ...
+-- Returns a flat list: queue, id, attempt, hash (flat), ...; a quarantined
+-- key comes as '', its note, 0, {}.
 local worker, ttl, need = ARGV[A], tonumber(ARGV[A + 1]), tonumber(ARGV[A + 2])
 local woken = ARGV[A + 3] == '1'
 local request = ARGV[A + 4]
@@ -43,12 +44,20 @@ local deadline = now() + ttl
 for i = A + 6, N do
   if need <= 0 then break end
   local q = ARGV[i]
-  local ids = redis.call('LPOP', P.queue .. q, need)
+  local ids = redis.pcall('LPOP', P.queue .. q, need)
+  if type(ids) == 'table' and ids.err then  -- not a list: out of the way, the other queues go on
+    out[#out + 1] = ''; out[#out + 1] = quarantine(P.queue .. q, ids.err); out[#out + 1] = 0; out[#out + 1] = {}
+    ids = false
+  end
   while ids do
     local entries = {}
     for _, id in ipairs(ids) do
       local key = P.job .. id
-      local h = redis.call('HGETALL', key)
+      local h = redis.pcall('HGETALL', key)
+      if h.err then  -- not a hash: out of the way; the other jobs of this fetch go on
+        out[#out + 1] = ''; out[#out + 1] = quarantine(key, h.err); out[#out + 1] = 0; out[#out + 1] = {}
+        h = {}
+      end
       if #h > 0 then  -- a job whose hash expired (ttl) or was deleted is dropped, and not counted as taken
         local attempt, waits_with_ttl = 1, false
         for f = 1, #h, 2 do

@@ -1,13 +1,13 @@
 -- lib.lua: prepended to every script below (see scripts/__init__.py).
--- ARGV[1..9] are the key prefixes from keys.py (Keys.script_prefixes); a
+-- ARGV[1..10] are the key prefixes from keys.py (Keys.script_prefixes); a
 -- script's own arguments are ARGV[A..N]. Keys are derived here only by
 -- appending a queue name or a job id to one of those prefixes.
 local P = {
   job = ARGV[1], queue = ARGV[2], wake = ARGV[3],
   started = ARGV[4], finished = ARGV[5], failed = ARGV[6],
-  scheduled = ARGV[7], canceled = ARGV[8], queues = ARGV[9],
+  scheduled = ARGV[7], canceled = ARGV[8], queues = ARGV[9], quarantine = ARGV[10],
 }
-local A = 10
+local A = 11
 local N = #ARGV  -- the last argument (scripts composed of two take their ranges from their caller)
 
 -- Redis's clock is the one clock: every deadline, expiry, run-at and stamp
@@ -79,4 +79,18 @@ local function expiry(ttl)
   if ttl < 0 then return '+inf', '-1' end
   local t = string.format('%.6f', now() + ttl)
   return t, t
+end
+
+-- Poison data never spreads: a key of the wrong type (found by a redis.pcall
+-- that failed) is renamed out of the way, to quarantine:<key>, and noted in
+-- the quarantine list, in the same atomic step that found it, so the rest of
+-- the call (the other jobs of a fetch, the other queues) goes on. Returns
+-- the note, for the worker to log.
+local function quarantine(key, reason)
+  local dest = P.quarantine .. ':' .. key
+  redis.call('RENAME', key, dest)
+  local note = cjson.encode({key = key, moved_to = dest, reason = reason, at = now_iso()})
+  redis.call('RPUSH', P.quarantine, note)
+  redis.call('LTRIM', P.quarantine, -1000, -1)
+  return note
 end

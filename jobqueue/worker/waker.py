@@ -70,3 +70,15 @@ def _blocking_client(connection: redis.Redis, block: float) -> redis.Redis:
     timeout unless told otherwise, which would cut a longer BLPOP short and
     turn waiting into polling."""
     return sibling(connection, socket_timeout=block + READ_MARGIN)
+
+
+def pass_token(connection: redis.Redis, key: str) -> None:
+    """A worker took a wake-up token it cannot use (no free slot): leave it
+    for another worker, keeping at most one token waiting."""
+    try:
+        pipe = connection.pipeline(transaction=True)
+        pipe.rpush(key, "1")
+        pipe.ltrim(key, 0, 0)
+        pipe.execute()
+    except redis.exceptions.RedisError:
+        pass  # the next wake-up or fetch takes care of it

@@ -24,25 +24,26 @@ from typing import Iterable
 import redis
 
 from ..backend import Backend
-from ..connection import check as check_connection
 from ..connection import describe
-from ..exceptions import AttemptSuperseded, ConnectionConfigError, JobQueueError
+from ..exceptions import AttemptSuperseded, JobQueueError
 from ..imports import FunctionImporter
 from ..job import Job
+from ..keys import started_member
 from ..queue import Queue
 from .callbacks import Callbacks
 from .execution import Outcome, attempt_key, make_slots
 from .heartbeat import Heartbeat
+from .logs import guard
 from .maintenance import Maintenance
-from .outage import Outage
+from .outage import Outage, wait_for_redis
 from .monitor import list_workers
 from .recording import requeue_record, settle_record
 from .round_trip import RoundTrip
 from .shutdown import Shutdown
 from .timing import Timing
-from .waker import Waker
+from .waker import Waker, pass_token
 
-log = logging.getLogger("jobqueue.worker")
+log = guard(logging.getLogger("jobqueue.worker"))  # every module's lines: escaped, bounded arguments
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 REDIS_FAILED = redis.exceptions.RedisError  # unreachable, or refusing: OOM, READONLY, BUSY, LOADING, NOAUTH...
 
@@ -127,7 +128,7 @@ class Worker:
         self.shutdown.request(cold)
 
     def _boot(self) -> None:
-        self._reach_redis()
+        wait_for_redis(self.connection, self.timing.startup_wait)
         self.shutdown.install()
         mode = f"fork, {self.concurrency} work horse(s)" if self.fork else f"{self.concurrency} thread slot(s)"
         log.info("Worker %s started with PID %d (%s), Redis %s", self.name, os.getpid(), mode, describe(self.connection))
@@ -136,23 +137,6 @@ class Worker:
         level = logging.WARNING if importer.anything else logging.INFO
         log.log(level, "Runs functions of %s%s", importer.describe(),
                 "; anyone who can write to Redis can run code here" if importer.anything else "")
-
-    def _reach_redis(self) -> None:
-        """Redis may be briefly away when the worker starts (a restart, a
-        failover): wait for it up to ``startup_wait`` seconds, then give up."""
-        waited, pause = 0.0, 0.25
-        while True:
-            try:
-                return check_connection(self.connection)
-            except ConnectionConfigError as exc:
-                if "refused the password" in str(exc) or waited >= self.timing.startup_wait:
-                    raise ConnectionConfigError(f"{exc} (tried for {waited:.0f} s)") from None
-                if not waited:
-                    log.warning("%s; trying again for up to %.0f s (JOBQUEUE_STARTUP_WAIT)", exc,
-                                self.timing.startup_wait)
-                pause = min(pause * 2, 5.0, self.timing.startup_wait - waited)
-                time.sleep(pause)
-                waited += pause
 
     def _register_birth(self) -> None:
         """The first beat registers the worker; any later beat that finds the
@@ -177,8 +161,12 @@ class Worker:
         self.heartbeat.start()
 
     def _beating(self) -> list[tuple[str, str]]:
-        """(queue, attempt key) of the attempts whose deadlines the heartbeat extends."""
-        return [(r.queue, key) for key, r in list(self.running.items()) if r.state == "running"]
+        """(queue, attempt key) of the attempts whose deadlines the heartbeat
+        extends: those running, and those whose outcome is not yet recorded (a
+        round trip delayed by a Redis outage must not get them reaped and run again)."""
+        beating = {(r.queue, key) for key, r in list(self.running.items()) if r.state == "running"}
+        beating.update((o["q"], started_member(o["id"], o["a"])) for o in list(self.round_trip.outcomes))
+        return sorted(beating)
 
     def _loop(self, burst: bool, max_jobs: int | None) -> None:
         while True:
@@ -261,6 +249,8 @@ class Worker:
                         "(reaped, canceled or taken again)", record["q"], record["id"], record["a"])
         for job, exc_info in recorded:
             self.callbacks.on_failure(job, exc_info)
+        for note in self.round_trip.quarantined:
+            log.error("Quarantined a key that is not what jobqueue expects (inspect or delete it): %s", note)
         self._woken = False
         self.outage.recovered()
         self.jobs_taken += len(fetched)
@@ -397,7 +387,7 @@ class Worker:
             self._supersede(payload)
         elif kind == "wake" and payload:
             if self._free_slots(None) == 0:
-                self._pass_wake_token(payload)
+                pass_token(self.connection, payload)  # we cannot use it: leave it for another worker
             else:
                 self._woken = True
 
@@ -406,16 +396,6 @@ class Worker:
             self._waker = Waker(self.backend, self.queue_names, self.events, self.timing.idle_block)
             self._waker.start()
         self._waker.armed.set()
-
-    def _pass_wake_token(self, key: str) -> None:
-        """We took a wake-up token we cannot use: leave it for another worker."""
-        try:
-            pipe = self.connection.pipeline(transaction=True)  # keep at most one token
-            pipe.rpush(key, "1")
-            pipe.ltrim(key, 0, 0)
-            pipe.execute()
-        except REDIS_DOWN:
-            pass
 
     def _redis_failed(self, exc: Exception) -> None:
         """Back off (jittered, doubling, capped) before the next round trip;
