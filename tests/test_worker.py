@@ -4,6 +4,7 @@ timeouts in both modes, bad input. (Process-level scenarios: test_resilience.py.
 import json
 import os
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -404,3 +405,29 @@ def test_log_lines_escape_and_bound_what_jobs_carry(q, r, caplog):
     assert "\n12:00:00 default: Job OK (forged)" not in text and "x\\n12:00:00" in text
     assert "d" * 301 not in text and "more characters" in text
     assert len(text) < 20_000
+
+
+def test_poisoned_registries_workers_and_fields_stop_no_worker(q, r, caplog):
+    """Housekeeping is global: one bad key must not stop every worker on every queue."""
+    keys = q.backend.keys
+    for kind in ("failed", "finished", "started", "scheduled"):
+        r.set(keys.registry(kind, q.name), "not a sorted set")
+    r.sadd(keys.queues, q.name)
+    r.sadd(keys.workers, "ghost")
+    r.hset(keys.worker("ghost"), "last_seen", "abc")
+    ok = q.enqueue(jobs.add, 1, 1)
+    bad_ttl = q.enqueue(jobs.add, 2, 2)
+    r.hset(bad_ttl.key, "result_ttl", "abc")
+    failing = q.enqueue(jobs.fail)
+    later = q.enqueue_in(timedelta(seconds=0.3), jobs.add, 3, 3)
+    time.sleep(0.4)  # due before the worker starts: a burst worker does not wait for what is not due
+    worker = Worker([q], connection=r, timing=FAST_TIMING)
+    thread = threading.Thread(target=worker.work, kwargs={"burst": True}, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive(), "the worker got stuck on the poison"
+    assert ok.return_value() == 2 and bad_ttl.return_value() == 4 and later.return_value() == 6
+    assert failing.get_status() == JobStatus.FAILED and q.failed_job_registry.get_job_ids() == [failing.id]
+    moved = {json.loads(n)["key"] for n in r.lrange(keys.quarantine, 0, -1)}
+    assert {keys.registry(k, q.name) for k in ("failed", "finished", "scheduled")} <= moved
+    assert not r.sismember(keys.workers, "ghost")

@@ -34,7 +34,7 @@ for _, j in ipairs(jobs) do
     local at = j.at
     if j.delay and j.delay ~= cjson.null then at = now() + j.delay end
     if at and at ~= cjson.null then
-      redis.call('ZADD', P.scheduled .. j.q, at, j.id)
+      guarded('ZADD', P.scheduled .. j.q, at, j.id)
       redis.call('SADD', P.queues, j.q)
       wake(j.q)  -- blocked workers recompute when the next scheduled job is due
     else

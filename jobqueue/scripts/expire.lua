@@ -7,7 +7,7 @@ local deleted = 0
 for i = A, N do
   for _, reg in ipairs({P.finished, P.failed, P.canceled}) do
     local zkey = reg .. ARGV[i]
-    local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', now(), 'LIMIT', 0, 1000)
+    local ids = guarded('ZRANGEBYSCORE', zkey, '-inf', now(), 'LIMIT', 0, 1000)
     if #ids > 0 then
       local keys = {}
       for n, id in ipairs(ids) do keys[n] = P.job .. id end

@@ -45,7 +45,7 @@ for i = A + 6, N do
   if need <= 0 then break end
   local q = ARGV[i]
   local ids = redis.pcall('LPOP', P.queue .. q, need)
-  if type(ids) == 'table' and ids.err then  -- not a list: out of the way, the other queues go on
+  if poisoned(ids) then  -- not a list: out of the way, the other queues go on
     out[#out + 1] = ''; out[#out + 1] = quarantine(P.queue .. q, ids.err); out[#out + 1] = 0; out[#out + 1] = {}
     ids = false
   end
@@ -54,7 +54,7 @@ for i = A + 6, N do
     for _, id in ipairs(ids) do
       local key = P.job .. id
       local h = redis.pcall('HGETALL', key)
-      if h.err then  -- not a hash: out of the way; the other jobs of this fetch go on
+      if poisoned(h) then  -- not a hash: out of the way; the other jobs of this fetch go on
         out[#out + 1] = ''; out[#out + 1] = quarantine(key, h.err); out[#out + 1] = 0; out[#out + 1] = {}
         h = {}
       end
@@ -74,7 +74,7 @@ for i = A + 6, N do
         need = need - 1
       end
     end
-    if #entries > 0 then redis.call('ZADD', P.started .. q, unpack(entries)) end
+    if #entries > 0 then guarded('ZADD', P.started .. q, unpack(entries)) end
     ids = need > 0 and redis.call('LPOP', P.queue .. q, need) or false
   end
   -- work may be left: a worker that was woken passes the token on, so

@@ -25,7 +25,7 @@ end
 local held = {}
 for _, q in ipairs(order) do
   local members = by_queue[q]
-  local scores = redis.call('ZMSCORE', P.started .. q, unpack(members))
+  local scores = guarded('ZMSCORE', P.started .. q, unpack(members))
   local mine = {}
   for i, m in ipairs(members) do
     if scores[i] then held[q .. '\0' .. m] = true; mine[#mine + 1] = m end
@@ -55,7 +55,7 @@ for _, o in ipairs(outcomes) do
       if o.s == 'retry' and delay > 0 then
         f[#f + 1] = 'status'; f[#f + 1] = 'scheduled'
         redis.call('HSET', key, unpack(f))
-        redis.call('ZADD', P.scheduled .. o.q, now() + delay, o.id)
+        guarded('ZADD', P.scheduled .. o.q, now() + delay, o.id)
         wake(o.q)
       else  -- 'retry' without a pause, or 'requeue' (cold shutdown: to the front)
         f[#f + 1] = 'status'; f[#f + 1] = 'queued'
@@ -67,8 +67,8 @@ for _, o in ipairs(outcomes) do
     dropped[#dropped + 1] = o.id  -- not a replay of our own recorded outcome
   end
 end
-for q, entries in pairs(finished) do redis.call('ZADD', P.finished .. q, unpack(entries)) end
-for q, entries in pairs(failed) do redis.call('ZADD', P.failed .. q, unpack(entries)) end
+for q, entries in pairs(finished) do guarded('ZADD', P.finished .. q, unpack(entries)) end
+for q, entries in pairs(failed) do guarded('ZADD', P.failed .. q, unpack(entries)) end
 if N > A + 1 and redis.call('EXISTS', ARGV[A + 1]) == 1 then  -- never a partial worker entry
   redis.call('HSET', ARGV[A + 1], unpack(ARGV, A + 2, N))
 end

@@ -43,44 +43,6 @@ local function now_iso() now(); return _now_iso end
 local function member(id, attempt) return id .. ':' .. attempt end
 local function member_id(m) return (string.match(m, '^(.*):%d+$')) or m end
 
--- Leave one wake-up token for workers blocked on this queue (at most one
--- token waits; a woken worker passes the token on if work is left).
-local function wake(queue)
-  local w = P.wake .. queue
-  if redis.call('LLEN', w) == 0 then redis.call('RPUSH', w, '1') end
-end
-
--- Put a job id on its queue. Only the empty -> non-empty transition costs
--- extra commands: registering the queue name and waking a blocked worker.
-local function push(queue, id, at_front)
-  local n
-  if at_front then
-    n = redis.call('LPUSH', P.queue .. queue, id)
-  else
-    n = redis.call('RPUSH', P.queue .. queue, id)
-  end
-  if n == 1 then
-    redis.call('SADD', P.queues, queue)
-    wake(queue)
-  end
-  return n
-end
-
--- Record a terminal state (finished/failed/canceled): fields, then the
--- registry entry whose score is the moment the job hash may be deleted.
-local function settle(registry, queue, id, fields, expires_at)
-  redis.call('HSET', P.job .. id, unpack(fields))
-  redis.call('ZADD', registry .. queue, expires_at, id)
-end
-
--- An expiry score from a TTL: negative keeps the job for ever.
-local function expiry(ttl)
-  ttl = tonumber(ttl) or 0
-  if ttl < 0 then return '+inf', '-1' end
-  local t = string.format('%.6f', now() + ttl)
-  return t, t
-end
-
 -- Poison data never spreads: a key of the wrong type (found by a redis.pcall
 -- that failed) is renamed out of the way, to quarantine:<key>, and noted in
 -- the quarantine list, in the same atomic step that found it, so the rest of
@@ -93,4 +55,56 @@ local function quarantine(key, reason)
   redis.call('RPUSH', P.quarantine, note)
   redis.call('LTRIM', P.quarantine, -1000, -1)
   return note
+end
+
+-- A call on a key that may be poisoned (a registry, a queue): on a key of the
+-- wrong type, the key is quarantined and the call made again on a fresh key
+-- (a read then finds it empty).
+-- Only a WRONGTYPE error means poison; any other error (OOM, READONLY) is raised as it is.
+local function poisoned(result)
+  if type(result) ~= 'table' or not result.err then return false end
+  if string.sub(result.err, 1, 9) ~= 'WRONGTYPE' then error(result) end
+  return true
+end
+
+local function guarded(cmd, key, ...)
+  local result = redis.pcall(cmd, key, ...)
+  if poisoned(result) then
+    quarantine(key, result.err)
+    return redis.call(cmd, key, ...)
+  end
+  return result
+end
+
+-- Leave one wake-up token for workers blocked on this queue (at most one
+-- token waits; a woken worker passes the token on if work is left).
+local function wake(queue)
+  local w = P.wake .. queue
+  if redis.call('LLEN', w) == 0 then redis.call('RPUSH', w, '1') end
+end
+
+-- Put a job id on its queue. Only the empty -> non-empty transition costs
+-- extra commands: registering the queue name and waking a blocked worker.
+local function push(queue, id, at_front)
+  local n = guarded(at_front and 'LPUSH' or 'RPUSH', P.queue .. queue, id)
+  if n == 1 then
+    redis.call('SADD', P.queues, queue)
+    wake(queue)
+  end
+  return n
+end
+
+-- Record a terminal state (finished/failed/canceled): fields, then the
+-- registry entry whose score is the moment the job hash may be deleted.
+local function settle(registry, queue, id, fields, expires_at)
+  redis.call('HSET', P.job .. id, unpack(fields))
+  guarded('ZADD', registry .. queue, expires_at, id)
+end
+
+-- An expiry score from a TTL: negative keeps the job for ever.
+local function expiry(ttl)
+  ttl = tonumber(ttl) or 0
+  if ttl < 0 then return '+inf', '-1' end
+  local t = string.format('%.6f', now() + ttl)
+  return t, t
 end

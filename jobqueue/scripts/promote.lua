@@ -8,7 +8,7 @@ local earliest = false
 for i = A, N do
   local q = ARGV[i]
   local zkey = P.scheduled .. q
-  local due = redis.call('ZRANGEBYSCORE', zkey, '-inf', now(), 'LIMIT', 0, 1000)
+  local due = guarded('ZRANGEBYSCORE', zkey, '-inf', now(), 'LIMIT', 0, 1000)
   for _, id in ipairs(due) do
     redis.call('ZREM', zkey, id)
     if redis.call('EXISTS', P.job .. id) == 1 then

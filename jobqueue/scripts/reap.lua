@@ -28,7 +28,7 @@ local requeued, failed = {}, {}
 for i = A + 5, N do
   local q = ARGV[i]
   local zkey = P.started .. q
-  local expired = redis.call('ZRANGEBYSCORE', zkey, '-inf', now(), 'LIMIT', 0, 1000)
+  local expired = guarded('ZRANGEBYSCORE', zkey, '-inf', now(), 'LIMIT', 0, 1000)
   for _, m in ipairs(expired) do
     redis.call('ZREM', zkey, m)
     local id = member_id(m)

@@ -9,7 +9,7 @@ import json
 import logging
 from typing import Any
 
-from ..job import Job
+from ..job import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL, Job
 from ..retry import retry_delay
 from ..scripts import Script, fenced
 from .execution import Outcome
@@ -22,19 +22,31 @@ def settle_record(job: Job, queue: str, outcome: Outcome) -> dict[str, Any]:
     retry run-at) are added there, on Redis's clock."""
     base = {"id": job.id, "q": queue, "a": job.attempt}
     if outcome.ok:
-        return {**base, "s": "finished", "f": ["status", "finished", "result", outcome.result], "ttl": job.result_ttl}
+        ttl = _safe_ttl(job, "result_ttl", DEFAULT_RESULT_TTL)
+        return {**base, "s": "finished", "f": ["status", "finished", "result", outcome.result], "ttl": ttl}
     retries_left = _safe_int(job._get("retries_left"))
     if retries_left > 0 and outcome.retry:
         used = _safe_int(job._get("retries_used"))
         delay = max(retry_delay(_safe_intervals(job), used), outcome.retry_after or 0.0)
         fields = ["retries_left", str(retries_left - 1), "retries_used", str(used + 1), "exc_info", outcome.exc_info]
         return {**base, "s": "retry", "f": fields, "delay": delay}
-    return {**base, "s": "failed", "f": ["status", "failed", "exc_info", outcome.exc_info], "ttl": job.failure_ttl}
+    ttl = _safe_ttl(job, "failure_ttl", DEFAULT_FAILURE_TTL)
+    return {**base, "s": "failed", "f": ["status", "failed", "exc_info", outcome.exc_info], "ttl": ttl}
 
 
 def requeue_record(job: Job, queue: str) -> dict[str, Any]:
     """Cold shutdown: the job goes back to the front of its queue, unharmed."""
     return {"id": job.id, "q": queue, "a": job.attempt, "s": "requeue", "f": []}
+
+
+def _safe_ttl(job: Job, name: str, default: int) -> int:
+    """A TTL field someone corrupted falls back to the default rather than crash the worker."""
+    try:
+        value = job._int(name)
+    except ValueError:
+        log.warning("Job %s has an unreadable %s (%r); using %d", job.id, name, job._get(name), default)
+        return default
+    return default if value is None else value
 
 
 def _safe_int(value: str | None) -> int:

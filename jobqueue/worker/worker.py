@@ -300,8 +300,8 @@ class Worker:
             self.round_trip.writes += [(job, running.queue, script, argv) for script, argv in outcome.writes]
             self.successful_job_count += 1
             log.info("%s: Job OK (%s)", running.queue, job.id)
-            ttl = job.result_ttl
-            log.debug("Result is kept for %s", "ever" if ttl is not None and ttl < 0 else f"{ttl} seconds")
+            ttl = record["ttl"]
+            log.debug("Result is kept for %s", "ever" if ttl < 0 else f"{ttl} seconds")
         else:
             self.failed_job_count += 1
             last_line = (outcome.exc_info or "").strip().splitlines()[-1:] or ["?"]
