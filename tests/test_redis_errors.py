@@ -101,3 +101,24 @@ def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_script_keeping_redis_busy_is_waited_out(redis_server, r, workers, tmp_path):
+    """BUSY: someone's long Lua script holds Redis past lua-time-limit."""
+    import threading
+    q, log = Queue(connection=r), tmp_path / "attempts.log"
+    ids = enqueue_tracked(q, log, 30, seconds=0.02)
+    worker = workers.start(redis_server.url, "-c", "2")
+    wait_for(lambda: r.zcard(q.backend.keys.registry("finished", q.name)) >= 3, message="work under way")
+    r.config_set("lua-time-limit", 100)
+    busy = threading.Thread(target=lambda: redis_server.client().eval(
+        "local t = redis.call('TIME'); local s = tonumber(t[1]) + tonumber(t[2]) / 1e6 "
+        "repeat local n = redis.call('TIME') until tonumber(n[1]) + tonumber(n[2]) / 1e6 > s + 1.5 return 1", 0))
+    busy.start()
+    wait_for(lambda: "BUSY" in workers.output(worker), message="BUSY met")
+    busy.join()
+    r.config_set("lua-time-limit", 5000)
+    wait_for(lambda: r.zcard(q.backend.keys.registry("finished", q.name)) == len(ids), timeout=30,
+             message="all jobs finished after the busy script")
+    assert worker.poll() is None
+    assert_one_outcome_each(q, ids)
