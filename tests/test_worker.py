@@ -431,3 +431,17 @@ def test_poisoned_registries_workers_and_fields_stop_no_worker(q, r, caplog):
     moved = {json.loads(n)["key"] for n in r.lrange(keys.quarantine, 0, -1)}
     assert {keys.registry(k, q.name) for k in ("failed", "finished", "scheduled")} <= moved
     assert not r.sismember(keys.workers, "ghost")
+
+
+def test_a_module_outside_the_allow_list_is_never_imported(q, r, tmp_path, monkeypatch):
+    planted = tmp_path / "imported"
+    (tmp_path / "sidefx_tasks.py").write_text(f"open({str(planted)!r}, 'w').close()\ndef f():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    job = q.enqueue("sidefx_tasks.f")
+    work([q], r, allowed_modules=["tests."])
+    job.refresh()
+    assert "module sidefx_tasks is not among the modules this worker runs" in job.exc_info
+    assert not planted.exists()   # the check came before the import
+    again = q.enqueue("sidefx_tasks.f")
+    work([q], r)                  # the default: the application's own modules, which this one is
+    assert again.return_value() == 1 and planted.exists()
