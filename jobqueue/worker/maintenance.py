@@ -45,9 +45,9 @@ class Maintenance:
                 "reap", t.max_abandoned, 365 * 24 * 3600, keys.clock, t.heartbeat_interval, t.outage_grace, *queues)]
             first, second = result.index("|"), len(result) - 2
             requeued, failed, grace_left = result[:first], result[first + 1:second], float(result[-1])
-            if grace_left > 0 and not self.grace_logged:
-                log.warning("No heartbeat reached Redis for a while (no worker was running, or Redis was down, "
-                            "restarted or stalled): dead workers' jobs are reaped after %.1f s of grace", grace_left)
+            if grace_left > 0 and not self.grace_logged:  # news, not trouble: it is also every fresh start
+                log.info("No heartbeat reached Redis for a while (no worker was running, or Redis was down, "
+                         "restarted or stalled): dead workers' jobs are reaped after %.1f s of grace", grace_left)
             self.grace_logged = grace_left > 0
             if requeued:
                 log.warning("Requeued %d job(s) of dead workers: %s", len(requeued), ", ".join(requeued[:10]))
