@@ -87,7 +87,10 @@ def test_a_long_outage_costs_little_and_a_warm_shutdown_meanwhile_ends_it(redis_
         before, cpu_before = link.attempts, _cpu_seconds(worker.pid)
         time.sleep(5)                   # longer than the heartbeat TTL (1.5 s)
         tries, cpu = link.attempts - before, _cpu_seconds(worker.pid) - cpu_before
-        assert tries <= 40, f"{tries} connection attempts in 5 s"   # a spinning worker makes thousands
+        print(f"outage: {tries} connection attempts, {cpu:.2f} s CPU in 5 s")
+        # with the test's clocks (a beat every 0.3 s) a waiting worker tries about 6 times a second
+        # (heartbeat, waker, loop); one that spins tries thousands of times
+        assert tries <= 60, f"{tries} connection attempts in 5 s"
         assert cpu < 1.0, f"{cpu:.2f} s of CPU in 5 s of waiting"
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=15) == 0                          # idle: nothing to finish, so it ends

@@ -6,6 +6,7 @@ attempts that are no longer current, so the worker can stop them."""
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from queue import SimpleQueue
@@ -33,6 +34,7 @@ class Heartbeat(threading.Thread):
         self.stopped = threading.Event()
         self.beats = 0
         self._failing_since: float | None = None
+        self._failures = 0
 
     def beat(self) -> list[str]:
         """One beat; returns the members that are no longer current."""
@@ -58,13 +60,19 @@ class Heartbeat(threading.Thread):
                 continue
             if self._failing_since is not None:
                 log.warning("Heartbeat back after %.1f s", time.monotonic() - self._failing_since)
-                self._failing_since = None
+                self._failing_since, self._failures = None, 0
             if gone:
                 self.events.put(("superseded", gone))
 
     def _pause(self) -> float:
+        """A beat per interval; after a failure, sooner at first, then backing
+        off to the interval again (never slower: after an outage the beat must
+        land within the reaper's grace)."""
         interval = self.timing.heartbeat_interval
-        return interval if self._failing_since is None else min(interval / 2, 1.0)
+        if self._failing_since is None:
+            return interval
+        self._failures += 1
+        return min(interval, 0.25 * 2 ** min(self._failures - 1, 6)) * random.uniform(0.5, 1.0)
 
     def stop(self) -> None:
         self.stopped.set()
