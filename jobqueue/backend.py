@@ -8,6 +8,7 @@ import threading
 import redis
 
 from . import connection as connection_mod
+from .exceptions import ConnectionConfigError
 from .keys import Keys
 from .scripts import ScriptRunner
 
@@ -30,6 +31,10 @@ class Backend:
     def __init__(self, connection: redis.Redis | None = None, prefix: str | None = None) -> None:
         self.connection = connection if connection is not None else default_connection()
         self.keys = Keys(prefix)
+        if connection_mod.is_cluster(self.connection) and not _hash_tagged(self.keys.prefix):
+            raise ConnectionConfigError(
+                f"on Redis Cluster a jobqueue namespace must live in one hash slot: use a key prefix with a hash "
+                f"tag, e.g. JOBQUEUE_PREFIX='{{jobqueue}}:' (the prefix is {self.keys.prefix!r})")
         self.run = ScriptRunner(self.connection, self.keys)
 
     @classmethod
@@ -52,3 +57,8 @@ def text_dict(raw) -> dict[str, str]:
         return {text(k): text(v) for k, v in raw.items()}
     it = iter(raw)
     return {text(k): text(v) for k, v in zip(it, it)}
+
+
+def _hash_tagged(prefix: str) -> bool:
+    start = prefix.find("{")
+    return start >= 0 and prefix.find("}", start + 2) > start

@@ -7,6 +7,7 @@ import os
 from urllib.parse import urlsplit
 
 import redis
+from redis.cluster import RedisCluster
 
 from . import embedded
 from .exceptions import ConnectionConfigError
@@ -48,6 +49,9 @@ def resolve(connection: redis.Redis | None = None, url: str | None = None) -> re
 
 def describe(connection: redis.Redis) -> str:
     """Where a client points, without its password: for messages."""
+    if is_cluster(connection):
+        node = connection.get_default_node()
+        return f"redis cluster at {node.host}:{node.port}"
     kw = connection.connection_pool.connection_kwargs
     if "path" in kw:
         return f"unix://{kw['path']}"
@@ -66,11 +70,21 @@ def check(connection: redis.Redis) -> None:
         ) from None
 
 
+def is_cluster(connection) -> bool:
+    return isinstance(connection, RedisCluster)
+
+
 def sibling(connection: redis.Redis, **overrides) -> redis.Redis:
     """A client of its own (its own pool) to the same server, with some
     connection settings changed: the worker's waker needs reads longer than
     the default timeout, its round trips a connection that never resends a
     call by itself. Returns ``connection`` itself if it has no pool to copy."""
+    if is_cluster(connection):
+        overrides.pop("retry", None)  # a cluster client sets its own (see redis-py's RedisCluster)
+        node = connection.get_default_node()
+        kwargs = {**connection.nodes_manager.connection_kwargs, **overrides}
+        kwargs.pop("host", None), kwargs.pop("port", None)
+        return RedisCluster(host=node.host, port=node.port, **kwargs)
     pool = getattr(connection, "connection_pool", None)
     if pool is None:
         return connection

@@ -30,13 +30,16 @@ class Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    def __call__(self, connection: redis.Redis, *argv: Any) -> Any:
-        """One EVALSHA (no keys: ARGV only); loads the script on NOSCRIPT."""
+    def __call__(self, connection: redis.Redis, *argv: Any, keys: Sequence[str] = ()) -> Any:
+        """One EVALSHA; loads the script on NOSCRIPT. jobqueue's own calls name
+        one key (the namespace's ``queues`` set), which routes them on Redis
+        Cluster; the script derives every other key of the namespace from
+        ARGV, all in the same hash slot (a hash-tagged prefix)."""
         try:
-            return connection.evalsha(self.sha, 0, *argv)
+            return connection.evalsha(self.sha, len(keys), *keys, *argv)
         except redis.exceptions.NoScriptError:
             connection.script_load(self.source)
-            return connection.evalsha(self.sha, 0, *argv)
+            return connection.evalsha(self.sha, len(keys), *keys, *argv)
 
 
 _FOLDER = resources.files(__package__)
@@ -79,9 +82,10 @@ class ScriptRunner:
     def __init__(self, connection: redis.Redis, keys: Keys) -> None:
         self.connection = connection
         self.prefixes = keys.script_prefixes()
+        self.route = (keys.queues,)  # the one key every call names (see Script.__call__)
 
     def __call__(self, name: str, *args: Any) -> Any:
-        return SCRIPTS[name](self.connection, *self.prefixes, *args)
+        return SCRIPTS[name](self.connection, *self.prefixes, *args, keys=self.route)
 
     def many(self, calls: Sequence[tuple[str | Script, Sequence[Any]]], raise_on_error: bool = True,
              transaction: bool = False) -> list[Any]:
@@ -97,12 +101,12 @@ class ScriptRunner:
         resolved = [(SCRIPTS[s], [*self.prefixes, *args]) if isinstance(s, str) else (s, list(args)) for s, args in calls]
         pipe = self.connection.pipeline(transaction=transaction)
         for script, argv in resolved:
-            pipe.evalsha(script.sha, 0, *argv)
+            pipe.execute_command("EVALSHA", script.sha, 1, *self.route, *argv)  # (a cluster pipeline blocks .evalsha)
         results = pipe.execute(raise_on_error=False)
         for i, (result, (script, argv)) in enumerate(zip(results, resolved)):
             if isinstance(result, redis.exceptions.NoScriptError):
                 try:
-                    results[i] = script(self.connection, *argv)
+                    results[i] = script(self.connection, *argv, keys=self.route)
                 except redis.exceptions.ResponseError as exc:
                     results[i] = exc
         if raise_on_error:

@@ -77,4 +77,7 @@ class RoundTrip:
         return fetched, dropped, recorded
 
     def close(self) -> None:
-        self.backend.connection.connection_pool.disconnect()
+        connection = self.backend.connection
+        if connection is not self.jobs.connection:  # our own client: let its connections go
+            pool = getattr(connection, "connection_pool", None)
+            pool.disconnect() if pool is not None else connection.close()

@@ -12,7 +12,7 @@ from queue import SimpleQueue
 import redis
 
 from ..backend import Backend, text
-from ..connection import sibling
+from ..connection import is_cluster, sibling
 
 log = logging.getLogger("jobqueue.worker")
 READ_MARGIN = 5.0  # seconds a blocked read may outlast the block before it counts as a stall
@@ -21,9 +21,12 @@ READ_MARGIN = 5.0  # seconds a blocked read may outlast the block before it coun
 class Waker(threading.Thread):
     def __init__(self, backend: Backend, queues: list[str], events: SimpleQueue, block: float) -> None:
         super().__init__(name="waker", daemon=True)
-        self.pool = _blocking_client(backend.connection, block).connection_pool
         self.events, self.block = events, block
         self.keys = [backend.keys.wake(q) for q in queues]
+        client = _blocking_client(backend.connection, block)
+        if is_cluster(client):  # every key of the namespace is in one slot: block on the node that holds it
+            client = client.get_node_from_key(self.keys[0]).redis_connection
+        self.pool = client.connection_pool
         self.armed = threading.Event()
         self.closed = False
         self.failing = False
