@@ -11,7 +11,7 @@ from jobqueue import Job, JobStatus, Queue
 from tests import jobs
 from tests.conftest import wait_for
 from tests.forwarder import Forwarder
-from tests.invariants import assert_one_outcome_each
+from tests.invariants import assert_one_outcome_each, attempts
 from tests.redis_server import RedisServer
 
 
@@ -125,3 +125,25 @@ def test_a_script_keeping_redis_busy_is_waited_out(redis_server, r, workers, tmp
              message="all jobs finished after the busy script")
     assert worker.poll() is None
     assert_one_outcome_each(q, ids)
+
+
+def test_a_warm_shutdown_during_an_outage_while_busy_ends_once_its_job_is_done(redis_server, r, workers, tmp_path):
+    q, log = Queue(connection=r), tmp_path / "attempts.log"
+    job = q.enqueue(jobs.tracked, str(log), "j", 2.0)
+    link = Forwarder(redis_server.port)
+    try:
+        worker = workers.start(link.url())
+        wait_for(lambda: attempts(log), message="job running")
+        link.cut()                                  # longer than the heartbeat TTL, from here to the end
+        worker.send_signal(signal.SIGTERM)          # warm: the job finishes first
+        assert worker.wait(timeout=30) == 0         # then it tries to record, gives up, and ends
+        out = workers.output(worker)
+        assert [a.how for a in attempts(log)] == ["ok"] and "Traceback" not in out
+        assert "Could not record 1 outcome(s)" in out
+        link.heal()
+        other = workers.start(redis_server.url)     # the outcome never reached Redis: the job runs again, once
+        wait_for(lambda: job.get_status() == JobStatus.FINISHED, timeout=20, message="job finished elsewhere")
+        assert_one_outcome_each(q, [job.id])
+        assert other.poll() is None
+    finally:
+        link.close()

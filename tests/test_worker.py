@@ -253,8 +253,11 @@ def _children() -> set[int]:
     import os
     pids = set()
     for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as f:
-            pids |= {int(p) for p in f.read().split()}
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids |= {int(p) for p in f.read().split()}
+        except FileNotFoundError:
+            pass  # that thread ended meanwhile
     return pids
 
 
