@@ -36,7 +36,7 @@ def test_out_of_memory_is_waited_out(redis_server, r, workers, tmp_path):
     assert workers.output(worker).count("OutOfMemoryError") == 1   # said once
 
 
-def test_a_replica_answering_readonly_until_the_failover(tmp_path, workers):
+def test_a_replica_answering_readonly_then_masterdown_until_the_failover(tmp_path, workers):
     master = RedisServer(tmp_path / "master").start()
     replica = RedisServer(tmp_path / "replica").start()
     try:
@@ -48,6 +48,9 @@ def test_a_replica_answering_readonly_until_the_failover(tmp_path, workers):
         worker = workers.start(replica.url, "-c", "2")          # a worker pointed at what is now a replica
         wait_for(lambda: "READONLY" in workers.output(worker) or "ReadOnly" in workers.output(worker),
                  message="READONLY met")
+        rep.config_set("replica-serve-stale-data", "no")
+        master.stop()                                            # the master is gone: reads answer MASTERDOWN
+        wait_for(lambda: "Link with MASTER is down" in workers.output(worker), message="MASTERDOWN met")
         rep.replicaof("no", "one")                               # the failover: the replica is the master now
         rq = Queue(connection=rep)
         wait_for(lambda: rep.zcard(rq.backend.keys.registry("finished", rq.name)) == len(ids), timeout=30,

@@ -141,15 +141,15 @@ class Worker:
     def _register_birth(self) -> None:
         """The first beat registers the worker; any later beat that finds the
         entry gone (expired while cut off) registers it again, whole."""
-        if self.connection.exists(self.backend.keys.worker(self.name)):
-            raise JobQueueError(f"a worker named {self.name!r} is already alive; pick another --name")
         registration = ["name", self.name, "hostname", socket.gethostname(), "pid", os.getpid(),
                         "queues", ",".join(self.queue_names), "concurrency", self.concurrency,
                         "mode", "fork" if self.fork else "thread"]
         self.heartbeat = Heartbeat(self.backend, self.name, self.timing, self.events, registration,
                                    attempts=self._beating, stats=self._stats)
-        while True:  # Redis may refuse writes for a while (a replica before its failover, OOM)
+        while True:  # Redis may refuse us for a while (a replica before its failover, MASTERDOWN, OOM)
             try:
+                if self.connection.exists(self.backend.keys.worker(self.name)):
+                    raise JobQueueError(f"a worker named {self.name!r} is already alive; pick another --name")
                 self.heartbeat.beat()
                 break
             except REDIS_FAILED as exc:
