@@ -23,7 +23,6 @@ from tests import jobs
 from tests.conftest import FAST_TIMING, wait_for, worker_blocked
 from tests.forwarder import Forwarder
 from tests.invariants import assert_each_id_once, assert_one_outcome_each, attempts, max_at_once
-from tests.redis_server import RedisServer
 
 FAKETIME_SO = Path(libfaketime.__file__).parent / "vendor/libfaketime/src/libfaketime.so.1"
 
@@ -233,7 +232,7 @@ def test_a_redis_restart_longer_than_the_heartbeat_ttl_reaps_no_live_workers_job
     wait_for(lambda: taken_by(r, job.id, worker, 1), message="job started")
     own_redis.kill()
     time.sleep(2.5)  # heartbeat TTL is 1.5 s
-    RedisServer(own_redis.directory, port=own_redis.port, fsync="always").start()
+    own_redis.start()  # the same port, data and fixture (which kills it at the end)
     r = own_redis.client()
     wait_for(lambda: Job.fetch(job.id, r).get_status(refresh=False) == JobStatus.FINISHED, timeout=20,
              message="job finished")

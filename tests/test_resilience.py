@@ -7,7 +7,6 @@ import time
 
 from jobqueue import Job, JobStatus, Queue, Worker
 from tests import jobs
-from tests.redis_server import RedisServer
 from tests.conftest import pid_alive, wait_for
 
 
@@ -168,5 +167,5 @@ def test_a_worker_started_while_redis_is_away_waits_for_it(own_redis, workers, t
     own_redis.kill()  # every write is in the AOF: the job comes back with the server
     proc = workers.start(own_redis.url, "--burst")
     wait_for(lambda: "trying again for up to 30 s" in workers.output(proc), message="worker waiting")
-    RedisServer(own_redis.directory, port=own_redis.port, fsync="always").start()
+    own_redis.start()  # the same port, data and fixture (which kills it at the end)
     assert proc.wait(timeout=30) == 0 and job.return_value() == 4
