@@ -18,6 +18,7 @@ is the single source of truth for the layout:
     {p}clock                      hash: when anyone last beat, and since when beats are steady
     {p}quarantine                 list: notes on keys found unusable (wrong type), which were
                                   renamed to {p}quarantine:{original key}
+    {p}quarantine-said            how many of those notes some worker has logged
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Keys:
         self.maintenance = p + "maintenance"
         self.clock = p + "clock"
         self.quarantine = p + "quarantine"
+        self.quarantine_said = p + "quarantine-said"
         self.queue_prefix = p + "queue:"
         self.wake_prefix = p + "wake:"
         self.job_prefix = p + "job:"

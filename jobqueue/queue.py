@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 import uuid
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, NamedTuple
@@ -150,10 +151,9 @@ class Queue:
         or dropped connection leaves its outcome unknown it is simply sent
         again (here, or by the client's own retries): a replay finds its own
         stamp and writes nothing twice."""
-        ids = [job.id for job in jobs]
-        if len(set(ids)) < len(ids):
-            seen: set[str] = set()
-            raise DuplicateJobError(sorted({i for i in ids if i in seen or seen.add(i)}))
+        twice = sorted(i for i, n in Counter(job.id for job in jobs).items() if n > 1)
+        if twice:
+            raise DuplicateJobError(twice)
         records = []
         for job, opts in zip(jobs, options):
             fields = job._fields

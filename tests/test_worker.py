@@ -364,7 +364,7 @@ def test_an_expired_job_is_not_counted_as_taken_and_ttl_bounds_only_the_wait(q, 
     assert r.ttl(slow.key) == -1
 
 
-def test_poison_keys_are_quarantined_and_the_rest_goes_on(q, r):
+def test_poison_keys_are_quarantined_and_the_rest_goes_on(q, r, caplog):
     """A string where a job hash should be, among 3 good jobs of one fetch; a
     queue key of the wrong type before a good queue."""
     good = [q.enqueue(jobs.add, i, i) for i in range(2)]
@@ -386,6 +386,8 @@ def test_poison_keys_are_quarantined_and_the_rest_goes_on(q, r):
     assert {n["key"] for n in notes} == {q.backend.keys.job("poison"), high.key}
     assert r.get(q.backend.keys.quarantine + ":" + q.backend.keys.job("poison")) == b"not a hash"
     assert not r.exists(high.key) and "WRONGTYPE" in notes[0]["reason"]
+    said = [m for m in caplog.messages if m.startswith("Quarantined a key")]
+    assert sorted(json.loads(m.split(": ", 1)[1])["key"] for m in said) == sorted(n["key"] for n in notes)
 
 
 def test_options_are_checked_at_enqueue(q):
@@ -433,6 +435,8 @@ def test_poisoned_registries_workers_and_fields_stop_no_worker(q, r, caplog):
     assert failing.get_status() == JobStatus.FAILED and q.failed_job_registry.get_job_ids() == [failing.id]
     moved = {json.loads(n)["key"] for n in r.lrange(keys.quarantine, 0, -1)}
     assert {keys.registry(k, q.name) for k in ("failed", "finished", "scheduled")} <= moved
+    said = [m for m in caplog.messages if m.startswith("Quarantined a key")]
+    assert sorted(json.loads(m.split(": ", 1)[1])["key"] for m in said) == sorted(moved)   # each said once
     assert not r.sismember(keys.workers, "ghost")
 
 

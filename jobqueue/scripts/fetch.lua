@@ -19,7 +19,7 @@
 -- wake-up token woke the worker, A+4 request id, A+5 '1' when sent again,
 -- A+6..N queue names.
 -- Returns a flat list: queue, id, attempt, hash (flat), ...; a quarantined
--- key comes as '', its note, 0, {}.
+-- key comes as '', its note, 0, {} (logged by the next maintenance pass).
 local worker, ttl, need = ARGV[A], tonumber(ARGV[A + 1]), tonumber(ARGV[A + 2])
 local woken = ARGV[A + 3] == '1'
 local request = ARGV[A + 4]

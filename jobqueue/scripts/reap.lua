@@ -15,8 +15,8 @@
 -- Returns {requeued ids..., '|', failed ids..., '|', grace seconds left}.
 local max_abandoned, fail_ttl = tonumber(ARGV[A]), ARGV[A + 1]
 local clock, interval, grace = ARGV[A + 2], tonumber(ARGV[A + 3]), tonumber(ARGV[A + 4])
-local last = tonumber(redis.call('HGET', clock, 'beat') or '')
-local since = tonumber(redis.call('HGET', clock, 'since') or '')
+local seen = redis.call('HMGET', clock, 'beat', 'since')
+local last, since = tonumber(seen[1] or ''), tonumber(seen[2] or '')
 if not last or now() - last > 2 * interval then
   since = now()  -- no heartbeat for a while: the grace counts from here (and again, until beats resume)
   redis.call('HSET', clock, 'since', since)

@@ -23,7 +23,6 @@ class Maintenance:
         self.next_promote = 0.0
         self.next_pass = 0.0
         self.grace_logged = False
-        self.quarantined = 0  # notes in the quarantine list already said (by anyone, as far as we know)
 
     def promote(self) -> float | None:
         """Move due scheduled jobs to their queues; returns the monotonic time
@@ -57,16 +56,18 @@ class Maintenance:
                     self.on_abandoned(failed, "AbandonedJobError: abandoned by workers that died")
             self.backend.run("expire", *queues)
         self._forget_dead_workers()
-        self._report_quarantine()
+        self.report_quarantine()
 
-    def _report_quarantine(self) -> None:
-        """Keys the scripts moved out of the way since the last pass, said once (one LLEN a pass)."""
-        conn, key = self.backend.connection, self.backend.keys.quarantine
-        count = conn.llen(key)
-        if count > self.quarantined:
-            for note in conn.lrange(key, self.quarantined - count, -1):
+    def report_quarantine(self) -> None:
+        """Keys the scripts moved out of the way that no worker has said yet,
+        said once among all workers: GETSET claims them."""
+        conn, keys = self.backend.connection, self.backend.keys
+        count = conn.llen(keys.quarantine)
+        said = int(conn.getset(keys.quarantine_said, count) or 0)
+        said = min(said, count)  # the list was trimmed or emptied by hand
+        if count > said:
+            for note in conn.lrange(keys.quarantine, said - count, -1):
                 log.error("Quarantined a key that is not what jobqueue expects (inspect or delete it): %s", text(note))
-        self.quarantined = count
 
     def _forget_dead_workers(self) -> None:
         conn, keys = self.backend.connection, self.backend.keys

@@ -32,7 +32,7 @@ class RoundTrip:
         self.writes: list[tuple] = []          # (job, queue, script, argv) of Job.write_on_success
         self.failures: list[tuple[Job, str]] = []  # on_failure to call once those outcomes are on record
         self._request: str | None = None       # kept until a fetch's reply arrives
-        self.quarantined: list[str] = []       # notes on keys the last fetch moved out of the way
+        self.met_poison = False                # the last fetch quarantined a key
 
     def __call__(self, want: int, woken: bool, stats: list[Any]) -> tuple[list[tuple[str, Job]], list[dict],
                                                                          list[tuple[Job, str]]]:
@@ -66,10 +66,10 @@ class RoundTrip:
         self.outcomes, self.writes, self.failures = [], [], []
         if fetch:
             self._request = None
-        fetched, self.quarantined = [], []
+        fetched, self.met_poison = [], False
         for i in range(0, len(flat), 4):
-            if not flat[i]:  # a key the fetch found unusable and moved out of the way (lib.lua quarantine)
-                self.quarantined.append(text(flat[i + 1]))
+            if not flat[i]:  # a key the fetch moved out of the way (noted in the quarantine list)
+                self.met_poison = True
                 continue
             fields = text_dict(flat[i + 3])
             fields["id"], fields["attempt"] = text(flat[i + 1]), str(flat[i + 2])

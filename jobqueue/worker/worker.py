@@ -44,7 +44,6 @@ from .timing import Timing
 from .waker import Waker, pass_token
 
 log = guard(logging.getLogger("jobqueue.worker"))  # every module's lines: escaped, bounded arguments
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 REDIS_FAILED = redis.exceptions.RedisError  # unreachable, or refusing: OOM, READONLY, BUSY, LOADING, NOAUTH...
 
 
@@ -212,6 +211,7 @@ class Worker:
             self.heartbeat.stop()
             self.heartbeat.join(timeout=5)
         try:
+            self.maintenance.report_quarantine()  # what this worker's last calls moved out of the way
             pipe = self.connection.pipeline(transaction=True)  # hash and set entry go together
             pipe.delete(self.backend.keys.worker(self.name))
             pipe.srem(self.backend.keys.workers, self.name)
@@ -249,8 +249,8 @@ class Worker:
                         "(reaped, canceled or taken again)", record["q"], record["id"], record["a"])
         for job, exc_info in recorded:
             self.callbacks.on_failure(job, exc_info)
-        for note in self.round_trip.quarantined:
-            log.error("Quarantined a key that is not what jobqueue expects (inspect or delete it): %s", note)
+        if self.round_trip.met_poison:
+            self.maintenance.report_quarantine()
         self._woken = False
         self.outage.recovered()
         self.jobs_taken += len(fetched)
