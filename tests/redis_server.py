@@ -14,11 +14,12 @@ from jobqueue.embedded import find_redis_server, free_port
 
 class RedisServer:
     def __init__(self, directory: Path, port: int | None = None, password: str | None = None,
-                 fsync: str = "everysec") -> None:
+                 fsync: str = "everysec", extra: tuple[str, ...] = ()) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.password = password
         self.fsync = fsync  # "always": every write is in the AOF before its reply (tests that kill Redis)
+        self.extra = list(extra)  # more redis-server options, e.g. ("--key-load-delay", "10")
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -29,13 +30,16 @@ class RedisServer:
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
 
-    def start(self) -> "RedisServer":
+    def start(self, wait: bool = True) -> "RedisServer":
+        """Start; with ``wait`` return once it answers (after loading its data)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         args = [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
                 "--appendonly", "yes", "--appendfsync", self.fsync, "--save", "", "--logfile", "redis.log"]
         if self.password:
             args += ["--requirepass", self.password]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(args + self.extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait:
+            return self
         deadline = time.monotonic() + 10
         while True:
             try:

@@ -7,6 +7,8 @@ import os
 import signal
 import time
 
+import redis
+
 from jobqueue import Job, JobStatus, Queue
 from tests import jobs
 from tests.conftest import wait_for
@@ -60,6 +62,38 @@ def test_a_replica_answering_readonly_then_masterdown_until_the_failover(tmp_pat
     finally:
         master.stop()
         replica.stop()
+
+
+def test_a_restart_still_loading_its_data_is_waited_out(own_redis, workers, tmp_path):
+    """LOADING: Redis restarted with a big dataset answers every command with
+    an error until its data is back in memory."""
+    r = own_redis.client()
+    filler = r.pipeline(transaction=False)
+    for i in range(20_000):     # 20 MB that does not compress: loading hands out LOADING replies every 2 MB
+        filler.set(f"filler:{i}", os.urandom(1000))
+    filler.execute()
+    r.bgrewriteaof()
+    wait_for(lambda: not r.info("persistence")["aof_rewrite_in_progress"], message="AOF rewritten")
+    q, log = Queue(connection=r), tmp_path / "attempts.log"
+    ids = enqueue_tracked(q, log, 30, seconds=0.02)
+    worker = workers.start(own_redis.url, "-c", "2")
+    wait_for(lambda: r.zcard(q.backend.keys.registry("finished", q.name)) >= 3, message="work under way")
+    own_redis.kill()
+    own_redis.extra = ["--key-load-delay", "50"]    # a slow disk: about a second of loading
+    own_redis.start(wait=False)
+    wait_for(lambda: "loading the dataset" in workers.output(worker), timeout=30, message="LOADING met")
+    wait_for(lambda: _answers(r) and r.zcard(q.backend.keys.registry("finished", q.name)) == len(ids), timeout=60,
+             message="all jobs finished once Redis had loaded")
+    assert worker.poll() is None, workers.output(worker)
+    assert_one_outcome_each(q, ids)
+    assert workers.output(worker).count("Redis failed us (BusyLoadingError") == 1     # said once
+
+
+def _answers(r) -> bool:
+    try:
+        return bool(r.ping())
+    except redis.exceptions.RedisError:
+        return False
 
 
 def test_a_password_set_under_the_worker(own_redis, workers, tmp_path):
