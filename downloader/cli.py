@@ -17,7 +17,7 @@ from jobqueue import JobQueueError, Timing, Worker
 from jobqueue import connection as jq_connection
 from jobqueue import embedded
 
-from . import download
+from . import disk, download
 from .config import Settings, load
 from .demo_server import DemoServer
 from .exceptions import ConfigError, DownloaderError, SourceError
@@ -173,7 +173,7 @@ def work(settings: Settings, concurrency: int | None, burst: bool, name: str | N
     that reaches the same Redis and the same download directory."""
     settings = settings.with_overrides(concurrency=concurrency, queue=queue)
     logging.basicConfig(level="WARNING" if quiet else "INFO", format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    download.WORKER_DIR = settings.dir
+    disk.WORKER_DIR = settings.dir
     if settings.stale_part_age:
         if settings.stale_part_age <= settings.read_timeout:
             raise ConfigError(f"stale_part_age ({settings.stale_part_age:g} s) must exceed read_timeout "
@@ -184,7 +184,7 @@ def work(settings: Settings, concurrency: int | None, burst: bool, name: str | N
             logging.getLogger(__name__).warning("Removed %d abandoned .part file(s) older than %g s from %s",
                                                 swept, settings.stale_part_age, settings.dir)
     worker = Worker([settings.queue], connect(settings, check=False), name=name, concurrency=settings.concurrency,
-                    timing=Timing.from_env(), allowed_modules=["downloader."])
+                    timing=Timing.from_env(), allowed_modules=["downloader."], hold=disk.hold)
     worker.work(burst=burst)
 
 

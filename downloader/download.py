@@ -1,92 +1,84 @@
 """download_link: the job. Fetch one URL into the shared directory, safely.
 
-- Streams into ``<name>.<job>.part`` and renames it into place only when
-  complete, so no partial file ever stands under its final name, even after
-  SIGKILL; the re-run of a killed job resumes its own part (HTTP Range) or
-  restarts it.
-- Idempotent: a complete file is skipped and counted as skipped.
-- Each job writes its own part file, so two runs of one URL never share one;
-  a name is derived from a hash of the URL, so two jobs that rename onto one
-  name carry the same bytes; the rename is atomic. An attempt the worker's
-  heartbeat has found superseded (its worker was paused past its deadline
-  and came back) does not rename. Not yet kept: two attempts of one job
-  share its part file while both run.
+- Each attempt streams into a part file of its own (transfer/part.py) and
+  renames it into place only once its real size matches what the server
+  announced, it starts like an image, and the attempt is still the job's
+  current one: the final name only ever holds a complete, verified file,
+  even after SIGKILL, and two attempts of one job never write one file.
+- Idempotent: a regular file under the final name is skipped and counted as
+  skipped (a symlink or anything else there is not "complete": it is replaced).
 - Transient failures (reset, timeout, 429, 5xx) raise TransientDownloadError,
-  which jobqueue retries (honouring Retry-After); permanent ones (404, 403,
-  too large, not an image, malformed URL) raise PermanentDownloadError and
-  fail at once. A name taken from a URL never leaves the directory (a symlink
-  planted in the directory is still followed).
+  which jobqueue retries (honouring Retry-After, capped); permanent ones (404,
+  403, too large, not an image, malformed URL, a redirect to another
+  protocol) raise PermanentDownloadError and fail at once. A directory that
+  refuses bytes (full, read-only, not ours) raises DiskError: the job fails at
+  once and the worker holds off downloads until the directory takes bytes
+  again (disk.py). A name taken from a URL never leaves the directory, and no
+  symlink in it is followed.
 """
 
 from __future__ import annotations
 
-import email.utils
-import hashlib
-import http.client
 import os
-import ssl
 import threading
 import time
-from pathlib import Path
 
 from jobqueue import get_current_job
 from jobqueue.exceptions import AttemptSuperseded
 
-from . import http_get
-from .exceptions import PermanentDownloadError, TransientDownloadError
+from . import disk
+from .exceptions import DiskError, TransientDownloadError
 from .naming import check_url, file_name
 from .runs import Runs
+from .transfer import Folder, Limits, fetch, part_for
 
-WORKER_DIR: str | None = None  # `downloader work --dir`: this machine's path to the shared directory
-CHUNK = 64 * 1024
-IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
-_made: set[str] = set()  # directories this process has made (or found)
-_buffers = threading.local()  # one read buffer per download thread
+_folders: dict[str, Folder] = {}
+_folders_lock = threading.Lock()
 
 
 def download_link(directory: str, link: str, run: str | None = None, max_size: int = 50 * 2**20,
                   connect_timeout: float = 5.0, read_timeout: float = 30.0, check_image: bool = True,
-                  user_agent: str = "downloader/0.1") -> dict:
+                  user_agent: str = "downloader/0.1", max_retry_after: float = 3600.0) -> dict:
     """Download ``link`` into ``directory``; returns what happened (as the job's result)."""
     link = check_url(link)
-    folder = _folder(WORKER_DIR or directory)
+    limits = Limits(connect_timeout, read_timeout, max_size, check_image, user_agent, max_retry_after)
+    folder = _folder(disk.directory_for(directory))
     name = file_name(link)  # never a path: no separator, no leading dot
-    final = folder / name
     job = get_current_job()
     runs = Runs.of(job.connection) if job is not None and run else None
-    if final.exists():
+    size = folder.complete(name)
+    if size is not None:
         if runs:
             runs.mark(run, link, "skipped", job=job)
-        return {"status": "skipped", "file": name, "bytes": final.stat().st_size}
-    part = _part_path(folder, name, job.id if job is not None else None)
-    nbytes = _fetch(link, part, final, max_size, (connect_timeout, read_timeout), check_image, user_agent,
-                    (lambda: job.is_superseded(refresh=False)) if job is not None else None)
+        return {"status": "skipped", "file": name, "bytes": size}
+    superseded = (lambda: job.is_superseded(refresh=False)) if job is not None else None
+    part = part_for(folder, name, job.id if job is not None else None, job.attempt if job is not None else 0, limits)
+    try:
+        nbytes = fetch(link, part, limits, superseded)
+        if superseded is not None and superseded():  # another attempt owns the job now: its file, not ours
+            raise AttemptSuperseded(f"{link}: this attempt is no longer current; the file is left to the current one")
+        part.commit()
+    except TransientDownloadError:
+        part.keep()  # for the next attempt to resume, if the server lets it validate
+        raise
+    except DiskError as exc:
+        part.discard()
+        disk.refused(folder.path, exc.cause)
+        raise
+    except BaseException:
+        part.discard()
+        raise
     if runs:
         runs.mark(run, link, "done", nbytes, job=job)
     return {"status": "done", "file": name, "bytes": nbytes}
 
 
-def _part_path(folder: Path, name: str, job_id: str | None) -> Path:
-    """This job's own part file: a re-run of the job resumes it, no other job touches it."""
-    if job_id is None:
-        return folder / f"{name}.part"
-    return folder / f"{name}.{hashlib.sha1(job_id.encode()).hexdigest()[:10]}.part"
-
-
-def discard_part(directory: str, link: str, job_id: str) -> None:
-    """Once a download failed for good, its partial bytes go (a retry starts afresh)."""
-    try:
-        _part_path(Path(WORKER_DIR or directory), file_name(link), job_id).unlink(missing_ok=True)
-    except (OSError, ValueError):
-        pass
-
-
 def sweep_stale_parts(directory: str, max_age: float) -> int:
     """Delete the part files nobody will resume: untouched for ``max_age``
     seconds, far longer than a live download may stall (read_timeout), so no
-    writer is left. A part is normally resumed by its job's retry or removed
-    when the job fails for good; this catches the rest (a run deleted from
-    Redis, a flushed queue)."""
+    writer is left. A part is normally taken over by its job's next attempt
+    or removed when the job fails for good; this catches the rest (a run
+    deleted from Redis, a flushed queue)."""
     cutoff, removed = time.time() - max_age, 0
     try:
         entries = list(os.scandir(directory))
@@ -94,7 +86,8 @@ def sweep_stale_parts(directory: str, max_age: float) -> int:
         return 0
     for entry in entries:
         try:
-            if entry.name.endswith(".part") and entry.is_file() and entry.stat().st_mtime < cutoff:
+            if entry.name.endswith((".part", ".meta")) and entry.is_file(follow_symlinks=False) \
+                    and entry.stat(follow_symlinks=False).st_mtime < cutoff:
                 os.unlink(entry.path)
                 removed += 1
         except FileNotFoundError:
@@ -102,149 +95,17 @@ def sweep_stale_parts(directory: str, max_age: float) -> int:
     return removed
 
 
-def _folder(directory: str) -> Path:
-    """Made once per process, not once per file (_stream makes it again if it
-    was removed meanwhile)."""
-    if directory not in _made:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        _made.add(directory)
-    return Path(directory)
-
-
-def _fetch(link: str, part: Path, final: Path, max_size: int, timeouts: tuple[float, float], check_image: bool,
-           user_agent: str, superseded=None) -> int:
-    try:
-        have = os.stat(part).st_size
-    except FileNotFoundError:
-        have = 0
-    headers = {"User-Agent": user_agent}
-    if have:
-        headers["Range"] = f"bytes={have}-"
-    response = None
-    try:
-        response = http_get.get(link, headers, *timeouts)
-        if response.status == 416 and have:  # our .part is stale or whole: start over
-            part.unlink()
-            raise TransientDownloadError("stale partial file discarded; retrying", retry_after=0)
-        _check_status(response)
-        resume = response.status == 206 and have > 0
-        expected = _expected_size(response, have if resume else 0)
-        if expected is not None and expected > max_size:
-            raise PermanentDownloadError(f"too large: {expected} bytes > max size {max_size}")
-        _check_content_type(response, check_image)
-        written = _stream(response, part, resume, have, max_size, check_image)
-    except http.client.InvalidURL as exc:
-        raise PermanentDownloadError(f"malformed URL {link!r}: {exc}") from None
-    except http_get.TooManyRedirects as exc:
-        raise PermanentDownloadError(str(exc)) from None
-    except ssl.SSLCertVerificationError as exc:
-        raise PermanentDownloadError(f"TLS certificate not trusted: {exc.verify_message}") from None
-    except TimeoutError:
-        raise TransientDownloadError(f"network error: timed out (connect {timeouts[0]:g} s, "
-                                     f"read {timeouts[1]:g} s)") from None
-    except (OSError, http.client.HTTPException) as exc:  # refused, reset, DNS, a garbled response
-        raise TransientDownloadError(f"network error: {type(exc).__name__}: {_short(exc)}") from None
-    finally:
-        if response is not None:
-            response.release()  # kept alive only if the body was read to its end
-    if expected is not None and written != expected:
-        raise TransientDownloadError(f"truncated: got {written} of {expected} bytes")
-    if superseded is not None and superseded():  # another attempt owns the job now: its file, not ours
-        raise AttemptSuperseded(f"{link}: this attempt is no longer current; the file is left to the current one")
-    os.replace(part, final)  # atomic: the final name only ever holds a complete file
-    return written
-
-
-def _check_status(response: http_get.Response) -> None:
-    code = response.status
-    if code in (200, 206):
-        return
-    reason = f"HTTP {code} {response.reason or ''}".strip()
-    if code == 429 or code >= 500:
-        raise TransientDownloadError(reason, retry_after=_retry_after(response))
-    raise PermanentDownloadError(reason)
-
-
-def _retry_after(response: http_get.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value)
-    when = email.utils.parsedate_to_datetime(value)
-    return max(0.0, when.timestamp() - time.time()) if when else None
-
-
-def _expected_size(response: http_get.Response, offset: int) -> int | None:
-    length = response.headers.get("Content-Length")
-    return offset + int(length) if length and length.isdigit() else None
-
-
-def _check_content_type(response: http_get.Response, check_image: bool) -> None:
-    kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if check_image and kind and not kind.startswith("image/") and kind != "application/octet-stream":
-        raise PermanentDownloadError(f"not an image (Content-Type {kind})")
-
-
-def _looks_like_image(head: bytes) -> bool:
-    if head.startswith(IMAGE_MAGIC):
-        return True
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return True
-    return head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"heic", b"mif1")
-
-
-def _stream(response: http_get.Response, part: Path, resume: bool, have: int, max_size: int,
-            check_image: bool) -> int:
-    written = have if resume else 0
-    buffer = _buffer()
-    fd = _open_part(part, resume)
-    try:
-        first = not resume
-        while size := response.readinto(buffer):
-            chunk = buffer[:size]
-            if first and check_image and not _looks_like_image(bytes(chunk[:16])):
-                raise PermanentDownloadError("not an image (content does not start like JPEG, PNG, GIF, WebP...)")
-            first = False
-            written += size
-            if written > max_size:
-                raise PermanentDownloadError(f"too large: more than max size {max_size} bytes")
-            while chunk:
-                chunk = chunk[os.write(fd, chunk):]
-        if first and check_image:  # no byte at all
-            raise PermanentDownloadError("not an image (empty response)")
-    except PermanentDownloadError:
-        os.close(fd)
-        fd = -1
-        part.unlink(missing_ok=True)  # nothing worth resuming
-        raise
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    return written
-
-
-def _buffer() -> memoryview:
-    """One read buffer per thread, reused: a fresh 64 KiB object per chunk
-    costs an allocation and its page faults, every chunk."""
-    buffer = getattr(_buffers, "view", None)
-    if buffer is None:
-        buffer = _buffers.view = memoryview(bytearray(CHUNK))
-    return buffer
-
-
-def _open_part(part: Path, resume: bool) -> int:
-    """A raw descriptor: Python's buffered file object adds an fstat, an isatty
-    ioctl and an lseek per file, and on a fast server every system call is a
-    GIL hand-off between the download threads."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if resume else os.O_TRUNC)
-    try:
-        return os.open(part, flags, 0o666)
-    except FileNotFoundError:  # the directory was removed since _folder made it
-        part.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(part, flags, 0o666)
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    return text if len(text) < 200 else text[:200] + "..."
+def _folder(directory: str) -> Folder:
+    """Opened once per process, not once per file; opened again if the
+    directory was removed or replaced meanwhile."""
+    with _folders_lock:
+        folder = _folders.get(directory)
+        if folder is None or not folder.still_there():
+            if folder is not None:
+                folder.close()
+            try:
+                folder = _folders[directory] = Folder(directory)
+            except DiskError as exc:
+                disk.refused(directory, exc.cause)
+                raise
+        return folder

@@ -25,3 +25,13 @@ class TransientDownloadError(DownloaderError, RetryLater):
 
 class RunNotFound(DownloaderError):
     """No run with that id."""
+
+
+class DiskError(PermanentDownloadError):
+    """The download directory refuses bytes (full, read-only, not ours): no
+    retry helps until someone fixes it, so the job fails at once."""
+
+    def __init__(self, directory: str, cause: str) -> None:
+        self.directory, self.cause = directory, cause
+        super().__init__(f"cannot write to {directory}: {cause}; free space or fix its permissions, "
+                         "then `downloader retry`")

@@ -17,9 +17,12 @@ from jobqueue.backend import text, text_dict
 from jobqueue.exceptions import DuplicateJobError
 from jobqueue.registry import FailedJobRegistry
 
+from . import disk
 from .config import Settings
 from .exceptions import RunNotFound
 from .keys import STATES, Keys
+from .naming import file_name
+from .transfer import discard_parts
 
 _by_connection: dict[int, "Runs"] = {}
 MARK = Script("downloader.mark", resources.files(__package__).joinpath("mark.lua").read_text())
@@ -164,9 +167,8 @@ class Runs:
 def on_download_failed(job: Job, connection: redis.Redis, exc_type, exc, traceback) -> None:
     """jobqueue calls this in the worker once a download has failed for good:
     the run learns why, and the partial file goes."""
-    from .download import discard_part  # download imports runs
     directory, link = job.args[0], job.args[1]
-    discard_part(directory, link, job.id)
+    discard_parts(disk.directory_for(directory), file_name(link), job.id, job.attempt)
     run_id = job.kwargs.get("run")
     if run_id:
         Runs.of(connection).mark(run_id, link, "failed", reason=_reason(str(exc)))

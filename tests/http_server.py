@@ -10,12 +10,19 @@
     /toggle.png          404 until `server.toggle_on = True`
     /redirect/NAME.png   302 to /img/NAME.png  /loop.png      302 to itself, for ever
     /chunked/NAME.png    the PNG, chunked      /drop/NAME.png the PNG, then the idle connection is dropped
+    /changing/NAME.png   like /slow/, but its bytes (and ETag) change with `server.version`
+    /norange/NAME.png    like /slow/, but Range is ignored: always 200 and the whole body
+    /badrange/NAME.png   like /slow/, but a Range is answered 206 from byte 0
+    /early/NAME.png      103 Early Hints, then the PNG
+    /busy/VALUE          503 with Retry-After: VALUE (%-decoded)
+    /to-file.png         302 to file:///etc/passwd
     anything else        a valid PNG (for path-traversal URLs)
 It counts hits per path, so tests can tell what was downloaded twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import io
 import selectors
@@ -25,7 +32,7 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from PIL import Image
 
@@ -63,10 +70,19 @@ class MisbehavingServer(_Served):
     def __init__(self, slow_delay: float = 0.05, slow_size: int = 120, tls: ssl.SSLContext | None = None) -> None:
         self.hits: Counter[str] = Counter()
         self.ranges: list[tuple[str, int]] = []  # (path, first byte asked) of Range requests
+        self.if_ranges: list[tuple[str, str | None]] = []  # (path, If-Range sent with the Range)
         self.toggle_on = False
         self.slow_delay = slow_delay
         self.slow_body = png("slow", slow_size)
+        self.version = 0
+        self._versions: dict[int, bytes] = {}
         self._serve(self._handler(), tls)
+
+    def changing_body(self) -> bytes:
+        """The same bytes for one version (png() draws fresh noise each call)."""
+        if self.version not in self._versions:
+            self._versions[self.version] = png(f"changing-{self.version}", 120)
+        return self._versions[self.version]
 
     def _handler(self):
         server = self
@@ -100,7 +116,20 @@ class MisbehavingServer(_Served):
                 if path == "/fake.png":
                     return self.send(200, b"<html>not a png</html>", "image/png")
                 if path.startswith("/slow/"):
-                    return self.slow()
+                    return self.ranged(server.slow_body)
+                if path.startswith("/changing/"):
+                    return self.ranged(server.changing_body())
+                if path.startswith("/norange/"):
+                    return self.ranged(server.slow_body, honour_range=False)
+                if path.startswith("/badrange/"):
+                    return self.ranged(server.slow_body, wrong_start=True)
+                if path.startswith("/early/"):
+                    self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+                    return self.send(200, png(path), "image/png")
+                if path.startswith("/busy/"):
+                    return self.send(503, b"busy", "text/plain", {"Retry-After": unquote(path[6:])})
+                if path == "/to-file.png":
+                    return self.send(302, b"", "text/plain", {"Location": "file:///etc/passwd"})
                 if path.startswith("/redirect/"):
                     return self.send(302, b"", "text/plain", {"Location": "/img/" + path.rsplit("/", 1)[1]})
                 if path == "/loop.png":
@@ -118,18 +147,22 @@ class MisbehavingServer(_Served):
                     return self.send(200, png(path), "image/png")
                 return self.send(200, png(path), "image/png")
 
-            def slow(self) -> None:
-                body = server.slow_body
+            def ranged(self, body: bytes, honour_range: bool = True, wrong_start: bool = False) -> None:
+                """Slowly, with a strong ETag; a Range is honoured only under a matching If-Range."""
+                etag = '"%s"' % hashlib.sha1(body).hexdigest()[:16]
                 start = 0
-                rng = self.headers.get("Range")
+                rng, if_range = self.headers.get("Range"), self.headers.get("If-Range")
                 if rng and rng.startswith("bytes="):
-                    start = int(rng[6:].split("-")[0])
-                    server.ranges.append((self.path, start))
+                    server.ranges.append((self.path, int(rng[6:].split("-")[0])))
+                    server.if_ranges.append((self.path, if_range))
+                if rng and rng.startswith("bytes=") and honour_range and if_range in (None, etag):
+                    start = 0 if wrong_start else int(rng[6:].split("-")[0])
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 else:
                     self.send_response(200)
                 self.send_header("Content-Type", "image/png")
+                self.send_header("ETag", etag)
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
                 try:

@@ -3,6 +3,7 @@
 import shutil
 import socket
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from PIL import Image
@@ -11,6 +12,7 @@ from downloader.config import Settings, load
 from downloader.download import download_link
 from downloader.exceptions import ConfigError, PermanentDownloadError, TransientDownloadError
 from downloader.naming import check_url, file_name
+from downloader.retry_after import retry_after
 from tests.http_server import MisbehavingServer
 
 
@@ -75,9 +77,10 @@ def test_unreachable_host_and_read_timeouts_are_transient_and_keep_only_what_arr
         url = f"{slow.url}/slow/s.png"
         with pytest.raises(TransientDownloadError, match="timed out"):  # stalls mid-body
             download_link(str(stalled), url, read_timeout=0.3)
-        # only a part file stands, holding a prefix of the image (for a resume), never the final name
-        (part,) = stalled.iterdir()
-        assert part.name == file_name(url) + ".part" and slow.slow_body.startswith(part.read_bytes())
+        # only the attempt's part file stands (and what names its bytes), holding a prefix, never the final name
+        name = file_name(url)
+        assert sorted(p.name for p in stalled.iterdir()) == [f"{name}.solo.1.meta", f"{name}.solo.1.part"]
+        assert slow.slow_body.startswith((stalled / f"{name}.solo.1.part").read_bytes())
     finally:
         slow.stop()
     with socket.socket() as silent:  # accepts, never answers
@@ -120,15 +123,76 @@ def test_path_traversal_urls_stay_inside_the_directory(web, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dl"]
 
 
-def test_a_stale_part_file_is_resumed(web, tmp_path):
-    url = f"{web.url}/slow/resume.png"
+def _stall_first(server, tmp_path, url):
+    """A first attempt cut off mid-body: its part and meta stay behind."""
+    server.slow_delay = 0.2
+    try:
+        with pytest.raises(TransientDownloadError, match="timed out"):
+            download_link(str(tmp_path), url, read_timeout=0.15)
+    finally:
+        server.slow_delay = 0.0
+    (part,) = tmp_path.glob("*.part")
+    assert 0 < part.stat().st_size
+    return part.stat().st_size
+
+
+def test_a_partial_file_is_resumed_only_under_if_range(tmp_path):
+    server = MisbehavingServer(slow_delay=0.0)
+    try:
+        url = f"{server.url}/slow/resume.png"
+        have = _stall_first(server, tmp_path, url)
+        result = download_link(str(tmp_path), url)
+        assert (tmp_path / file_name(url)).read_bytes() == server.slow_body and result["bytes"] == len(server.slow_body)
+        assert server.ranges == [("/slow/resume.png", have)]
+        assert server.if_ranges[0][1].startswith('"')            # the strong ETag the first attempt saw
+        assert sorted(p.name for p in tmp_path.iterdir()) == [file_name(url)]  # parts and metas gone
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("path", ["/changing/c.png", "/norange/n.png", "/badrange/b.png"])
+def test_a_resume_that_does_not_validate_starts_from_zero(tmp_path, path):
+    """The resource changed between attempts, the server ignores Range, or it
+    answers another range than asked: never old head + new tail."""
+    server = MisbehavingServer(slow_delay=0.0)
+    try:
+        url = server.url + path
+        _stall_first(server, tmp_path, url)
+        server.version = 1                                        # /changing/ now serves other bytes
+        download_link(str(tmp_path), url)
+        expected = server.changing_body() if path.startswith("/changing/") else server.slow_body
+        assert (tmp_path / file_name(url)).read_bytes() == expected
+    finally:
+        server.stop()
+
+
+def test_planted_symlinks_are_never_followed(web, tmp_path):
+    outside, target = tmp_path / "outside.png", tmp_path / "dl"
+    outside.write_bytes(b"precious")
+    target.mkdir()
+    url = f"{web.url}/img/planted.png"
     name = file_name(url)
-    (tmp_path / (name + ".part")).write_bytes(web.slow_body[:10000])
-    result = download_link(str(tmp_path), url)
-    assert (tmp_path / name).read_bytes() == web.slow_body
-    assert result["bytes"] == len(web.slow_body)
-    assert ("/slow/resume.png", 10000) in web.ranges
-    assert not (tmp_path / (name + ".part")).exists()
+    (target / f"{name}.solo.1.part").symlink_to(outside)      # at the part file's name
+    (target / name).symlink_to(outside)                        # and at the final name: not "already complete"
+    result = download_link(str(target), url)
+    assert result["status"] == "done" and outside.read_bytes() == b"precious"
+    assert (target / name).is_file() and not (target / name).is_symlink()
+    Image.open(target / name).verify()
+
+
+def test_protocols_other_than_http_are_refused_even_after_a_redirect(web, tmp_path):
+    with pytest.raises(PermanentDownloadError, match="file:///etc/passwd.*refused"):
+        download_link(str(tmp_path), f"{web.url}/to-file.png")
+
+
+def test_early_hints_and_retry_after_in_every_shape(web, tmp_path):
+    assert download_link(str(tmp_path), f"{web.url}/early/e.png")["status"] == "done"
+    for value, expected in [("abc", None), ("999999999", 3600.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("7", 7.0)]:
+        with pytest.raises(TransientDownloadError, match="HTTP 503") as caught:
+            download_link(str(tmp_path), f"{web.url}/busy/{quote(value)}")
+        assert caught.value.retry_after == expected, value
+    assert retry_after("120", cap=60) == 60 and retry_after("Thu, 01 Jan 2099 00:00:00 GMT") == 3600
+    assert retry_after("Sun, 06 Nov 1994 08:49:37") is None    # no zone: not an HTTP date
 
 
 def test_config_precedence_flag_over_env_over_file_over_default(tmp_path):

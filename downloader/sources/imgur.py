@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import requests
 
 from ..exceptions import SourceError
+from ..retry_after import retry_after
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 MAX_WAIT = 60.0
@@ -62,7 +63,8 @@ class ImgurGallery:
                 raise SourceError(f"cannot reach {self.api_url} ({type(exc).__name__}); check --api-url "
                                   "and your network") from None
             if response.status_code == 429:
-                wait = _seconds(response.headers.get("Retry-After"), default=5.0)
+                wait = retry_after(response.headers.get("Retry-After"))
+                wait = 5.0 if wait is None else wait
                 if waited + wait > self.max_wait:
                     raise SourceError(f"rate limited by {self.api_url} (HTTP 429, Retry-After {wait:g} s); "
                                       "try again later")
@@ -85,13 +87,6 @@ class ImgurGallery:
         if not isinstance(data, list):
             raise SourceError(f"{url} answered JSON without a 'data' list; is --api-url an Imgur-compatible API?")
         return data
-
-
-def _seconds(value: str | None, default: float) -> float:
-    try:
-        return max(0.0, float(value)) if value else default
-    except ValueError:
-        return default
 
 
 def _remaining(response: requests.Response) -> int | None:

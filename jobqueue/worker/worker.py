@@ -19,7 +19,7 @@ import socket
 import time
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
-from typing import Iterable
+from typing import Callable, Iterable
 
 import redis
 
@@ -60,7 +60,11 @@ class Worker:
     def __init__(self, queues: Iterable[Queue | str] | Queue | str, connection: redis.Redis | Backend | None = None,
                  name: str | None = None, *, concurrency: int = 1, fork: bool = False, timing: Timing | None = None,
                  allowed_modules: Iterable[str] | None = None, allow_pickle: bool = False,
-                 prefix: str | None = None) -> None:
+                 prefix: str | None = None, hold: Callable[[], str | None] | None = None) -> None:
+        """``hold``, when given, is asked before every fetch: a reason (a
+        string) means take no job now (a resource the jobs need is missing);
+        the worker says so once, keeps its running jobs and its heartbeat,
+        and asks again on its next turn."""
         if isinstance(queues, (str, Queue)):
             queues = [queues]
         queues = list(queues)
@@ -90,6 +94,7 @@ class Worker:
         self._waker: Waker | None = None
         self._next_scheduled: float | None = None
         self.outage = Outage()
+        self.hold, self._held = hold, None
         self._woken = False        # a wake-up token brought us here: pass it on if work is left
         self._next_stats = 0.0
 
@@ -227,12 +232,19 @@ class Worker:
 
     # -- dequeue and record --------------------------------------------------------------
 
+    def _holding(self) -> bool:
+        reason = self.hold() if self.hold is not None else None
+        if reason != self._held:
+            log.warning("Taking no jobs: %s", reason) if reason else log.warning("Taking jobs again")
+            self._held = reason
+        return reason is not None
+
     def _active(self) -> list[Running]:
         """Attempts whose outcome is still to come (not those only holding a slot)."""
         return [r for r in self.running.values() if r.state == "running"]
 
     def _free_slots(self, max_jobs: int | None) -> int:
-        if self.shutdown.stop_fetching:
+        if self.shutdown.stop_fetching or self._holding():
             return 0
         free = self.concurrency - len(self.running)  # a stopped attempt holds its slot until its code returns
         if max_jobs is not None:

@@ -1,0 +1,193 @@
+"""One libcurl event loop per process: a CurlMulti driven by one thread.
+
+Every download of a worker process runs on this loop, in C, through the
+multi interface's socket API (epoll through ``selectors``); a job's thread
+hands its transfer over and waits. libcurl keeps the connections (keep-alive,
+HTTP/2 multiplexing) in the multi handle, so they are shared by every job of
+the process. A forked child (a work horse) gets a loop of its own.
+
+A transfer is any object with:
+    ``setup(curl)``            set the options of the request (on the loop's thread)
+    ``deadline()``             monotonic time after which it has stalled, or None
+    ``stalled()``              called once it has: note why (the loop removes it)
+    ``finished(code, text)``   curl's result (0 = OK); called once, on the loop's thread
+and a ``done`` threading.Event that the loop sets after ``finished``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import pycurl
+
+log = logging.getLogger("downloader.transfer")
+
+_ENGINE: "Engine | None" = None
+_ENGINE_LOCK = threading.Lock()
+_ABORTED = -1  # finished() code of a transfer cancelled or stalled by us, not by curl
+
+
+def engine() -> "Engine":
+    """This process's loop (made on first use, and again in a forked child)."""
+    global _ENGINE
+    with _ENGINE_LOCK:
+        if _ENGINE is None or _ENGINE.pid != os.getpid():
+            _ENGINE = Engine()
+        return _ENGINE
+
+
+class Engine:
+    def __init__(self, max_connections: int = 0) -> None:
+        self.pid = os.getpid()
+        self.multi = pycurl.CurlMulti()
+        self.multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
+        self.multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
+        if max_connections:
+            self.multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, max_connections)
+        self.selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.selector.register(self._wake_r, selectors.EVENT_READ)
+        self._incoming: deque[tuple[str, Any]] = deque()
+        self._active: dict[pycurl.Curl, Any] = {}
+        self._spare: list[pycurl.Curl] = []
+        self._timer: float | None = None  # monotonic time curl wants to be called back
+        threading.Thread(target=self._loop, name="curl-loop", daemon=True).start()
+
+    # -- from job threads ----------------------------------------------------------------
+
+    def start(self, transfer: Any) -> None:
+        self._post("start", transfer)
+
+    def cancel(self, transfer: Any) -> None:
+        """Stop a transfer (its ``finished`` gets code -1); wait on its ``done``."""
+        self._post("cancel", transfer)
+
+    def _post(self, what: str, transfer: Any) -> None:
+        self._incoming.append((what, transfer))
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self._turn()
+            except Exception:  # keep every other transfer going; this one's waiter sees it stall
+                log.exception("the download loop met an error; going on")
+                time.sleep(0.01)
+
+    def _turn(self) -> None:
+        timeout = self._next_timeout()
+        for key, mask in self.selector.select(timeout):
+            if key.fd == self._wake_r:
+                self._drain_wakeups()
+                continue
+            flags = (pycurl.CSELECT_IN if mask & selectors.EVENT_READ else 0) | \
+                    (pycurl.CSELECT_OUT if mask & selectors.EVENT_WRITE else 0)
+            self._act(key.fd, flags)
+        if self._timer is not None and time.monotonic() >= self._timer:
+            self._timer = None
+            self._act(pycurl.SOCKET_TIMEOUT, 0)
+        self._take_incoming()
+        self._reap_stalled()
+        self._collect()
+
+    def _next_timeout(self) -> float | None:
+        wake_at = [t for t in [self._timer, *(x.deadline() for x in self._active.values())] if t is not None]
+        return max(0.0, min(wake_at) - time.monotonic()) if wake_at else None
+
+    def _act(self, fd: int, flags: int) -> None:
+        while True:
+            code, _ = self.multi.socket_action(fd, flags)
+            if code != pycurl.E_CALL_MULTI_PERFORM:
+                return
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _take_incoming(self) -> None:
+        while self._incoming:
+            what, transfer = self._incoming.popleft()
+            if what == "start":
+                curl = self._spare.pop() if self._spare else pycurl.Curl()
+                try:
+                    transfer.setup(curl)
+                except BaseException as exc:  # a bad option: the transfer fails, the loop goes on
+                    transfer.error = exc
+                    self._release(curl, transfer, _ABORTED, f"{type(exc).__name__}: {exc}", attached=False)
+                    continue
+                self._active[curl] = transfer
+                self.multi.add_handle(curl)
+            else:
+                for curl, running in list(self._active.items()):
+                    if running is transfer:
+                        self._release(curl, transfer, _ABORTED, "cancelled")
+                        break
+                else:
+                    transfer.done.set()  # already over
+
+    def _reap_stalled(self) -> None:
+        now = time.monotonic()
+        for curl, transfer in list(self._active.items()):
+            deadline = transfer.deadline()
+            if deadline is not None and now >= deadline:
+                transfer.stalled()
+                self._release(curl, transfer, _ABORTED, "stalled")
+
+    def _collect(self) -> None:
+        while True:
+            queued, ok, failed = self.multi.info_read()
+            for curl in ok:
+                self._release(curl, self._active[curl], 0, "")
+            for curl, code, text in failed:
+                self._release(curl, self._active[curl], code, text)
+            if not queued:
+                return
+
+    def _release(self, curl: pycurl.Curl, transfer: Any, code: int, text: str, attached: bool = True) -> None:
+        if attached:
+            del self._active[curl]
+            self.multi.remove_handle(curl)
+        try:
+            transfer.finished(code, text)
+        except BaseException as exc:  # a bug in a transfer must not stop every other one
+            transfer.error = exc
+        finally:
+            transfer.done.set()
+            curl.reset()  # options go; the connections stay in the multi handle
+            if len(self._spare) < 256:
+                self._spare.append(curl)
+            else:
+                curl.close()
+
+    # -- curl's callbacks ----------------------------------------------------------------
+
+    def _on_socket(self, what: int, fd: int, multi: Any, data: Any) -> None:
+        if what == pycurl.POLL_REMOVE:
+            try:
+                self.selector.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+            return
+        events = (selectors.EVENT_READ if what & pycurl.POLL_IN else 0) | \
+                 (selectors.EVENT_WRITE if what & pycurl.POLL_OUT else 0)
+        try:
+            self.selector.modify(fd, events)
+        except KeyError:
+            self.selector.register(fd, events)
+
+    def _on_timer(self, timeout_ms: int) -> None:
+        self._timer = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000

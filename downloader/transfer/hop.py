@@ -1,0 +1,145 @@
+"""One GET on the loop (one hop of a redirect chain): its options, its headers
+as they arrive, and the decision, at the first byte of the body, whether the
+body is wanted (a 200 or 206 goes to the part file; a redirect's body is
+dropped; an error status ends the transfer there, unread)."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import threading
+import time
+from functools import lru_cache
+from typing import Callable
+from urllib.parse import quote, urlsplit
+
+import pycurl
+
+from ..exceptions import TransientDownloadError
+from .proxy import proxy_for
+
+HTTP_ONLY = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS  # never file://, ftp://, scp://... (curl speaks them all)
+BUFFER = 256 * 1024
+SUPPRESS_CONNECT_HEADERS = getattr(pycurl, "SUPPRESS_CONNECT_HEADERS", 265)  # a proxy's CONNECT answer is not ours
+_SAFE = "/%:@!$&'()*+,;=-._~"  # left as they are in a path or query; anything else (spaces, non-ASCII) is %-encoded
+
+
+class Hop:
+    def __init__(self, url: str, headers: dict[str, str], connect_timeout: float, read_timeout: float,
+                 on_body: Callable[["Hop"], Callable[[bytes], None] | None]) -> None:
+        self.url, self.request_headers = url, headers
+        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
+        self._on_body = on_body            # called once: returns the body's writer, None to drop it
+        self.status = 0
+        self.headers: dict[str, str] = {}  # the final response's, names in lower case
+        self.error: BaseException | None = None
+        self.code, self.text = 0, ""       # curl's result
+        self.done = threading.Event()
+        self._writer: Callable[[bytes], None] | None = None
+        self._decided = False
+        self._last = time.monotonic()
+
+    # -- the engine's side ---------------------------------------------------------------
+
+    def setup(self, curl: pycurl.Curl) -> None:
+        parts = urlsplit(self.url)
+        scheme, port = parts.scheme.lower(), parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        curl.setopt(pycurl.URL, wire_url(self.url))
+        curl.setopt(pycurl.PROTOCOLS, HTTP_ONLY)
+        curl.setopt(pycurl.REDIR_PROTOCOLS, HTTP_ONLY)
+        curl.setopt(pycurl.FOLLOWLOCATION, 0)  # fetch() follows, checking each target and its proxy
+        curl.setopt(pycurl.PROXY, proxy_for(scheme, parts.hostname or "", port))  # "" = direct, never curl's own env
+        curl.setopt(SUPPRESS_CONNECT_HEADERS, 1)
+        curl.setopt(pycurl.NOSIGNAL, 1)
+        curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(self.connect_timeout * 1000)))
+        curl.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in self.request_headers.items()])
+        curl.setopt(pycurl.HEADERFUNCTION, self._header)
+        curl.setopt(pycurl.WRITEFUNCTION, self._write)
+        curl.setopt(pycurl.BUFFERSIZE, BUFFER)
+        curl.setopt(pycurl.PIPEWAIT, 1)       # wait for an HTTP/2 connection to multiplex on
+        ca = ca_bundle()
+        if ca:
+            curl.setopt(pycurl.CAINFO, ca)
+            curl.setopt(pycurl.PROXY_CAINFO, ca)
+
+    def deadline(self) -> float:
+        """No byte (of headers or body) for read_timeout seconds: stalled."""
+        return self._last + self.read_timeout
+
+    def stalled(self) -> None:
+        self.error = self.error or TransientDownloadError(
+            f"network error: timed out (connect {self.connect_timeout:g} s, read {self.read_timeout:g} s)")
+
+    def finished(self, code: int, text: str) -> None:
+        self.code, self.text = code, text
+        if code == 0 and not self._decided and self.error is None:
+            self._decide()  # a response cut before its headers ended
+
+    # -- curl's callbacks (on the loop's thread) -----------------------------------------
+
+    def _header(self, line: bytes) -> None:
+        self._last = time.monotonic()
+        text = line.decode("latin-1").rstrip("\r\n")
+        if text.startswith("HTTP/"):        # a new response: a 1xx (100, 103 Early Hints...) or the real one
+            fields = text.split(" ", 2)
+            self.status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
+            self.headers = {}
+        elif ":" in text:
+            name, _, value = text.partition(":")
+            self.headers[name.strip().lower()] = value.strip()
+        elif not text and self.status >= 200:  # the final response's headers are complete
+            return None if self._decide() else 0
+        return None
+
+    def _decide(self) -> bool:
+        """Where the body goes, before its first byte (an error status or a
+        size over the limit ends the transfer here, its body unread)."""
+        self._decided = True
+        try:
+            self._writer = self._on_body(self)
+            return True
+        except BaseException as exc:  # fetch() raises it
+            self.error = exc
+            return False
+
+    def _write(self, data: bytes) -> int | None:
+        self._last = time.monotonic()
+        if not self._decided and not self._decide():
+            return 0
+        try:
+            if self._writer is not None:
+                self._writer(data)
+            return None  # all taken (a redirect's body is dropped)
+        except BaseException as exc:  # stop the transfer here; fetch() raises it
+            self.error = exc
+            return 0
+
+
+def wire_url(url: str) -> str:
+    """The URL as sent: the host in IDNA, the path and query %-encoded."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if not netloc.isascii():
+        host = (parts.hostname or "").encode("idna").decode()
+        netloc = host + (f":{parts.port}" if parts.port else "")
+    path = quote(parts.path or "/", safe=_SAFE)
+    query = "?" + quote(parts.query, safe=_SAFE + "?") if parts.query else ""
+    return f"{parts.scheme}://{netloc}{path}{query}"
+
+
+@lru_cache(maxsize=1)
+def ca_bundle() -> str | None:
+    """The CA certificates to trust: SSL_CERT_FILE or CURL_CA_BUNDLE when set,
+    else the system's bundle, else certifi's."""
+    for name in ("SSL_CERT_FILE", "CURL_CA_BUNDLE"):
+        if os.environ.get(name):
+            return os.environ[name]
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    try:
+        import certifi
+        return certifi.where()
+    except ImportError:
+        return None
