@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import Future, InvalidStateError
+from typing import Any
 
 from jobqueue import get_current_job
 from jobqueue.exceptions import AttemptSuperseded
@@ -30,47 +32,89 @@ from . import disk
 from .exceptions import DiskError, TransientDownloadError
 from .naming import check_url, file_name
 from .runs import Runs
-from .transfer import Folder, Limits, fetch, part_for
+from .transfer import Folder, Limits, Part, Transfer, TransferCancelled, part_for
 
 _folders: dict[str, Folder] = {}
 _folders_lock = threading.Lock()
 
 
-def download_link(directory: str, link: str, run: str | None = None, max_size: int = 50 * 2**20,
-                  connect_timeout: float = 5.0, read_timeout: float = 30.0, check_image: bool = True,
-                  user_agent: str = "downloader/0.1", max_retry_after: float = 3600.0) -> dict:
-    """Download ``link`` into ``directory``; returns what happened (as the job's result)."""
+def start_download(directory: str, link: str, run: str | None = None, max_size: int = 50 * 2**20,
+                   connect_timeout: float = 5.0, read_timeout: float = 30.0, check_image: bool = True,
+                   user_agent: str = "downloader/0.1", max_retry_after: float = 3600.0) -> Future:
+    """Start downloading ``link`` into ``directory`` on this process's
+    libcurl loop; the future resolves to what happened (the job's result).
+    Cancelling it (a timeout, a superseded attempt) stops the transfer and
+    removes its part. A disk that refuses bytes raises here at once."""
     link = check_url(link)
     limits = Limits(connect_timeout, read_timeout, max_size, check_image, user_agent, max_retry_after)
     folder = _folder(disk.directory_for(directory))
     name = file_name(link)  # never a path: no separator, no leading dot
     job = get_current_job()
     runs = Runs.of(job.connection) if job is not None and run else None
+    future: Future = Future()
     size = folder.complete(name)
     if size is not None:
         if runs:
             runs.mark(run, link, "skipped", job=job)
-        return {"status": "skipped", "file": name, "bytes": size}
-    superseded = (lambda: job.is_superseded(refresh=False)) if job is not None else None
+        future.set_result({"status": "skipped", "file": name, "bytes": size})
+        return future
     part = part_for(folder, name, job.id if job is not None else None, job.attempt if job is not None else 0, limits)
+
+    def finished(nbytes: int | None, error: BaseException | None) -> None:
+        """On the loop's thread, once the part is ours alone again."""
+        try:
+            if future.cancelled():
+                raise TransferCancelled(link)
+            if error is not None:
+                raise error
+            if job is not None and job.is_superseded(refresh=False):  # another attempt owns the job now
+                raise AttemptSuperseded(f"{link}: this attempt is no longer current; the file is left to the current one")
+            part.commit()
+            if runs:
+                runs.mark(run, link, "done", nbytes, job=job)
+            _resolve(future, {"status": "done", "file": name, "bytes": nbytes})
+        except BaseException as exc:
+            _settle_part(part, folder, exc)
+            _resolve(future, exc)
+
+    transfer = Transfer(link, part, limits, finished)
     try:
-        nbytes = fetch(link, part, limits, superseded)
-        if superseded is not None and superseded():  # another attempt owns the job now: its file, not ours
-            raise AttemptSuperseded(f"{link}: this attempt is no longer current; the file is left to the current one")
-        part.commit()
-    except TransientDownloadError:
-        part.keep()  # for the next attempt to resume, if the server lets it validate
+        transfer.start()
+    except BaseException as exc:
+        _settle_part(part, folder, exc)
         raise
-    except DiskError as exc:
-        part.discard()
+    future.add_done_callback(lambda f: transfer.cancel() if f.cancelled() else None)
+    return future
+
+
+def download_link(directory: str, link: str, run: str | None = None, **options: Any) -> dict | Future:
+    """The job: download ``link`` into ``directory``. In a worker it returns a
+    future (jobqueue holds the job's slot, not a thread, until it resolves;
+    cancelling it stops the transfer); called anywhere else, it blocks and
+    returns what happened."""
+    future = start_download(directory, link, run, **options)
+    return future if get_current_job() is not None else future.result()
+
+
+def _settle_part(part: Part, folder: Folder, exc: BaseException) -> None:
+    """What a failed attempt leaves: its bytes for the next attempt after a
+    transient failure (if they can be validated), nothing otherwise."""
+    if isinstance(exc, TransientDownloadError):
+        part.keep()
+        return
+    part.discard()
+    if isinstance(exc, DiskError):
         disk.refused(folder.path, exc.cause)
-        raise
-    except BaseException:
-        part.discard()
-        raise
-    if runs:
-        runs.mark(run, link, "done", nbytes, job=job)
-    return {"status": "done", "file": name, "bytes": nbytes}
+
+
+def _resolve(future: Future, outcome: dict | BaseException) -> None:
+    try:
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+    except InvalidStateError:
+        pass  # cancelled meanwhile: nobody waits for it
 
 
 def sweep_stale_parts(directory: str, max_age: float) -> int:

@@ -75,19 +75,24 @@ class MisbehavingServer(_Served):
         self.slow_delay = slow_delay
         self.slow_body = png("slow", slow_size)
         self.version = 0
+        self.connections = 0  # TCP connections accepted
         self._versions: dict[int, bytes] = {}
         self._serve(self._handler(), tls)
 
     def changing_body(self) -> bytes:
         """The same bytes for one version (png() draws fresh noise each call)."""
         if self.version not in self._versions:
-            self._versions[self.version] = png(f"changing-{self.version}", 120)
+            self._versions[self.version] = png(f"changing-{self.version}", 760)
         return self._versions[self.version]
 
     def _handler(self):
         server = self
 
         class Handler(_Quiet):
+            def setup(self) -> None:
+                server.connections += 1
+                super().setup()
+
             def do_GET(self) -> None:
                 path = self.path
                 server.hits[path] += 1
@@ -195,9 +200,10 @@ class MisbehavingServer(_Served):
 class ForwardProxy(_Served):
     """A forward proxy on 127.0.0.1: GET with an absolute URL is fetched from
     the origin and relayed; CONNECT opens a tunnel (for https://). It records
-    what it was asked."""
+    what it was asked. With ``tls``, clients speak TLS to the proxy itself (an
+    ``https://`` proxy)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[tuple[str, str | None]] = []  # (absolute URL, Proxy-Authorization)
         proxy = self
 
@@ -230,7 +236,7 @@ class ForwardProxy(_Served):
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._serve(Handler)
+        self._serve(Handler, tls)
 
 
 def _relay(a: socket.socket, b: socket.socket) -> None:

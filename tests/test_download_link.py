@@ -2,10 +2,12 @@
 
 import shutil
 import socket
+import ssl
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import trustme
 from PIL import Image
 
 from downloader.config import Settings, load
@@ -13,7 +15,8 @@ from downloader.download import download_link
 from downloader.exceptions import ConfigError, PermanentDownloadError, TransientDownloadError
 from downloader.naming import check_url, file_name
 from downloader.retry_after import retry_after
-from tests.http_server import MisbehavingServer
+from downloader.transfer import hop, proxy
+from tests.http_server import ForwardProxy, MisbehavingServer
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +75,7 @@ def test_unreachable_host_and_read_timeouts_are_transient_and_keep_only_what_arr
     with pytest.raises(TransientDownloadError, match="network error"):
         download_link(str(refused), "http://127.0.0.1:1/x.png", connect_timeout=1)
     assert list(refused.iterdir()) == []
-    slow = MisbehavingServer(slow_delay=1.0)
+    slow = MisbehavingServer(slow_delay=1.0, slow_size=760)   # over 1 MiB: big enough to be worth resuming
     try:
         url = f"{slow.url}/slow/s.png"
         with pytest.raises(TransientDownloadError, match="timed out"):  # stalls mid-body
@@ -107,6 +110,16 @@ def test_redirects_chunked_bodies_odd_paths_and_dropped_connections(web, tmp_pat
         assert web.hits[f"/drop/{name}.png"] == 1
 
 
+def test_downloads_share_kept_alive_connections(tmp_path):
+    server = MisbehavingServer()
+    try:
+        for i in range(10):
+            assert download_link(str(tmp_path), f"{server.url}/img/k{i}.png")["status"] == "done"
+        assert server.connections == 1
+    finally:
+        server.stop()
+
+
 def test_directory_removed_between_downloads_is_made_again(web, tmp_path):
     target = tmp_path / "dl"
     download_link(str(target), f"{web.url}/img/first.png")
@@ -137,7 +150,7 @@ def _stall_first(server, tmp_path, url):
 
 
 def test_a_partial_file_is_resumed_only_under_if_range(tmp_path):
-    server = MisbehavingServer(slow_delay=0.0)
+    server = MisbehavingServer(slow_delay=0.0, slow_size=760)
     try:
         url = f"{server.url}/slow/resume.png"
         have = _stall_first(server, tmp_path, url)
@@ -154,14 +167,31 @@ def test_a_partial_file_is_resumed_only_under_if_range(tmp_path):
 def test_a_resume_that_does_not_validate_starts_from_zero(tmp_path, path):
     """The resource changed between attempts, the server ignores Range, or it
     answers another range than asked: never old head + new tail."""
-    server = MisbehavingServer(slow_delay=0.0)
+    server = MisbehavingServer(slow_delay=0.0, slow_size=760)
     try:
         url = server.url + path
+        server.changing_body()                                    # drawn before the clock runs
         _stall_first(server, tmp_path, url)
-        server.version = 1                                        # /changing/ now serves other bytes
+        server.version = 1
+        server.changing_body()                                        # /changing/ now serves other bytes
         download_link(str(tmp_path), url)
         expected = server.changing_body() if path.startswith("/changing/") else server.slow_body
         assert (tmp_path / file_name(url)).read_bytes() == expected
+    finally:
+        server.stop()
+
+
+def test_a_small_file_is_fetched_again_whole_rather_than_resumed(tmp_path):
+    server = MisbehavingServer(slow_delay=0.0)                   # 37 KB: no meta, nothing kept
+    try:
+        url = f"{server.url}/slow/small.png"
+        server.slow_delay = 0.2
+        with pytest.raises(TransientDownloadError, match="timed out"):
+            download_link(str(tmp_path), url, read_timeout=0.15)
+        assert list(tmp_path.iterdir()) == []
+        server.slow_delay = 0.0
+        download_link(str(tmp_path), url)
+        assert (tmp_path / file_name(url)).read_bytes() == server.slow_body and server.ranges == []
     finally:
         server.stop()
 
@@ -193,6 +223,53 @@ def test_early_hints_and_retry_after_in_every_shape(web, tmp_path):
         assert caught.value.retry_after == expected, value
     assert retry_after("120", cap=60) == 60 and retry_after("Thu, 01 Jan 2099 00:00:00 GMT") == 3600
     assert retry_after("Sun, 06 Nov 1994 08:49:37") is None    # no zone: not an HTTP date
+
+
+@pytest.fixture
+def fresh_environment():
+    """The proxy settings and CA bundle are read once per process: read them again."""
+    proxy._environment.cache_clear()
+    hop.ca_bundle.cache_clear()
+    yield
+    proxy._environment.cache_clear()
+    hop.ca_bundle.cache_clear()
+
+
+def test_an_https_proxy_is_spoken_to_over_tls_with_its_credentials(web, tmp_path, monkeypatch, fresh_environment):
+    ca = trustme.CA()
+    proxy_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(proxy_tls)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    tls_proxy = ForwardProxy(tls=proxy_tls)       # its socket speaks only TLS: a clear-text request gets nowhere
+    try:
+        port = tls_proxy.url.rsplit(":", 1)[1]
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        monkeypatch.setenv("http_proxy", f"https://joe:s%40cret@localhost:{port}")
+        monkeypatch.setenv("no_proxy", "")
+        url = f"http://localhost:{web.url.rsplit(':', 1)[1]}/img/via-tls.png"
+        assert download_link(str(tmp_path / "dl"), url)["status"] == "done"
+        assert tls_proxy.requests == [(url, "Basic am9lOnNAY3JldA==")]   # joe:s@cret, inside TLS
+    finally:
+        tls_proxy.stop()
+
+
+def test_no_proxy_entries_with_a_port_or_a_network(web, tmp_path, monkeypatch, fresh_environment):
+    relay = ForwardProxy()
+    port = int(web.url.rsplit(":", 1)[1])
+    try:
+        monkeypatch.setenv("http_proxy", relay.url)
+        for i, (entry, host, proxied) in enumerate([
+                (f"localhost:{port}", "localhost", False), ("localhost:1", "localhost", True),
+                ("127.0.0.0/8", "127.0.0.1", False), ("10.0.0.0/8", "127.0.0.1", True),
+                (".localhost", "localhost", False), ("*", "localhost", False)]):
+            monkeypatch.setenv("no_proxy", entry)
+            proxy._environment.cache_clear()
+            before = len(relay.requests)
+            download_link(str(tmp_path), f"http://{host}:{port}/img/np{i}.png")
+            assert (len(relay.requests) > before) == proxied, entry
+    finally:
+        relay.stop()
 
 
 def test_config_precedence_flag_over_env_over_file_over_default(tmp_path):

@@ -115,7 +115,7 @@ def test_mixed_links_end_in_the_right_state_and_retry_reruns_only_the_failed(red
 
 
 def test_worker_killed_mid_download_another_completes_the_file(redis_server, r, tmp_path):
-    web = MisbehavingServer(slow_delay=0.15, slow_size=200)
+    web = MisbehavingServer(slow_delay=0.005, slow_size=760)   # 1.4 MB: worth resuming
     url = f"{web.url}/slow/big.png"
     folder = tmp_path / "dl"
     final = folder / file_name(url)

@@ -196,7 +196,7 @@ def test_a_function_is_taken_only_from_the_module_that_defines_it(q, r, tmp_path
     if allowed == ["*"]:  # anything importable, re-exports included (os.getcwd is defined in posix)
         assert stdlib.return_value() == os.getcwd()
     else:
-        assert "defined in jobqueue.worker.execution, not in tests.jobs" in messages[through[1].id]
+        assert "defined in jobqueue.worker.outcome, not in tests.jobs" in messages[through[1].id]
         assert "module os is not among the modules this worker runs" in stdlib.exc_info
 
 

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import http
-import os
-import re
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urljoin, urlsplit
-
-from jobqueue.exceptions import AttemptSuperseded
 
 from ..exceptions import PermanentDownloadError, TransientDownloadError
 from ..retry_after import DEFAULT_CAP, retry_after
@@ -27,12 +23,11 @@ from .errors import curl_error
 from .hop import Hop
 from .part import EARLIER, Folder, Part, RestartFromZero
 
-__all__ = ["Limits", "Folder", "Part", "fetch", "part_for", "discard_parts"]
+__all__ = ["Limits", "Folder", "Part", "Transfer", "TransferCancelled", "part_for", "discard_parts"]
 
 MAX_REDIRECTS = 10
 REDIRECTS = (301, 302, 303, 307, 308)
 RETRYABLE = (408, 425, 429, 500, 502, 503, 504)  # and any other 5xx
-WAIT_STEP = 0.5  # how often a waiting job looks whether its attempt was superseded
 
 
 @dataclass(frozen=True)
@@ -50,15 +45,18 @@ def part_for(folder: Folder, name: str, job_id: str | None, attempt: int, limits
     of its own, numbered after those its predecessors left in the directory."""
     if job_id is None:
         owner = "solo"
-        attempt = 1 + max(_solo_attempts(folder, name), default=0)
+        attempt = _next_solo_attempt(folder, name)
     else:
         owner = hashlib.sha1(job_id.encode()).hexdigest()[:10]
     return Part(folder, name, owner, attempt, limits.check_image, limits.max_size)
 
 
-def _solo_attempts(folder: Folder, name: str) -> list[int]:
-    pattern = re.compile(re.escape(f"{name}.solo.") + r"(\d+)\.(?:part|meta)$")
-    return [int(m.group(1)) for entry in os.scandir(folder.fd) if (m := pattern.match(entry.name))]
+def _next_solo_attempt(folder: Folder, name: str) -> int:
+    """The first number no earlier call left a file under (a few stats, no directory scan)."""
+    attempt = 1
+    while any(folder.exists(f"{name}.solo.{attempt}.{kind}") for kind in ("part", "meta")):
+        attempt += 1
+    return attempt
 
 
 def discard_parts(directory: str, name: str, job_id: str, attempt: int) -> None:
@@ -76,36 +74,74 @@ def discard_parts(directory: str, name: str, job_id: str, attempt: int) -> None:
         folder.close()
 
 
-def fetch(url: str, part: Part, limits: Limits, superseded: Callable[[], bool] | None = None) -> int:
-    """GET ``url`` into ``part``; returns the verified size (the caller commits)."""
-    headers = {"User-Agent": limits.user_agent}
-    resume = part.open()
-    try:
-        return _follow(url, {**headers, **resume}, part, limits, superseded)
-    except RestartFromZero:
-        part.restart()
-        return _follow(url, headers, part, limits, superseded)
+class Transfer:
+    """GET ``url`` into ``part`` on the loop, hop by hop. ``done(size, error)``
+    is called once, on the loop's thread, when nothing writes the part any
+    more: with the verified size (the caller commits), or with why not."""
+
+    def __init__(self, url: str, part: Part, limits: Limits,
+                 done: Callable[[int | None, BaseException | None], None]) -> None:
+        self.url, self.part, self.limits, self.done = url, part, limits, done
+        self.headers = {"User-Agent": limits.user_agent}
+        self._hop: Hop | None = None
+        self._hops = 0
+        self._cancelled = False
+        self._restarted = False
+
+    def start(self) -> None:
+        """Open the part (on the caller's thread: a disk error raises here) and go."""
+        resume = self.part.open()
+        self._go(self.url, {**self.headers, **resume})
+
+    def cancel(self) -> None:
+        """Stop soon; ``done`` still comes, once the loop has let go of the part."""
+        self._cancelled = True
+        hop = self._hop
+        if hop is not None:
+            engine().cancel(hop)
+
+    def _go(self, url: str, headers: dict[str, str]) -> None:
+        self._hop = Hop(url, headers, self.limits.connect_timeout, self.limits.read_timeout,
+                        on_body=lambda h: _take_body(h, self.part, self.limits), on_done=self._hop_done)
+        engine().start(self._hop)
+
+    def _hop_done(self, hop: Hop) -> None:
+        try:
+            if self._cancelled:
+                raise TransferCancelled(self.url)
+            if hop.error is not None:
+                raise hop.error
+            if hop.code:
+                raise curl_error(hop.code, hop.text, hop.url, (self.limits.connect_timeout, self.limits.read_timeout))
+            if hop.status in REDIRECTS and hop.headers.get("location"):
+                return self._redirect(hop)
+            size = self.part.verify()
+        except RestartFromZero:
+            if self._restarted:
+                return self.done(None, TransientDownloadError(f"{self.url}: the resume did not validate twice"))
+            self._restarted = True
+            try:
+                self.part.restart()
+            except BaseException as exc:
+                return self.done(None, exc)
+            return self._go(self.url, self.headers)
+        except BaseException as exc:
+            return self.done(None, exc)
+        self.done(size, None)
+
+    def _redirect(self, hop: Hop) -> None:
+        self._hops += 1
+        target = urljoin(hop.url, hop.headers["location"])
+        if urlsplit(target).scheme.lower() not in ("http", "https"):
+            raise PermanentDownloadError(f"redirect to {target[:200]!r} refused: only http and https are "
+                                         f"fetched (from {hop.url})")
+        if self._hops > MAX_REDIRECTS:
+            raise PermanentDownloadError(f"more than {MAX_REDIRECTS} redirects (last to {target[:200]})")
+        self._go(target, hop.request_headers)
 
 
-def _follow(url: str, headers: dict[str, str], part: Part, limits: Limits,
-            superseded: Callable[[], bool] | None) -> int:
-    for _ in range(MAX_REDIRECTS + 1):
-        hop = Hop(url, headers, limits.connect_timeout, limits.read_timeout,
-                  on_body=lambda h: _take_body(h, part, limits))
-        _run(hop, superseded)
-        if hop.error is not None:
-            raise hop.error
-        if hop.code:
-            raise curl_error(hop.code, hop.text, url, (limits.connect_timeout, limits.read_timeout))
-        if hop.status in REDIRECTS and hop.headers.get("location"):
-            target = urljoin(url, hop.headers["location"])
-            if urlsplit(target).scheme.lower() not in ("http", "https"):
-                raise PermanentDownloadError(f"redirect to {target[:200]!r} refused: only http and https are "
-                                             f"fetched (from {url})")
-            url = target
-            continue
-        return part.verify()
-    raise PermanentDownloadError(f"more than {MAX_REDIRECTS} redirects (last to {url})")
+class TransferCancelled(Exception):
+    """The transfer was stopped by its owner (a timeout, a superseded attempt)."""
 
 
 def _take_body(hop: Hop, part: Part, limits: Limits) -> Callable[[bytes], None] | None:
@@ -133,20 +169,3 @@ def _phrase(status: int) -> str:
         return http.HTTPStatus(status).phrase
     except ValueError:
         return ""
-
-
-def _run(hop: Hop, superseded: Callable[[], bool] | None) -> None:
-    """Hand the hop to the loop and wait; a superseded attempt (or anything
-    raised into this thread) cancels it first: the loop must be done with the
-    part file before anyone closes or removes it."""
-    loop = engine()
-    loop.start(hop)
-    try:
-        while not hop.done.wait(WAIT_STEP):
-            if superseded is not None and superseded():
-                raise AttemptSuperseded(f"{hop.url}: this attempt is no longer current; its part file goes")
-    except BaseException:
-        if not hop.done.is_set():
-            loop.cancel(hop)
-            hop.done.wait()
-        raise

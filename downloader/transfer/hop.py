@@ -26,10 +26,12 @@ _SAFE = "/%:@!$&'()*+,;=-._~"  # left as they are in a path or query; anything e
 
 class Hop:
     def __init__(self, url: str, headers: dict[str, str], connect_timeout: float, read_timeout: float,
-                 on_body: Callable[["Hop"], Callable[[bytes], None] | None]) -> None:
+                 on_body: Callable[["Hop"], Callable[[bytes], None] | None],
+                 on_done: Callable[["Hop"], None] | None = None) -> None:
         self.url, self.request_headers = url, headers
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self._on_body = on_body            # called once: returns the body's writer, None to drop it
+        self._on_done = on_done            # called last, on the loop's thread, when the hop is over
         self.status = 0
         self.headers: dict[str, str] = {}  # the final response's, names in lower case
         self.error: BaseException | None = None
@@ -74,6 +76,8 @@ class Hop:
         self.code, self.text = code, text
         if code == 0 and not self._decided and self.error is None:
             self._decide()  # a response cut before its headers ended
+        if self._on_done is not None:
+            self._on_done(self)
 
     # -- curl's callbacks (on the loop's thread) -----------------------------------------
 

@@ -36,6 +36,7 @@ IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM
 _CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 EARLIER = 3  # how many earlier attempts a new one looks at for bytes to reuse
+RESUME_MIN = 1 << 20  # smaller files are fetched again whole: a meta per file would cost more than it saves
 
 
 class Folder:
@@ -69,10 +70,18 @@ class Folder:
             return None
         return st.st_size if stat.S_ISREG(st.st_mode) else None
 
+    def exists(self, name: str) -> bool:
+        try:
+            os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+            return True
+        except FileNotFoundError:
+            return False
+
     def unlink(self, name: str) -> None:
+        """Best effort: gone already, or a disk that refuses even this (read-only)."""
         try:
             os.unlink(name, dir_fd=self.fd)
-        except FileNotFoundError:
+        except OSError:
             pass
 
 
@@ -165,7 +174,8 @@ class Part:
             if self.offset:
                 self._truncate()
             validator = _validator(headers)
-            self.entity = Entity(validator, total) if validator and total is not None else None
+            resumable = validator and total is not None and total >= RESUME_MIN
+            self.entity = Entity(validator, total) if resumable else None
             self.expected = total
         if self.expected is not None and self.expected > self.max_size:
             raise PermanentDownloadError(f"too large: {self.expected} bytes > max size {self.max_size}")

@@ -1,7 +1,8 @@
 """Execution strategies: where a job's function runs.
 
 ``ThreadSlots`` runs jobs on threads of the worker process (cheap, for
-I/O-bound work). ``ForkSlots`` runs each job in a forked work horse, like
+I/O-bound work); a job that returns a Future gives its thread back at once
+and holds only its slot until the future resolves. ``ForkSlots`` runs each job in a forked work horse, like
 RQ's default, so a crash or a leak dies with the child. Both report an
 ``Outcome`` on the worker's event queue and can be told to ``stop`` an
 attempt (timeout, cold shutdown, superseded). Attempts are named by
@@ -18,77 +19,18 @@ import os
 import signal
 import threading
 import time
-import traceback
-from dataclasses import dataclass, field
+from concurrent.futures import Future
 from queue import SimpleQueue
-from typing import Any
 
-from ..exceptions import AttemptSuperseded, ImportFunctionError, JobQueueError, JobTimeoutError, StopRetrying
+from ..exceptions import AttemptSuperseded, JobTimeoutError
 from ..backend import Backend
 from ..imports import FunctionImporter
 from ..job import Job
-from ..keys import started_member
 from ..scripts import Script
+from .outcome import Outcome, attempt_key, get_current_job, run_job, settle, stopped
 
-_current = threading.local()
+__all__ = ["Outcome", "attempt_key", "get_current_job", "make_slots", "ThreadSlots", "ForkSlots"]
 log = logging.getLogger("jobqueue.worker")
-
-
-def get_current_job() -> Job | None:
-    """The job the calling thread (or work horse) is running, as in RQ."""
-    return getattr(_current, "job", None)
-
-
-def attempt_key(job: Job) -> str:
-    return started_member(job.id, job.attempt)
-
-
-@dataclass
-class Outcome:
-    key: str                       # the attempt (attempt_key)
-    ok: bool
-    result: str | None = None      # serialized return value
-    exc_info: str | None = None    # traceback text
-    duration: float = 0.0
-    retry: bool = True             # False: fail now whatever the Retry policy (StopRetrying)
-    retry_after: float | None = None  # the job asked for at least this pause (RetryLater)
-    writes: list[tuple[Script, list[Any]]] = field(default_factory=list)  # Job.write_on_success calls
-    refused: bool = False          # the worker would not run it (not allowed, not importable, refused serializer):
-                                   # failed at once, its arguments never decoded, its callbacks never called
-
-
-def run_job(job: Job, importer: FunctionImporter) -> Outcome:
-    """Import, call, serialize, then ``on_success(job, connection, result)``
-    as in RQ. Every error becomes a failed Outcome, never a crashed worker; a
-    failing success callback fails the job, and a superseded attempt does not
-    call it. (``on_failure`` is called by the worker once a failure is final
-    and recorded: see worker.callbacks.)"""
-    start = time.perf_counter()
-    _current.job = job
-    job._writes = []
-    key = attempt_key(job)
-    try:
-        func = importer(job.func_name)
-    except ImportFunctionError as exc:
-        return Outcome(key, False, None, f"ImportFunctionError: {exc}", retry=False, refused=True)
-    try:
-        args, kwargs = job._payload()
-        value = func(*args, **kwargs)
-        encoded = job.serializer.dumps(value)
-        if job._get("on_success"):
-            if job.is_superseded():
-                raise AttemptSuperseded(f"attempt {job.attempt} of job {job.id} is no longer current; "
-                                        "its on_success callback was not called")
-            importer(job._get("on_success"))(job, job.connection, value)
-        return Outcome(key, True, encoded, None, time.perf_counter() - start, writes=job._writes)
-    except BaseException as exc:
-        # our own errors carry a complete message; no traceback noise
-        exc_info = f"{type(exc).__name__}: {exc}" if isinstance(exc, JobQueueError) else traceback.format_exc()
-        return Outcome(key, False, None, exc_info, time.perf_counter() - start, writes=job._writes,
-                       retry=not isinstance(exc, StopRetrying), retry_after=getattr(exc, "retry_after", None))
-    finally:
-        _current.job = None
-
 
 def _raise_in_thread(ident: int, exc_type: type[BaseException] | None) -> None:
     """Have ``exc_type`` raised in that thread at its next bytecode; None withdraws one not yet raised."""
@@ -108,7 +50,7 @@ class ThreadSlots:
         self.size, self.events, self.importer = size, events, importer
         self._work: SimpleQueue = SimpleQueue()
         self._lock = threading.Lock()
-        self._running: dict[str, int] = {}   # attempt key -> thread ident (thread mode) or pid (fork mode)
+        self._running: dict[str, int | Future] = {}  # attempt key -> thread ident or future (thread mode), pid (fork)
         self._threads = 0
         self._idle = 0
 
@@ -136,32 +78,55 @@ class ThreadSlots:
                     self._threads -= 1
                 else:
                     self._idle += 1
-            self.events.put(("done", outcome))
+            if outcome is not None:  # None: a future's outcome comes when it resolves
+                self.events.put(("done", outcome))
             if retire:
                 self._retire()
                 return
             self._after_job()
 
-    def _run_one(self, job: Job) -> Outcome:
+    def _run_one(self, job: Job) -> Outcome | None:
         """Run one attempt; a stop aimed at it never reaches the slot's next job.
         ``stop`` raises only while the attempt is registered, under the lock;
         a stop that has not landed when the attempt is unregistered is
-        withdrawn, and one that lands on the way out is caught here."""
-        key, outcome = attempt_key(job), None
-        stopped = Outcome(key, False, None, "JobTimeoutError: stopped")
+        withdrawn, and one that lands on the way out is caught here. None:
+        the job returned a future, which now holds the slot (``_hold``)."""
+        key, outcome, start = attempt_key(job), None, time.perf_counter()
         try:
             try:
                 outcome = self._execute(job)
             except (JobTimeoutError, AttemptSuperseded):
-                outcome = stopped
+                outcome = stopped(job)
             except Exception as exc:  # the slot's own failure (fork: out of processes): the job fails, we live on
                 log.exception("Slot could not run job %s", job.id)
                 outcome = Outcome(key, False, None, f"WorkerError: the worker could not run the job: "
                                                     f"{type(exc).__name__}: {exc}")
+            if isinstance(outcome, Future):
+                return self._hold(job, key, outcome, start)
             self._unregister(key)
         except (JobTimeoutError, AttemptSuperseded):  # landed after the attempt returned, before it was unregistered
             self._unregister(key)
-        return outcome or stopped
+        return outcome if isinstance(outcome, Outcome) else stopped(job)
+
+    def _hold(self, job: Job, key: str, future: Future, start: float) -> None:
+        """The attempt is its future now: ``stop`` cancels it, and its outcome
+        is reported by whichever thread resolves it."""
+        with self._lock:
+            current = key in self._running
+            if current:
+                self._running[key] = future
+            else:  # stopped while the function ran: withdraw a stop not yet raised here, and cancel
+                _raise_in_thread(threading.get_ident(), None)
+        if not current:
+            future.cancel()
+
+        def resolved(done: Future) -> None:
+            with self._lock:
+                if self._running.get(key) is done:
+                    del self._running[key]
+            self.events.put(("done", settle(job, self.importer, done, start)))
+
+        future.add_done_callback(resolved)
 
     def _unregister(self, key: str) -> None:
         with self._lock:
@@ -175,7 +140,7 @@ class ThreadSlots:
         for _ in range(count):
             self._work.put(None)
 
-    def _execute(self, job: Job) -> Outcome:
+    def _execute(self, job: Job) -> Outcome | Future:
         with self._lock:
             self._running[attempt_key(job)] = threading.get_ident()
         return run_job(job, self.importer)
@@ -187,12 +152,15 @@ class ThreadSlots:
         """Called on a slot thread that is about to end."""
 
     def stop(self, key: str, reason: type[BaseException] = JobTimeoutError) -> None:
-        """Raise ``reason`` inside the attempt's thread. A thread blocked in C
-        (a long sleep, a socket read without timeout) sees it only when it returns."""
+        """Raise ``reason`` inside the attempt's thread (a thread blocked in C,
+        a long sleep or a socket read without timeout, sees it only when it
+        returns), or cancel the attempt's future."""
         with self._lock:
-            ident = self._running.pop(key, None)
-            if ident is not None:
-                _raise_in_thread(ident, reason)
+            target = self._running.pop(key, None)
+            if isinstance(target, int):
+                _raise_in_thread(target, reason)
+        if isinstance(target, Future):
+            target.cancel()
 
 
 class ForkSlots(ThreadSlots):
@@ -324,7 +292,7 @@ class _Horse:
             if not data:
                 return  # the worker is shutting down: no job for this horse
             job = Job.from_fields(backend, json.loads(data))
-            outcome = run_job(job, importer)
+            outcome = run_job(job, importer, wait=True)
             fields = dict(outcome.__dict__)
             del fields["key"]
             fields["writes"] = [(script.name, script.source, argv) for script, argv in outcome.writes]

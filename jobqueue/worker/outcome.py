@@ -1,0 +1,118 @@
+"""Running one attempt's function and turning what it did into an Outcome.
+
+A job's function returns a value, raises, or returns a
+``concurrent.futures.Future``: then the job is done when the future is, and
+no thread waits for it meanwhile (the downloader's transfers all run on one
+libcurl loop). The worker stops such a job (timeout, superseded attempt, cold
+shutdown) by cancelling the future: whoever resolves it must check
+``cancelled()`` and stop its work. ``on_success`` of such a job runs on the
+thread that resolves the future.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..exceptions import AttemptSuperseded, ImportFunctionError, JobQueueError, StopRetrying
+from ..imports import FunctionImporter
+from ..job import Job
+from ..keys import started_member
+from ..scripts import Script
+
+_current = threading.local()
+
+
+def get_current_job() -> Job | None:
+    """The job the calling thread (or work horse) is running, as in RQ."""
+    return getattr(_current, "job", None)
+
+
+def attempt_key(job: Job) -> str:
+    return started_member(job.id, job.attempt)
+
+
+@dataclass
+class Outcome:
+    key: str                       # the attempt (attempt_key)
+    ok: bool
+    result: str | None = None      # serialized return value
+    exc_info: str | None = None    # traceback text
+    duration: float = 0.0
+    retry: bool = True             # False: fail now whatever the Retry policy (StopRetrying)
+    retry_after: float | None = None  # the job asked for at least this pause (RetryLater)
+    writes: list[tuple[Script, list[Any]]] = field(default_factory=list)  # Job.write_on_success calls
+    refused: bool = False          # the worker would not run it (not allowed, not importable, refused serializer):
+                                   # failed at once, its arguments never decoded, its callbacks never called
+
+
+def stopped(job: Job) -> Outcome:
+    """What a stopped attempt reports (the worker knows why it stopped it)."""
+    return Outcome(attempt_key(job), False, None, "JobTimeoutError: stopped")
+
+
+def run_job(job: Job, importer: FunctionImporter, wait: bool = False) -> Outcome | Future:
+    """Import, call, serialize, then ``on_success(job, connection, result)``
+    as in RQ. Every error becomes a failed Outcome, never a crashed worker; a
+    failing success callback fails the job, and a superseded attempt does not
+    call it. (``on_failure`` is called by the worker once a failure is final
+    and recorded: see worker.callbacks.) A Future the function returns is
+    handed back for the caller to ``settle`` once resolved, or, with ``wait``
+    (a work horse), waited for here."""
+    start = time.perf_counter()
+    _current.job = job
+    job._writes = []
+    try:
+        func = importer(job.func_name)
+    except ImportFunctionError as exc:
+        return Outcome(attempt_key(job), False, None, f"ImportFunctionError: {exc}", retry=False, refused=True)
+    try:
+        args, kwargs = job._payload()
+        value = func(*args, **kwargs)
+        if isinstance(value, Future):
+            if not wait:
+                return value
+            value = value.result()
+        return _succeeded(job, importer, value, start)
+    except BaseException as exc:
+        return _failed(job, exc, start)
+    finally:
+        _current.job = None
+
+
+def settle(job: Job, importer: FunctionImporter, future: Future, start: float) -> Outcome:
+    """The Outcome of a resolved future (on the thread that resolved it)."""
+    if future.cancelled():
+        return stopped(job)
+    _current.job = job
+    try:
+        exc = future.exception()
+        if exc is not None:
+            return _failed(job, exc, start)
+        return _succeeded(job, importer, future.result(), start)
+    except BaseException as exc:
+        return _failed(job, exc, start)
+    finally:
+        _current.job = None
+
+
+def _succeeded(job: Job, importer: FunctionImporter, value: Any, start: float) -> Outcome:
+    encoded = job.serializer.dumps(value)
+    if job._get("on_success"):
+        if job.is_superseded():
+            raise AttemptSuperseded(f"attempt {job.attempt} of job {job.id} is no longer current; "
+                                    "its on_success callback was not called")
+        importer(job._get("on_success"))(job, job.connection, value)
+    return Outcome(attempt_key(job), True, encoded, None, time.perf_counter() - start, writes=job._writes)
+
+
+def _failed(job: Job, exc: BaseException, start: float) -> Outcome:
+    # our own errors carry a complete message; no traceback noise
+    exc_info = f"{type(exc).__name__}: {exc}" if isinstance(exc, JobQueueError) else \
+        "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return Outcome(attempt_key(job), False, None, exc_info, time.perf_counter() - start, writes=job._writes,
+                   retry=not isinstance(exc, StopRetrying), retry_after=getattr(exc, "retry_after", None))
