@@ -1,27 +1,34 @@
 """Downloads: the same files fetched by (a) the tutorial's sequential loop,
 (b) the tutorial's RQ pipeline (two `rq worker --burst`), (c) downloader with
-two worker processes, (d) `aria2c -j 16` when installed; first from a fast
-local server (nginx when installed, else a threaded Python one), then from one
-adding latency to every request.
+two worker processes, (d) `aria2c -j 16` and (e) `curl --parallel
+--parallel-max 16` when installed, in four scenarios:
 
-    .venv/bin/python bench/download.py --runs 3
+    fast   2,000 files of 64 KiB from nginx (or a threaded Python server)
+    slow   2,000 files of 64 KiB, +50 ms per request (Python server)
+    big    one 1 GiB file from nginx: downloader (1 worker) against `curl -o`
+    large  20 files of 50 MiB from nginx: downloader (2 workers) against aria2c and curl
+
+    .venv/bin/python bench/download.py --runs 5 --target /dev/shm --scenarios fast,slow
 
 Wall time runs from the first enqueue (or the start of the command) to the
-last file on disk. Peak RSS is the largest worker's VmHWM. A benchmark, not a test.
-``--target /dev/shm`` writes the files to memory: on a VM whose disk is slow
-or shared, writeback and discards otherwise drift from run to run.
+last file on disk. Peak RSS is the largest worker's VmHWM. CPU is user + sys
+of the system's own processes (servers and Redis excluded), per file. A
+benchmark, not a test. ``--target /dev/shm`` writes the files to memory: on a
+VM whose disk is slow or shared, writeback and discards otherwise drift.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -29,13 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, PrivateRedis, median, peak_rss_mb, python, spawn  # noqa: E402
 from bench.file_server import body  # noqa: E402
 
+TARGET: str | None = None  # --target: where every system writes its files
+CONCURRENCY: int | None = None  # --concurrency: downloads per downloader worker (None: the product's default)
+
 
 class Server:
-    """nginx (fast scenario, when installed) or bench/file_server.py."""
+    """nginx (when installed and no latency is wanted) or bench/file_server.py."""
 
     def __init__(self, files: int, size: int, latency: float, prefer_nginx: bool) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="bench-www-"))
-        self.kind = "python"
         if prefer_nginx and not latency and shutil.which("nginx"):
             self._nginx(files, size)
         else:
@@ -50,7 +59,9 @@ class Server:
         self.root.chmod(0o755)  # nginx's workers run as nobody
         (self.root / "f").mkdir()
         for i in range(files):
-            (self.root / "f" / f"{i}.png").write_bytes(body(size))
+            with open(self.root / "f" / f"{i}.png", "wb") as f:
+                f.write(body(min(size, 1 << 20)))
+                f.truncate(size)  # big files: random head, sparse tail
         port = free_port()
         conf = self.root / "nginx.conf"
         conf.write_text(f"""
@@ -70,7 +81,7 @@ http {{
         import requests
         for _ in range(200):
             try:
-                requests.get(self.url + "/f/0.png", timeout=1)
+                requests.head(self.url + "/f/0.png", timeout=1)
                 break
             except requests.RequestException:
                 time.sleep(0.02)
@@ -81,7 +92,11 @@ http {{
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-TARGET: str | None = None  # --target: where every system writes its files
+@dataclass
+class Run:
+    wall: float
+    rss: float | None
+    cpu: float  # seconds, user + sys of the system's processes
 
 
 def fresh_dir() -> Path:
@@ -95,19 +110,28 @@ def urls_file(urls: list[str]) -> str:
 
 
 def count_files(directory: Path) -> int:
-    return sum(1 for p in directory.iterdir() if not p.name.endswith(".part") and not p.name.startswith("."))
+    return sum(1 for p in directory.iterdir() if not p.name.endswith((".part", ".meta")) and not p.name.startswith("."))
 
 
-def track_rss(pids: list[int], peaks: dict[int, float]) -> None:
-    for pid in pids:
-        value = peak_rss_mb(pid)
-        if value == value:  # not NaN
-            peaks[pid] = max(peaks.get(pid, 0.0), value)
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
-def run_sequential(urls: list[str], server: Server, redis: PrivateRedis) -> tuple[float, float | None]:
-    directory = fresh_dir()
-    start = time.perf_counter()
+def watch(procs: list[subprocess.Popen], until=None) -> float | None:
+    """Wait for the processes to end (or ``until()``), noting their peak RSS."""
+    peaks: dict[int, float] = {}
+    while (until is None and any(p.poll() is None for p in procs)) or (until is not None and not until()):
+        for p in procs:
+            value = peak_rss_mb(p.pid)
+            if value == value:  # not NaN
+                peaks[p.pid] = max(peaks.get(p.pid, 0.0), value)
+        time.sleep(0.01)
+    return max(peaks.values(), default=None)
+
+
+def run_sequential(urls: list[str], redis: PrivateRedis, workers: int) -> Run:
+    directory, cpu, start = fresh_dir(), children_cpu(), time.perf_counter()
     subprocess.run(python("-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
                                 f"from bench.tutorial_download import sequential; "
                                 f"sequential({str(directory)!r}, open({urls_file(urls)!r}).read().split())"),
@@ -115,142 +139,161 @@ def run_sequential(urls: list[str], server: Server, redis: PrivateRedis) -> tupl
     wall = time.perf_counter() - start
     assert count_files(directory) == len(urls), "sequential loop missed files"
     shutil.rmtree(directory)
-    return wall, None
+    return Run(wall, None, children_cpu() - cpu)
 
 
-def run_rq(urls: list[str], server: Server, redis: PrivateRedis) -> tuple[float, float | None]:
+def run_rq(urls: list[str], redis: PrivateRedis, workers: int) -> Run:
     import rq
     redis.reset()
-    directory = fresh_dir()
+    directory, cpu = fresh_dir(), children_cpu()
     queue = rq.Queue(connection=redis.client)
     start = time.perf_counter()
     for url in urls:
         queue.enqueue("bench.tutorial_download.download_link", str(directory), url)
-    workers = [spawn(python("-m", "rq.cli", "worker", "--burst", "--quiet", "--url", redis.url)) for _ in range(2)]
-    peaks: dict[int, float] = {}
-    while any(w.poll() is None for w in workers):
-        track_rss([w.pid for w in workers], peaks)
-        time.sleep(0.05)
+    procs = [spawn(python("-m", "rq.cli", "worker", "--burst", "--quiet", "--url", redis.url)) for _ in range(workers)]
+    rss = watch(procs)
     wall = time.perf_counter() - start
     assert count_files(directory) == len(urls), "RQ pipeline missed files"
     shutil.rmtree(directory)
-    return wall, max(peaks.values(), default=None)
+    return Run(wall, rss, children_cpu() - cpu)
 
 
-def run_downloader(urls: list[str], server: Server, redis: PrivateRedis) -> tuple[float, float | None]:
+def run_downloader(urls: list[str], redis: PrivateRedis, workers: int) -> Run:
     from downloader.config import Settings
     from downloader.runs import Runs
     from jobqueue import Worker
     redis.reset()
-    directory = fresh_dir()
+    directory, cpu = fresh_dir(), children_cpu()
     env = {"DOWNLOADER_REDIS_URL": redis.url}
-    workers = [spawn(python("-m", "downloader", "work", "--quiet", "--dir", str(directory)), env=env)
-               for _ in range(2)]
-    while Worker.count(connection=redis.client) < 2:
+    flags = ["-c", str(CONCURRENCY)] if CONCURRENCY else []
+    procs = [spawn(python("-m", "downloader", "work", "--quiet", *flags, "--dir", str(directory)), env=env)
+             for _ in range(workers)]
+    while Worker.count(connection=redis.client) < workers:
         time.sleep(0.02)
     runs = Runs(redis.client)
-    peaks: dict[int, float] = {}
     start = time.perf_counter()
-    run_id, _ = runs.create(urls, "bench", Settings(dir=str(directory)))
-    while not runs.progress(run_id).complete:
-        track_rss([w.pid for w in workers], peaks)
-        time.sleep(0.01)
+    run_id, _ = runs.create(urls, "bench", Settings(dir=str(directory), max_size=4 << 30, job_timeout=3600))
+    rss = watch(procs, until=lambda: runs.progress(run_id).complete)
     wall = time.perf_counter() - start
-    track_rss([w.pid for w in workers], peaks)
-    for w in workers:
-        w.send_signal(signal.SIGTERM)
-    for w in workers:
-        w.wait()
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait()
     progress = runs.progress(run_id)
     assert progress.done == len(urls) and count_files(directory) == len(urls), f"downloader: {progress}"
     shutil.rmtree(directory)
-    return wall, max(peaks.values(), default=None)
+    return Run(wall, rss, children_cpu() - cpu)
 
 
-def run_aria2(urls: list[str], server: Server, redis: PrivateRedis) -> tuple[float, float | None]:
-    directory = fresh_dir()
-    start = time.perf_counter()
-    proc = subprocess.Popen(["aria2c", "-i", urls_file(urls), "-j", "16", "-d", str(directory),
-                             "-q", "--file-allocation=none"])
-    peaks: dict[int, float] = {}
-    while proc.poll() is None:
-        track_rss([proc.pid], peaks)
-        time.sleep(0.02)
+def _command(args: list[str], directory: Path, expected: int) -> Run:
+    cpu, start = children_cpu(), time.perf_counter()
+    proc = subprocess.Popen(args, cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rss = watch([proc])
     wall = time.perf_counter() - start
-    assert count_files(directory) == len(urls), "aria2c missed files"
+    assert proc.returncode == 0 and count_files(directory) == expected, f"{args[0]} failed"
     shutil.rmtree(directory)
-    return wall, max(peaks.values(), default=None)
+    return Run(wall, rss, children_cpu() - cpu)
 
 
-SYSTEMS = [("(a) sequential loop, one requests.Session", run_sequential, "files"),
-           ("(b) tutorial RQ pipeline, 2 x rq worker --burst", run_rq, "rq_files"),
-           ("(c) downloader, 2 workers x 16 downloads", run_downloader, "files"),
-           ("(d) aria2c -j 16", run_aria2, "files")]
+def run_aria2(urls: list[str], redis: PrivateRedis, workers: int) -> Run:
+    directory = fresh_dir()
+    return _command(["aria2c", "-i", urls_file(urls), "-j", "16", "-d", str(directory), "-q",
+                     "--file-allocation=none"], directory, len(urls))
 
 
-def scenario(title: str, files: int, rq_files: int, size: int, latency: float, runs: int, redis: PrivateRedis,
-             prefer_nginx: bool, only: list[str]) -> str:
+def run_curl(urls: list[str], redis: PrivateRedis, workers: int) -> Run:
+    directory = fresh_dir()
+    if len(urls) == 1:
+        return _command(["curl", "-sS", "-f", "-o", "out.png", urls[0]], directory, 1)
+    return _command(["curl", "-sS", "-f", "--parallel", "--parallel-max", "16", "--remote-name-all", *urls],
+                    directory, len(urls))
+
+
+def label(key: str, workers: int) -> str:
+    per = CONCURRENCY or _default_concurrency()
+    return {"a": "(a) sequential loop, one requests.Session",
+            "b": f"(b) tutorial RQ pipeline, {workers} x rq worker --burst",
+            "c": f"(c) downloader, {workers} worker(s) x {per} downloads",
+            "d": "(d) aria2c -j 16",
+            "e": "(e) curl --parallel --parallel-max 16" if key == "e" else ""}[key]
+
+
+def _default_concurrency() -> int:
+    from downloader.config import Settings
+    return Settings().concurrency
+
+
+SYSTEMS = {"a": run_sequential, "b": run_rq, "c": run_downloader, "d": run_aria2, "e": run_curl}
+SCENARIOS = {  # name: (title, files, size, latency, systems with their file counts (None: all), workers)
+    "fast": ("Fast server", 2000, 64 << 10, 0.0, {"a": None, "b": 500, "c": None, "d": None, "e": None}, 2),
+    "slow": ("Slow server", 2000, 64 << 10, 0.05, {"a": 300, "b": 300, "c": None, "d": None, "e": None}, 2),
+    "big": ("One big file", 1, 1 << 30, 0.0, {"c": None, "e": None}, 1),
+    "large": ("Large files", 20, 50 << 20, 0.0, {"c": None, "d": None, "e": None}, 2),
+}
+
+
+def scenario(name: str, runs: int, redis: PrivateRedis, prefer_nginx: bool, only: list[str]) -> str:
+    title, files, size, latency, systems, workers = SCENARIOS[name]
     server = Server(files, size, latency, prefer_nginx)
-    results: dict[str, dict] = {}
+    results: dict[str, tuple[int, Run]] = {}
     try:
-        for label, func, count_key in SYSTEMS:
-            if func is run_aria2 and not shutil.which("aria2c"):
+        for key, count in systems.items():
+            if key in "de" and not shutil.which({"d": "aria2c", "e": "curl"}[key]):
                 continue
-            if only and not any(word in label for word in only):
+            if only and not any(word in label(key, workers) for word in only):
                 continue
-            n = files if count_key == "files" else min(rq_files, files)
-            walls, rss = [], []
+            n = count or files
+            measured = []
             for run in range(runs):
-                print(f"{title}: {label}, {n} files, run {run + 1}/{runs}...", file=sys.stderr, flush=True)
+                print(f"{title}: {label(key, workers)}, {n} files, run {run + 1}/{runs}...", file=sys.stderr, flush=True)
                 os.sync()  # every run starts with no writeback of the last one's files pending
-                wall, peak = func(server.urls[:n], server, redis)
-                print(f"    {wall:.2f} s, {n / wall:.0f} files/s", file=sys.stderr, flush=True)
-                walls.append(wall)
-                if peak:
-                    rss.append(peak)
-            results[label] = {"n": n, "wall": median(walls), "rss": median(rss) if rss else None}
+                result = SYSTEMS[key](server.urls[:n], redis, workers)
+                print(f"    {result.wall:.2f} s, {n / result.wall:.1f} files/s, {result.cpu * 1000 / n:.2f} ms CPU/file",
+                      file=sys.stderr, flush=True)
+                measured.append(result)
+            rss = [m.rss for m in measured if m.rss]
+            results[key] = (n, Run(median([m.wall for m in measured]), median(rss) if rss else None,
+                                   median([m.cpu for m in measured])))
     finally:
         server.close()
-    ours = results.get("(c) downloader, 2 workers x 16 downloads")
-    our_rate = ours["n"] / ours["wall"] if ours else None
-    lines = [f"### {title}: {files} files of {size // 1024} KiB from {server.kind}", "",
-             "| system | files | wall s | files/s | MB/s | peak worker RSS MB | downloader is |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for label, r in results.items():
-        rate = r["n"] / r["wall"]
-        ratio = "-" if r is ours or not our_rate else f"{our_rate / rate:.1f}x faster"
-        rss = f"{r['rss']:.0f}" if r["rss"] else "n/a"
-        lines.append(f"| {label} | {r['n']} | {r['wall']:.2f} | {rate:.0f} | {rate * size / 2**20:.1f} | {rss} | {ratio} |")
+    ours = results.get("c")
+    our_rate = ours[0] / ours[1].wall if ours else None
+    size_text = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
+    lines = [f"### {title}: {files} file(s) of {size_text} from {server.kind}", "",
+             "| system | files | wall s | files/s | MB/s | CPU ms/file | peak RSS MB | downloader is |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for key, (n, r) in results.items():
+        rate = n / r.wall
+        ratio = "-" if key == "c" or not our_rate else f"{our_rate / rate:.2f}x"
+        rss = f"{r.rss:.0f}" if r.rss else "n/a"
+        lines.append(f"| {label(key, workers)} | {n} | {r.wall:.2f} | {rate:.1f} | {rate * size / 1e6:.1f} | "
+                     f"{r.cpu * 1000 / n:.2f} | {rss} | {ratio} |")
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--files", type=int, default=2000)
-    parser.add_argument("--rq-files", type=int, default=500, help="files for the (slow) RQ pipeline [500]")
-    parser.add_argument("--slow-files", type=int, default=300)
-    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--scenarios", default="fast,slow", help="comma-separated: fast, slow, big, large [fast,slow]")
     parser.add_argument("--only", help="comma-separated substrings of system labels to run, e.g. downloader,aria2c")
-    parser.add_argument("--no-slow", action="store_true", help="skip the slow-server scenario")
+    parser.add_argument("--concurrency", type=int, help="downloads per downloader worker [the product's default]")
     parser.add_argument("--target", metavar="DIR",
                         help="where the downloaded files go, for every system (default: the temp dir); "
                              "/dev/shm takes the disk out of the comparison")
     parser.add_argument("--no-nginx", action="store_true", help="use the Python server even if nginx is installed")
     args = parser.parse_args()
-    global TARGET
-    TARGET = args.target
+    global TARGET, CONCURRENCY
+    TARGET, CONCURRENCY = args.target, args.concurrency
     only = [w.strip() for w in args.only.split(",")] if args.only else []
     redis = PrivateRedis()
     try:
-        fast = scenario("Fast server", args.files, args.rq_files, 65536, 0.0, args.runs, redis, not args.no_nginx,
-                        only)
-        slow = "" if args.no_slow else scenario("Slow server", args.slow_files, args.slow_files, 65536, args.latency,
-                                                   args.runs, redis, False, only)
+        tables = [scenario(name.strip(), args.runs, redis, not args.no_nginx, only)
+                  for name in args.scenarios.split(",")]
     finally:
         redis.close()
     where = args.target or tempfile.gettempdir()
-    print(f"Medians of {args.runs} run(s); ratios compare files/s; files written under {where}.\n\n{fast}\n\n{slow}")
+    print(f"Medians of {args.runs} run(s); ratios compare files/s; files written under {where}.\n")
+    print("\n\n".join(tables))
     return 0
 
 

@@ -82,7 +82,7 @@ def main() -> None:
 @click.option("--queue", help="jobqueue queue for the downloads [downloads]")
 @click.option("--no-wait", is_flag=True, help="return right after enqueueing")
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="also start N local worker processes")
-@click.option("--concurrency", type=click.IntRange(min=1), help="parallel downloads per local worker [16]")
+@click.option("--concurrency", type=click.IntRange(min=1), help="parallel downloads per local worker [64]")
 def fetch(settings: Settings, client_id: str | None, api_url: str | None, pages: int | None, links_path: str | None,
           queue: str | None, no_wait: bool, workers: int, concurrency: int | None) -> None:
     """Enqueue one download per unique image URL, then show progress until done.
@@ -162,7 +162,7 @@ def finish(runs: Runs, run_ids: list[str], local: list[subprocess.Popen]) -> Non
 
 @main.command()
 @common
-@click.option("--concurrency", "-c", type=click.IntRange(min=1), help="parallel downloads [16]")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), help="parallel downloads [64]")
 @click.option("--burst", is_flag=True, help="quit when there is nothing left to download")
 @click.option("--name", help="worker name (default host:pid)")
 @click.option("--queue", help="queue to take downloads from [downloads]")

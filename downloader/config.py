@@ -19,11 +19,12 @@ class Settings:
     redis_url: str = ""
     queue: str = "downloads"
     dir: str = "downloads"
-    concurrency: int = 16
+    concurrency: int = 64
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     retries: int = 3
     retry_intervals: list[float] = field(default_factory=lambda: [1, 5, 30])
+    max_retry_after: float = 3600.0
     max_size: int = 52428800
     check_image: bool = True
     api_url: str = "https://api.imgur.com"

@@ -140,11 +140,11 @@ def sweep_stale_parts(directory: str, max_age: float) -> int:
 
 
 def _folder(directory: str) -> Folder:
-    """Opened once per process, not once per file; opened again if the
-    directory was removed or replaced meanwhile."""
+    """Opened once per process, not once per file; made and opened again if
+    the directory was removed meanwhile."""
     with _folders_lock:
         folder = _folders.get(directory)
-        if folder is None or not folder.still_there():
+        if folder is None or folder.gone():
             if folder is not None:
                 folder.close()
             try:

@@ -88,7 +88,7 @@ class Runs:
         options = {
             "run": run_id, "max_size": settings.max_size, "connect_timeout": settings.connect_timeout,
             "read_timeout": settings.read_timeout, "check_image": settings.check_image,
-            "user_agent": settings.user_agent,
+            "user_agent": settings.user_agent, "max_retry_after": settings.max_retry_after,
         }
         for start in range(0, len(urls), ENQUEUE_CHUNK):  # workers start on the first chunk, not after the last
             queue.enqueue_many([

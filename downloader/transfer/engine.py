@@ -10,8 +10,8 @@ A transfer is any object with:
     ``setup(curl)``            set the options of the request (on the loop's thread)
     ``deadline()``             monotonic time after which it has stalled, or None
     ``stalled()``              called once it has: note why (the loop removes it)
-    ``finished(code, text)``   curl's result (0 = OK); called once, on the loop's thread
-and a ``done`` threading.Event that the loop sets after ``finished``.
+    ``finished(code, text)``   curl's result (0 = OK); called once, on the loop's
+                               thread, when the loop has let go of the transfer
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ log = logging.getLogger("downloader.transfer")
 
 _ENGINE: "Engine | None" = None
 _ENGINE_LOCK = threading.Lock()
-_ABORTED = -1  # finished() code of a transfer cancelled or stalled by us, not by curl
+_ABORTED = -1
+STALL_CHECK = 0.05  # seconds between looks for stalled transfers  # finished() code of a transfer cancelled or stalled by us, not by curl
 
 
 def engine() -> "Engine":
@@ -57,6 +58,7 @@ class Engine:
         self._active: dict[pycurl.Curl, Any] = {}
         self._spare: list[pycurl.Curl] = []
         self._timer: float | None = None  # monotonic time curl wants to be called back
+        self._next_check = 0.0            # when to look for stalled transfers next
         threading.Thread(target=self._loop, name="curl-loop", daemon=True).start()
 
     # -- from job threads ----------------------------------------------------------------
@@ -65,7 +67,7 @@ class Engine:
         self._post("start", transfer)
 
     def cancel(self, transfer: Any) -> None:
-        """Stop a transfer (its ``finished`` gets code -1); wait on its ``done``."""
+        """Stop a transfer: its ``finished`` comes with code -1 (unless it was over already)."""
         self._post("cancel", transfer)
 
     def _post(self, what: str, transfer: Any) -> None:
@@ -102,7 +104,7 @@ class Engine:
         self._collect()
 
     def _next_timeout(self) -> float | None:
-        wake_at = [t for t in [self._timer, *(x.deadline() for x in self._active.values())] if t is not None]
+        wake_at = [t for t in (self._timer, self._next_check if self._active else None) if t is not None]
         return max(0.0, min(wake_at) - time.monotonic()) if wake_at else None
 
     def _act(self, fd: int, flags: int) -> None:
@@ -136,11 +138,14 @@ class Engine:
                     if running is transfer:
                         self._release(curl, transfer, _ABORTED, "cancelled")
                         break
-                else:
-                    transfer.done.set()  # already over
+                # else: over already, and told so
 
     def _reap_stalled(self) -> None:
+        """Every STALL_CHECK seconds, not every turn: a turn is per socket event."""
         now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + STALL_CHECK
         for curl, transfer in list(self._active.items()):
             deadline = transfer.deadline()
             if deadline is not None and now >= deadline:
@@ -166,7 +171,6 @@ class Engine:
         except BaseException as exc:  # a bug in a transfer must not stop every other one
             transfer.error = exc
         finally:
-            transfer.done.set()
             curl.reset()  # options go; the connections stay in the multi handle
             if len(self._spare) < 256:
                 self._spare.append(curl)

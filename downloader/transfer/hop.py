@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import ssl
-import threading
 import time
 from functools import lru_cache
 from typing import Callable
@@ -36,7 +35,6 @@ class Hop:
         self.headers: dict[str, str] = {}  # the final response's, names in lower case
         self.error: BaseException | None = None
         self.code, self.text = 0, ""       # curl's result
-        self.done = threading.Event()
         self._writer: Callable[[bytes], None] | None = None
         self._decided = False
         self._last = time.monotonic()

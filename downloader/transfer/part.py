@@ -49,14 +49,13 @@ class Folder:
             self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise disk_error(exc, path) from None
-        self.identity = _identity(os.fstat(self.fd))
 
-    def still_there(self) -> bool:
-        """False once the directory was removed or replaced (a new Folder is due)."""
+    def gone(self) -> bool:
+        """The directory was removed under us (files can no longer be made in it)."""
         try:
-            return _identity(os.stat(self.path)) == self.identity
+            return os.fstat(self.fd).st_nlink == 0
         except OSError:
-            return False
+            return True
 
     def close(self) -> None:
         os.close(self.fd)
@@ -83,10 +82,6 @@ class Folder:
             os.unlink(name, dir_fd=self.fd)
         except OSError:
             pass
-
-
-def _identity(st: os.stat_result) -> tuple[int, int]:
-    return st.st_dev, st.st_ino
 
 
 @dataclass(frozen=True)
