@@ -26,6 +26,8 @@ from .runs import Runs
 from .sources.imgur import ImgurGallery
 from .sources.links_file import LinksFile
 
+WORK_THREADS = 4  # download jobs return futures in a fraction of a millisecond: a few threads start them all
+
 
 def common(func: Callable[..., Any]) -> Callable[..., Any]:
     """--config, --redis-url, --dir on every command; errors become one line and exit 1."""
@@ -184,7 +186,8 @@ def work(settings: Settings, concurrency: int | None, burst: bool, name: str | N
             logging.getLogger(__name__).warning("Removed %d abandoned .part file(s) older than %g s from %s",
                                                 swept, settings.stale_part_age, settings.dir)
     worker = Worker([settings.queue], connect(settings, check=False), name=name, concurrency=settings.concurrency,
-                    timing=Timing.from_env(), allowed_modules=["downloader."], hold=disk.hold)
+                    timing=Timing.from_env(), allowed_modules=["downloader."], hold=disk.hold,
+                    threads=WORK_THREADS)
     worker.work(burst=burst)
 
 

@@ -72,6 +72,9 @@ def main() -> None:
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), default=1, show_default=True,
               help="jobs run at once (thread slots, or work horses with --fork)")
 @click.option("--fork", is_flag=True, help="run each job in a forked work horse, as RQ does")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="threads that call job functions [the concurrency]; a job that returns a Future needs none "
+                   "while it waits")
 @click.option("--max-jobs", type=click.IntRange(min=1), help="quit after taking this many jobs")
 @click.option("--path", "paths", multiple=True, default=["."], show_default=True,
               help="add a directory to the import path (repeatable)")
@@ -88,7 +91,7 @@ def main() -> None:
 @click.option("--quiet", "-q", "verbosity", flag_value="WARNING", help="log only warnings and errors")
 @friendly_errors
 def worker(queues: tuple[str, ...], url: str | None, prefix: str | None, burst: bool, name: str | None,
-           concurrency: int, fork: bool, max_jobs: int | None, paths: tuple[str, ...], allowed: tuple[str, ...],
+           concurrency: int, fork: bool, threads: int | None, max_jobs: int | None, paths: tuple[str, ...], allowed: tuple[str, ...],
            allow_pickle: bool, heartbeat_interval: float | None, heartbeat_ttl: float | None,
            maintenance_interval: float | None, with_scheduler: bool, verbosity: str | None) -> None:
     """Run jobs from QUEUES (default: default), earlier queues first."""
@@ -100,7 +103,7 @@ def worker(queues: tuple[str, ...], url: str | None, prefix: str | None, burst: 
                              maintenance_interval=maintenance_interval)
     allowed = allowed or tuple(p for p in os.environ.get("JOBQUEUE_ALLOW", "").replace(",", " ").split() if p)
     w = Worker(list(queues) or ["default"], backend_for(url, prefix, check=False), name=name, concurrency=concurrency, fork=fork,
-               timing=timing, allowed_modules=allowed, allow_pickle=allow_pickle)
+               timing=timing, allowed_modules=allowed, allow_pickle=allow_pickle, threads=threads)
     w.work(burst=burst, max_jobs=max_jobs)
 
 

@@ -76,6 +76,7 @@ class MisbehavingServer(_Served):
         self.slow_body = png("slow", slow_size)
         self.version = 0
         self.connections = 0  # TCP connections accepted
+        self.aborted: list[str] = []  # paths whose body a client stopped reading mid-way
         self._versions: dict[int, bytes] = {}
         self._serve(self._handler(), tls)
 
@@ -176,7 +177,7 @@ class MisbehavingServer(_Served):
                         self.wfile.flush()
                         time.sleep(server.slow_delay)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass
+                    server.aborted.append(self.path)  # the client hung up mid-body
 
             def send_headers(self, code, content_type, length, close=False, extra=None):
                 self.send_response(code)

@@ -204,3 +204,49 @@ class Planted:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.path}",))
+
+
+_resolver = None
+
+
+def later(path, tag, seconds, fail=False):
+    """Returns a Future that one shared timer thread resolves after
+    ``seconds`` (or fails, with ``fail``): a job that holds no thread while it
+    waits. Logs start/end lines like ``tracked``; a cancelled future logs
+    "end ... cancelled" (a stop reached it)."""
+    import heapq
+    import threading
+    from concurrent.futures import Future
+    global _resolver
+    if _resolver is None:
+        _resolver = {"heap": [], "cond": threading.Condition()}
+
+        def resolve():
+            state = _resolver
+            while True:
+                with state["cond"]:
+                    while not state["heap"] or state["heap"][0][0] > time.monotonic():
+                        wait = state["heap"][0][0] - time.monotonic() if state["heap"] else None
+                        state["cond"].wait(wait)
+                    _, _, future, finish = heapq.heappop(state["heap"])
+                finish(future)
+        threading.Thread(target=resolve, daemon=True, name="resolver").start()
+    job = get_current_job()
+    attempt = job.attempt if job is not None else 0
+    _line(path, f"start {tag} {_worker_pid()} {attempt}")
+    future = Future()
+
+    def finish(f):
+        if f.cancelled():
+            return
+        _line(path, f"end {tag} {_worker_pid()} {attempt} {'failed' if fail else 'ok'}")
+        if fail:
+            f.set_exception(RuntimeError(f"{tag} failed on the resolver's thread"))
+        else:
+            f.set_result(tag)
+
+    future.add_done_callback(lambda f: f.cancelled() and _line(path, f"end {tag} {_worker_pid()} {attempt} cancelled"))
+    with _resolver["cond"]:
+        heapq.heappush(_resolver["heap"], (time.monotonic() + seconds, id(future), future, finish))
+        _resolver["cond"].notify()
+    return future

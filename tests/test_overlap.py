@@ -59,6 +59,7 @@ def test_a_paused_attempt_and_its_successor_never_share_a_file(redis_server, r, 
         assert (progress.done, progress.failed) == (1, 0)
         wait_for(lambda: sorted(p.name for p in folder.iterdir()) == [name], timeout=15,
                  message="every part file removed: the superseded attempt deleted its own")
+        assert web.aborted == ["/slow/big.png"]                # attempt 1 hung up mid-body once it was told
     finally:
         for proc in (first, second):
             if proc is not None:

@@ -12,6 +12,7 @@ import pytest
 from jobqueue import Job, JobStatus, NoSuchJobError, Queue, Retry, Worker
 from tests import jobs
 from tests.conftest import FAST_TIMING, pid_alive, wait_for, worker_blocked
+from tests.invariants import attempts, max_at_once
 
 
 def work(queues, conn, **kwargs):
@@ -452,3 +453,35 @@ def test_a_module_outside_the_allow_list_is_never_imported(q, r, tmp_path, monke
     again = q.enqueue("sidefx_tasks.f")
     work([q], r)                  # the default: the application's own modules, which this one is
     assert again.return_value() == 1 and planted.exists()
+
+
+def _threads(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_a_job_returning_a_future_holds_its_slot_not_a_thread(redis_server, r, workers, tmp_path):
+    q, log = Queue("futures", connection=r), tmp_path / "attempts.log"
+    ids = [q.enqueue(jobs.later, str(log), f"f{i}", 1.5).id for i in range(30)]
+    failing = q.enqueue(jobs.later, str(log), "bad", 0.1, fail=True)
+    worker = workers.start(redis_server.url, "futures", "-c", "31", "--threads", "2")
+    wait_for(lambda: len(attempts(log)) == 31, message="every job started")
+    assert max_at_once(log, {worker.pid})[worker.pid] >= 30     # 30 at once on 2 job threads
+    assert _threads(worker.pid) < 12                           # main, heartbeat, waker, 2 job threads, resolver...
+    wait_for(lambda: all(Job.fetch(i, r).get_status() == JobStatus.FINISHED for i in ids), message="all resolved")
+    assert Job.fetch(ids[0], r).return_value() == "f0"
+    wait_for(lambda: Job.fetch(failing.id, r).get_status() == JobStatus.FAILED, message="the failed future")
+    assert "RuntimeError: bad failed on the resolver's thread" in Job.fetch(failing.id, r).exc_info
+
+
+def test_a_future_that_outlives_its_timeout_is_cancelled(q, tmp_path):
+    log = tmp_path / "attempts.log"
+    job = q.enqueue(jobs.later, str(log), "stuck", 3600, job_timeout=1)
+    after = q.enqueue(jobs.add, 1, 1)
+    work([q], q.connection, concurrency=1)
+    job.refresh()
+    assert job.get_status() == JobStatus.FAILED and "JobTimeoutError" in job.exc_info
+    assert "end stuck" in log.read_text() and log.read_text().split()[-1] == "cancelled"   # its owner was told
+    assert after.return_value() == 2                         # the slot came back

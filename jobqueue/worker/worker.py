@@ -60,11 +60,14 @@ class Worker:
     def __init__(self, queues: Iterable[Queue | str] | Queue | str, connection: redis.Redis | Backend | None = None,
                  name: str | None = None, *, concurrency: int = 1, fork: bool = False, timing: Timing | None = None,
                  allowed_modules: Iterable[str] | None = None, allow_pickle: bool = False,
-                 prefix: str | None = None, hold: Callable[[], str | None] | None = None) -> None:
-        """``hold``, when given, is asked before every fetch: a reason (a
-        string) means take no job now (a resource the jobs need is missing);
-        the worker says so once, keeps its running jobs and its heartbeat,
-        and asks again on its next turn."""
+                 prefix: str | None = None, hold: Callable[[], str | None] | None = None,
+                 threads: int | None = None) -> None:
+        """``concurrency`` jobs run at once. ``threads`` (default: as many)
+        call their functions: a job that returns a Future holds its slot, not
+        a thread, so a worker of such jobs needs few threads. ``hold``, when
+        given, is asked before every fetch: a reason (a string) means take no
+        job now (a resource the jobs need is missing); the worker says so
+        once, keeps its running jobs and its heartbeat, and asks again."""
         if isinstance(queues, (str, Queue)):
             queues = [queues]
         queues = list(queues)
@@ -82,7 +85,8 @@ class Worker:
         self.serializers = {"json", "pickle"} if allow_pickle else {"json"}
         self.events: SimpleQueue = SimpleQueue()
         self.shutdown = Shutdown(self.events)
-        self.slots = make_slots(concurrency, fork, self.events, FunctionImporter(allowed_modules), self.backend)
+        self.slots = make_slots(concurrency if fork else min(threads or concurrency, concurrency), fork, self.events,
+                                FunctionImporter(allowed_modules), self.backend)
         self.callbacks = Callbacks(self.slots.importer, self.timing.callback_timeout)
         self.maintenance = Maintenance(self.backend, self.name, self.queue_names, self.timing,
                                        on_abandoned=self._abandoned_jobs_failed)
