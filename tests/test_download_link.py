@@ -15,7 +15,7 @@ from downloader.download import download_link
 from downloader.exceptions import ConfigError, PermanentDownloadError, TransientDownloadError
 from downloader.naming import check_url, file_name
 from downloader.retry_after import retry_after
-from downloader.transfer import hop, proxy
+from downloader.transfer import Folder, Limits, hop, part_for, proxy
 from tests.http_server import ForwardProxy, MisbehavingServer
 
 
@@ -208,6 +208,14 @@ def test_planted_symlinks_are_never_followed(web, tmp_path):
     assert result["status"] == "done" and outside.read_bytes() == b"precious"
     assert (target / name).is_file() and not (target / name).is_symlink()
     Image.open(target / name).verify()
+    # a worker's attempt: its part file's name is predictable (name, job, attempt); a link planted there is not followed
+    part = part_for(Folder(str(target)), "x.png", "job-1", 1, Limits(check_image=False))
+    (target / part.file).symlink_to(outside)
+    part.open()
+    part.begin(200, {"content-length": "4"})
+    part.write(b"data")
+    part.commit()
+    assert outside.read_bytes() == b"precious" and (target / "x.png").read_bytes() == b"data"
 
 
 def test_protocols_other_than_http_are_refused_even_after_a_redirect(web, tmp_path):
