@@ -235,27 +235,27 @@ SCENARIOS = {  # name: (title, files, size, latency, systems with their file cou
 def scenario(name: str, runs: int, redis: PrivateRedis, prefer_nginx: bool, only: list[str]) -> str:
     title, files, size, latency, systems, workers = SCENARIOS[name]
     server = Server(files, size, latency, prefer_nginx)
-    results: dict[str, tuple[int, Run]] = {}
+    chosen = [key for key in systems
+              if not (key in "de" and not shutil.which({"d": "aria2c", "e": "curl"}[key]))
+              and not (only and not any(word in label(key, workers) for word in only))]
+    measured: dict[str, list[Run]] = {key: [] for key in chosen}
     try:
-        for key, count in systems.items():
-            if key in "de" and not shutil.which({"d": "aria2c", "e": "curl"}[key]):
-                continue
-            if only and not any(word in label(key, workers) for word in only):
-                continue
-            n = count or files
-            measured = []
-            for run in range(runs):
+        for run in range(runs):  # the systems take turns, so a VM that drifts over the hour drifts for all
+            for key in chosen:
+                n = systems[key] or files
                 print(f"{title}: {label(key, workers)}, {n} files, run {run + 1}/{runs}...", file=sys.stderr, flush=True)
                 os.sync()  # every run starts with no writeback of the last one's files pending
                 result = SYSTEMS[key](server.urls[:n], redis, workers)
                 print(f"    {result.wall:.2f} s, {n / result.wall:.1f} files/s, {result.cpu * 1000 / n:.2f} ms CPU/file",
                       file=sys.stderr, flush=True)
-                measured.append(result)
-            rss = [m.rss for m in measured if m.rss]
-            results[key] = (n, Run(median([m.wall for m in measured]), median(rss) if rss else None,
-                                   median([m.cpu for m in measured])))
+                measured[key].append(result)
     finally:
         server.close()
+    results: dict[str, tuple[int, Run]] = {}
+    for key, runs_of in measured.items():
+        rss = [m.rss for m in runs_of if m.rss]
+        results[key] = (systems[key] or files, Run(median([m.wall for m in runs_of]), median(rss) if rss else None,
+                                                   median([m.cpu for m in runs_of])))
     ours = results.get("c")
     our_rate = ours[0] / ours[1].wall if ours else None
     size_text = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"

@@ -191,17 +191,19 @@ class Part:
         self._reused = self.entity = self.expected = None
 
     def write(self, data: bytes) -> None:
-        if self.written == 0 and self.check_image and not looks_like_image(data[:16]):
-            raise PermanentDownloadError("not an image (content does not start like JPEG, PNG, GIF, WebP...)")
-        if self.written + len(data) > self.max_size:
+        """One chunk of the body (16 KiB at most: kept lean)."""
+        written = self.written + len(data)
+        if written > self.max_size:
             raise PermanentDownloadError(f"too large: more than max size {self.max_size} bytes")
-        view = memoryview(data)
+        if not self.written and self.check_image and not looks_like_image(data[:16]):
+            raise PermanentDownloadError("not an image (content does not start like JPEG, PNG, GIF, WebP...)")
         try:
-            while view:
-                view = view[os.write(self.fd, view):]
+            done = os.write(self.fd, data)
+            while done < len(data):  # a short write: a disk about to be full, a signal
+                done += os.write(self.fd, data[done:])
         except OSError as exc:
             raise disk_error(exc, self.folder.path) from None
-        self.written += len(data)
+        self.written = written
 
     # -- at the end ----------------------------------------------------------------------
 
