@@ -215,7 +215,7 @@ def label(key: str, workers: int) -> str:
             "b": f"(b) tutorial RQ pipeline, {workers} x rq worker --burst",
             "c": f"(c) downloader, {workers} worker(s) x {per} downloads",
             "d": "(d) aria2c -j 16",
-            "e": "(e) curl --parallel --parallel-max 16" if key == "e" else ""}[key]
+            "e": "(e) curl -o" if workers == 1 else "(e) curl --parallel --parallel-max 16"}[key]
 
 
 def _default_concurrency() -> int:
