@@ -1,6 +1,7 @@
 """Two attempts of one download at once: a worker paused past its deadline
-(SIGSTOP) comes back while the attempt that replaced it is writing. Each
-writes its own part file; the final file is byte-identical to the source."""
+(SIGSTOP), or cut off from Redis, goes on while the attempt that replaced it
+is writing. Each writes its own part file; the final file is byte-identical
+to the source."""
 
 import hashlib
 import signal
@@ -14,6 +15,7 @@ from downloader.naming import file_name
 from downloader.runs import Runs
 from jobqueue import Job
 from tests.conftest import ROOT, wait_for
+from tests.forwarder import Forwarder
 from tests.http_server import MisbehavingServer
 from tests.test_downloader_e2e import env_for
 
@@ -27,7 +29,8 @@ def _size(path):
         return 0
 
 
-def test_a_paused_attempt_and_its_successor_never_share_a_file(redis_server, r, tmp_path):
+@pytest.mark.parametrize("how", ["paused", "cut off from Redis"])
+def test_a_paused_attempt_and_its_successor_never_share_a_file(redis_server, r, tmp_path, how):
     web = MisbehavingServer(slow_delay=0.004, slow_size=1100)   # a 3-4 MB image, sent in 4 KiB steps
     folder = tmp_path / "dl"
     url = f"{web.url}/slow/big.png"
@@ -36,9 +39,12 @@ def test_a_paused_attempt_and_its_successor_never_share_a_file(redis_server, r, 
     job_id = f"dl-{run_id}-{hashlib.sha1(url.encode()).hexdigest()[:16]}"
     logs = [open(tmp_path / f"w{i}.log", "w") for i in range(2)]
 
+    link = Forwarder(redis_server.port)                       # worker 0's own way to Redis
+
     def worker(i):
+        env = env_for(redis_server, DOWNLOADER_REDIS_URL=link.url()) if i == 0 else env_for(redis_server)
         return subprocess.Popen([sys.executable, "-m", "downloader", "work", "-c", "1", "--queue", "overlap",
-                                 "--dir", str(folder), "--name", f"overlap-{i}"], cwd=ROOT, env=env_for(redis_server),
+                                 "--dir", str(folder), "--name", f"overlap-{i}"], cwd=ROOT, env=env,
                                 stdout=logs[i], stderr=subprocess.STDOUT)
 
     first = worker(0)
@@ -47,11 +53,17 @@ def test_a_paused_attempt_and_its_successor_never_share_a_file(redis_server, r, 
         name = file_name(url)
         part = lambda n: next(folder.glob(f"{name}.*.{n}.part"), folder / "none")
         wait_for(lambda: _size(part(1)) > 300_000, message="attempt 1 under way")
-        first.send_signal(signal.SIGSTOP)                      # paused past its deadline: its job is reaped
+        if how == "paused":
+            first.send_signal(signal.SIGSTOP)                  # paused past its deadline: its job is reaped
+        else:
+            link.cut()                                         # its downloads go on; its heartbeats do not
         second = worker(1)
-        wait_for(lambda: Job.fetch(job_id, r).attempt >= 2 and _size(part(2)) > _size(part(1)), timeout=30,
+        wait_for(lambda: Job.fetch(job_id, r).attempt >= 2 and _size(part(2)) > 0, timeout=30,
                  message="attempt 2 writing its own file")
-        first.send_signal(signal.SIGCONT)                      # attempt 1 is back, mid-body, while 2 writes
+        if how == "paused":
+            first.send_signal(signal.SIGCONT)                  # attempt 1 is back, mid-body, while 2 writes
+        else:
+            link.heal()
         wait_for(lambda: Runs(r).progress(run_id).complete, timeout=60, message="the run completes")
         assert (folder / name).read_bytes() == web.slow_body   # byte-identical, whoever renamed it
         assert [p for p, _ in web.ranges] == ["/slow/big.png"]   # attempt 2 took attempt 1's bytes over (a copy)
@@ -59,7 +71,8 @@ def test_a_paused_attempt_and_its_successor_never_share_a_file(redis_server, r, 
         assert (progress.done, progress.failed) == (1, 0)
         wait_for(lambda: sorted(p.name for p in folder.iterdir()) == [name], timeout=15,
                  message="every part file removed: the superseded attempt deleted its own")
-        assert web.aborted == ["/slow/big.png"]                # attempt 1 hung up mid-body once it was told
+        if how == "paused":
+            assert web.aborted == ["/slow/big.png"]            # attempt 1 hung up mid-body once it was told
     finally:
         for proc in (first, second):
             if proc is not None:
@@ -67,3 +80,4 @@ def test_a_paused_attempt_and_its_successor_never_share_a_file(redis_server, r, 
                 proc.kill()
                 proc.wait()
         web.stop()
+        link.close()
