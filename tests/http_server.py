@@ -254,3 +254,60 @@ def _relay(a: socket.socket, b: socket.socket) -> None:
                     key.data.sendall(data)
                 except OSError:
                     return
+
+
+class Http2Server:
+    """An HTTPS server that speaks HTTP/2 (hypercorn, ALPN h2) on 127.0.0.1,
+    in a thread of its own; it notes the HTTP version of every request."""
+
+    def __init__(self, certfile: str, keyfile: str) -> None:
+        import asyncio
+
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        self.versions: list[str] = []
+        config = Config()
+        config.bind = ["127.0.0.1:0"]
+        config.certfile, config.keyfile = certfile, keyfile
+        config.alpn_protocols = ["h2", "http/1.1"]
+        config.accesslog = config.errorlog = None
+        self._loop = asyncio.new_event_loop()
+        self._stopped = asyncio.Event()
+
+        async def app(scope, receive, send):
+            if scope["type"] == "lifespan":
+                while (await receive())["type"] != "lifespan.shutdown":
+                    await send({"type": "lifespan.startup.complete"})
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+            self.versions.append(scope["http_version"])
+            body = png(scope["path"])
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"image/png"), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+        def run():
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(serve(app, config, shutdown_trigger=self._stopped.wait))
+
+        # hypercorn picks the port when it binds: bind our own socket and hand it over
+        sock = socket.create_server(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        config.bind = [f"127.0.0.1:{self.port}"]
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        self.url = f"https://localhost:{self.port}"
+
+    def stop(self) -> None:
+        """Stops listening; a connection a client keeps open may linger (the thread is a daemon)."""
+        self._loop.call_soon_threadsafe(self._stopped.set)
+        self._thread.join(timeout=0.5)

@@ -16,7 +16,7 @@ from downloader.exceptions import ConfigError, PermanentDownloadError, Transient
 from downloader.naming import check_url, file_name
 from downloader.retry_after import retry_after
 from downloader.transfer import Folder, Limits, hop, part_for, proxy
-from tests.http_server import ForwardProxy, MisbehavingServer
+from tests.http_server import ForwardProxy, Http2Server, MisbehavingServer
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +260,23 @@ def test_an_https_proxy_is_spoken_to_over_tls_with_its_credentials(web, tmp_path
         assert tls_proxy.requests == [(url, "Basic am9lOnNAY3JldA==")]   # joe:s@cret, inside TLS
     finally:
         tls_proxy.stop()
+
+
+def test_http2_is_spoken_where_the_server_offers_it(tmp_path, monkeypatch, fresh_environment):
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    certfile, keyfile, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    server = Http2Server(str(certfile), str(keyfile))
+    try:
+        for i in range(3):
+            assert download_link(str(tmp_path / "dl"), f"{server.url}/h2/{i}.png")["status"] == "done"
+        assert server.versions == ["2", "2", "2"]
+    finally:
+        server.stop()
 
 
 def test_no_proxy_entries_with_a_port_or_a_network(web, tmp_path, monkeypatch, fresh_environment):
