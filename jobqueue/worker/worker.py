@@ -33,6 +33,7 @@ from ..queue import Queue
 from .callbacks import Callbacks
 from .execution import Outcome, attempt_key, make_slots
 from .heartbeat import Heartbeat
+from .hold import Hold
 from .logs import guard
 from .maintenance import Maintenance
 from .outage import Outage, wait_for_redis
@@ -62,12 +63,9 @@ class Worker:
                  allowed_modules: Iterable[str] | None = None, allow_pickle: bool = False,
                  prefix: str | None = None, hold: Callable[[], str | None] | None = None,
                  threads: int | None = None) -> None:
-        """``concurrency`` jobs run at once. ``threads`` (default: as many)
-        call their functions: a job that returns a Future holds its slot, not
-        a thread, so a worker of such jobs needs few threads. ``hold``, when
-        given, is asked before every fetch: a reason (a string) means take no
-        job now (a resource the jobs need is missing); the worker says so
-        once, keeps its running jobs and its heartbeat, and asks again."""
+        """``concurrency`` jobs run at once; ``threads`` (default: as many) call
+        their functions (a job that returns a Future holds a slot, not a
+        thread). ``hold``: see hold.py."""
         if isinstance(queues, (str, Queue)):
             queues = [queues]
         queues = list(queues)
@@ -98,7 +96,7 @@ class Worker:
         self._waker: Waker | None = None
         self._next_scheduled: float | None = None
         self.outage = Outage()
-        self.hold, self._held = hold, None
+        self.hold = Hold(hold)
         self._woken = False        # a wake-up token brought us here: pass it on if work is left
         self._next_stats = 0.0
 
@@ -236,19 +234,12 @@ class Worker:
 
     # -- dequeue and record --------------------------------------------------------------
 
-    def _holding(self) -> bool:
-        reason = self.hold() if self.hold is not None else None
-        if reason != self._held:
-            log.warning("Taking no jobs: %s", reason) if reason else log.warning("Taking jobs again")
-            self._held = reason
-        return reason is not None
-
     def _active(self) -> list[Running]:
         """Attempts whose outcome is still to come (not those only holding a slot)."""
         return [r for r in self.running.values() if r.state == "running"]
 
     def _free_slots(self, max_jobs: int | None) -> int:
-        if self.shutdown.stop_fetching or self._holding():
+        if self.shutdown.stop_fetching or self.hold():
             return 0
         free = self.concurrency - len(self.running)  # a stopped attempt holds its slot until its code returns
         if max_jobs is not None:
