@@ -52,15 +52,18 @@ class ThreadSlots:
         self._lock = threading.Lock()
         self._running: dict[str, int | Future] = {}  # attempt key -> thread ident or future (thread mode), pid (fork)
         self._threads = 0
-        self._idle = 0
+        self._idle = 0      # threads waiting for a job
+        self._backlog = 0   # jobs queued while every thread was busy (a thread takes one when done)
 
     def start(self, job: Job) -> None:
-        with self._lock:
-            spawn = self._idle == 0
-            if spawn:
-                self._threads += 1
-            else:
+        with self._lock:  # a thread of our own per job, up to ``size``; past that, the next free one
+            spawn = False
+            if self._idle:
                 self._idle -= 1
+            elif self._threads < self.size:
+                self._threads, spawn = self._threads + 1, True
+            else:
+                self._backlog += 1
         self._work.put(job)
         if spawn:
             threading.Thread(target=self._slot, name=f"slot-{self._threads}", daemon=True).start()
@@ -76,6 +79,8 @@ class ThreadSlots:
                 retire = self._threads > self.size
                 if retire:
                     self._threads -= 1
+                elif self._backlog:
+                    self._backlog -= 1
                 else:
                     self._idle += 1
             if outcome is not None:  # None: a future's outcome comes when it resolves
@@ -136,7 +141,7 @@ class ThreadSlots:
     def close(self) -> None:
         """Let the slot threads end (they are idle when the worker stops)."""
         with self._lock:
-            count, self._threads, self._idle = self._threads, 0, 0
+            count, self._threads, self._idle, self._backlog = self._threads, 0, 0, 0
         for _ in range(count):
             self._work.put(None)
 
