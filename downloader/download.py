@@ -142,6 +142,9 @@ def sweep_stale_parts(directory: str, max_age: float) -> int:
 def _folder(directory: str) -> Folder:
     """Opened once per process, not once per file; made and opened again if
     the directory was removed meanwhile."""
+    folder = _folders.get(directory)
+    if folder is not None and not folder.gone():
+        return folder
     with _folders_lock:
         folder = _folders.get(directory)
         if folder is None or folder.gone():

@@ -37,15 +37,23 @@ STALL_CHECK = 0.05  # seconds between looks for stalled transfers  # finished() 
 def engine() -> "Engine":
     """This process's loop (made on first use, and again in a forked child)."""
     global _ENGINE
-    with _ENGINE_LOCK:
-        if _ENGINE is None or _ENGINE.pid != os.getpid():
-            _ENGINE = Engine()
-        return _ENGINE
+    if _ENGINE is None:
+        with _ENGINE_LOCK:
+            if _ENGINE is None:
+                _ENGINE = Engine()
+    return _ENGINE
+
+
+def _forget_in_child() -> None:
+    global _ENGINE
+    _ENGINE = None  # the loop's thread did not come along: a child makes its own
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 class Engine:
     def __init__(self, max_connections: int = 0) -> None:
-        self.pid = os.getpid()
         self.multi = pycurl.CurlMulti()
         self.multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
         self.multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)

@@ -91,6 +91,7 @@ class Worker:
         self.heartbeat: Heartbeat | None = None
         self.round_trip = RoundTrip(self.backend, self.name, self.queue_names, self.timing.heartbeat_ttl)
         self.running: dict[str, Running] = {}  # by attempt key
+        self._first_deadline = float("inf")    # no running job times out before this (monotonic)
         self.successful_job_count = self.failed_job_count = self.jobs_taken = 0
         self.total_working_time = 0.0
         self._waker: Waker | None = None
@@ -292,6 +293,8 @@ class Worker:
             return
         deadline = time.monotonic() + timeout if timeout and timeout > 0 else None
         self.running[attempt_key(job)] = Running(job, queue, deadline)
+        if deadline is not None:
+            self._first_deadline = min(self._first_deadline, deadline)
         log.info("%s: %s (%s)", queue, job.description, job.id)
         self.slots.start(job)
 
@@ -324,11 +327,18 @@ class Worker:
 
     def _enforce_timeouts(self) -> None:
         now = time.monotonic()
+        if now < self._first_deadline:  # (a scan per turn would cost a look at every running job)
+            return
+        self._first_deadline = float("inf")
         for key, running in list(self.running.items()):
-            if running.state == "running" and running.deadline is not None and running.deadline <= now:
+            if running.state != "running" or running.deadline is None:
+                continue
+            if running.deadline <= now:
                 self.slots.stop(key)
                 self._settle(running, Outcome(key, False, None, "JobTimeoutError: Task exceeded maximum timeout "
                                               f"value ({running.job.timeout} seconds)", running.job.timeout or 0))
+            else:
+                self._first_deadline = min(self._first_deadline, running.deadline)
 
     def _return_running_jobs(self) -> None:
         for key, running in list(self.running.items()):
