@@ -116,6 +116,8 @@ def test_a_superseded_attempt_holds_its_slot_until_its_code_returns(redis_server
     worker.send_signal(signal.SIGSTOP)
     wait_for(lambda: Job.fetch(job.id, r).get_status(refresh=False) == JobStatus.QUEUED, message="job reaped")
     worker.send_signal(signal.SIGCONT)
+    wait_for(lambda: Job.fetch(job.id, r).attempt >= 2, timeout=20, message="the job taken again")
+    assert [a.how for a in attempts(log)][:1] == ["AttemptSuperseded"]  # not before the stale code had returned
     wait_for(lambda: job.get_status() == JobStatus.FINISHED, timeout=20, message="job finished")
     assert_one_outcome_each(q, [job.id])
     assert max_at_once(log, {worker.pid, reaper.pid}) == {worker.pid: 1}

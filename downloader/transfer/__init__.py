@@ -44,11 +44,13 @@ def part_for(folder: Folder, name: str, job_id: str | None, attempt: int, limits
     """This attempt's part. Outside a worker (no job) each call is an attempt
     of its own, numbered after those its predecessors left in the directory."""
     if job_id is None:
-        owner = "solo"
-        attempt = _next_solo_attempt(folder, name)
-    else:
-        owner = hashlib.sha1(job_id.encode()).hexdigest()[:10]
-    return Part(folder, name, owner, attempt, limits.check_image, limits.max_size)
+        return Part(folder, name, "solo", _next_solo_attempt(folder, name), limits.check_image, limits.max_size)
+    return Part(folder, name, _owner(job_id), attempt, limits.check_image, limits.max_size)
+
+
+def _owner(job_id: str) -> str:
+    """A job's mark in its part files' names (job ids may hold any character)."""
+    return hashlib.sha1(job_id.encode()).hexdigest()[:10]
 
 
 def _next_solo_attempt(folder: Folder, name: str) -> int:
@@ -61,10 +63,10 @@ def _next_solo_attempt(folder: Folder, name: str) -> int:
 
 def discard_parts(directory: str, name: str, job_id: str, attempt: int) -> None:
     """A download failed for good: whatever its attempts left goes."""
-    owner = hashlib.sha1(job_id.encode()).hexdigest()[:10]
+    owner = _owner(job_id)
     try:
-        folder = Folder(directory)
-    except Exception:
+        folder = Folder(directory, make=False)
+    except Exception:  # gone, or not ours to read: nothing to remove
         return
     try:
         for n in range(max(1, attempt - EARLIER), attempt + 1):

@@ -40,12 +40,13 @@ RESUME_MIN = 1 << 20  # smaller files are fetched again whole: a meta per file w
 
 
 class Folder:
-    """The download directory, held by a descriptor (made if missing)."""
+    """The download directory, held by a descriptor (made if missing, with ``make``)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, make: bool = True) -> None:
         self.path = path
         try:
-            os.makedirs(path, exist_ok=True)
+            if make:
+                os.makedirs(path, exist_ok=True)
             self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise disk_error(exc, path) from None
