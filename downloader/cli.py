@@ -20,7 +20,8 @@ from jobqueue import embedded
 from . import disk, download
 from .config import Settings, load
 from .demo_server import DemoServer
-from .exceptions import ConfigError, DownloaderError, SourceError
+from .exceptions import ConfigError, DownloaderError, SourceError, WorkersGone
+from .local import LocalWorkers
 from .progress import human_bytes, summary, watch, workers_view
 from .runs import Runs
 from .sources.imgur import ImgurGallery
@@ -119,23 +120,10 @@ def fetch(settings: Settings, client_id: str | None, api_url: str | None, pages:
     finish(runs, [run_id], local)
 
 
-def start_local_workers(count: int, settings: Settings) -> list[subprocess.Popen]:
+def start_local_workers(count: int, settings: Settings) -> LocalWorkers | None:
     """Workers on this machine for this run, stopped when it completes (not
-    burst: retries wait in the scheduled registry). The Redis URL, with its
-    password, goes by environment, not argv."""
-    if not count:
-        return []
-    env = {**os.environ, "DOWNLOADER_REDIS_URL": redis_url(settings)}
-    args = [sys.executable, "-m", "downloader", "work", "--quiet", "--dir", settings.dir,
-            "--queue", settings.queue, "--concurrency", str(settings.concurrency)]
-    return [subprocess.Popen(args, env=env) for _ in range(count)]
-
-
-def stop_local_workers(local: list[subprocess.Popen]) -> None:
-    for proc in local:
-        proc.terminate()  # warm shutdown: a download in hand finishes
-    for proc in local:
-        proc.wait()
+    burst: retries wait in the scheduled registry)."""
+    return LocalWorkers(count, settings, redis_url(settings)) if count else None
 
 
 def no_wait_without_workers(no_wait: bool, workers: int) -> None:
@@ -144,22 +132,33 @@ def no_wait_without_workers(no_wait: bool, workers: int) -> None:
                                "drop --no-wait, or run `downloader work` yourself")
 
 
-def finish(runs: Runs, run_ids: list[str], local: list[subprocess.Popen]) -> None:
+def finish(runs: Runs, run_ids: list[str], local: LocalWorkers | None) -> None:
     """Watch each run until it completes (the workers take them all at
-    once), then print the summaries; exit 1 if any download failed."""
+    once), then print the summaries; exit 1 if any download failed, or if
+    the local workers exited first."""
     done = []
     try:
         for run_id in run_ids:
-            done.append(watch(runs, run_id))
+            done.append(watch(runs, run_id, local))
     except KeyboardInterrupt:
-        stop_local_workers(local)
-        click.echo(f"\nStopped watching; what is enqueued stays enqueued: `downloader work` takes it up, "
-                   f"`downloader status {run_ids[len(done)]} --watch` shows it.", err=True)
-        sys.exit(130)
-    stop_local_workers(local)
+        if local is not None:
+            local.stop()
+        stopped_watching(run_ids[len(done)])
+    except WorkersGone as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    if local is not None:
+        local.stop()
     for progress in done:
         click.echo(summary(runs, progress))
     sys.exit(1 if any(progress.failed for progress in done) else 0)
+
+
+def stopped_watching(run_id: str) -> None:
+    """Ctrl+C while watching: exit 130, as a shell expects; the run goes on."""
+    click.echo(f"\nStopped watching; what is enqueued stays enqueued: `downloader work` takes it up, "
+               f"`downloader status {run_id} --watch` shows it.", err=True)
+    sys.exit(130)
 
 
 @main.command()
@@ -176,6 +175,8 @@ def work(settings: Settings, concurrency: int | None, burst: bool, name: str | N
     settings = settings.with_overrides(concurrency=concurrency, queue=queue)
     logging.basicConfig(level="WARNING" if quiet else "INFO", format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     disk.WORKER_DIR = settings.dir
+    if os.path.exists(settings.dir) and not os.path.isdir(settings.dir):
+        raise ConfigError(f"--dir {settings.dir} is not a directory; give the download directory")
     if settings.stale_part_age:
         if settings.stale_part_age <= settings.read_timeout:
             raise ConfigError(f"stale_part_age ({settings.stale_part_age:g} s) must exceed read_timeout "
@@ -200,7 +201,10 @@ def status(settings: Settings, run_id: str | None, watching: bool, as_json: bool
     """Progress of RUN (default: the latest), its failures, and the live workers."""
     runs = Runs(connect(settings))
     run_id = run_id or runs.latest()
-    progress = watch(runs, run_id) if watching else runs.progress(run_id)
+    try:
+        progress = watch(runs, run_id) if watching else runs.progress(run_id)
+    except KeyboardInterrupt:
+        stopped_watching(run_id)
     if as_json:
         click.echo(json.dumps({**progress.__dict__, "failures": runs.failures(run_id)}, indent=2))
         return

@@ -23,6 +23,10 @@ class TransientDownloadError(DownloaderError, RetryLater):
     """A download worth retrying (connection reset, timeout, 429, 5xx)."""
 
 
+class WorkersGone(DownloaderError):
+    """The workers a command started exited before its run was complete."""
+
+
 class RunNotFound(DownloaderError):
     """No run with that id."""
 

@@ -9,6 +9,8 @@ from tqdm import tqdm
 
 from jobqueue.worker import list_workers
 
+from .exceptions import WorkersGone
+from .local import LocalWorkers
 from .runs import Progress, Runs
 
 
@@ -20,14 +22,22 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def watch(runs: Runs, run_id: str, interval: float = 0.25) -> Progress:
-    """Poll the run (O(1) Redis commands a refresh) until every URL settled."""
+def watch(runs: Runs, run_id: str, local: LocalWorkers | None = None, interval: float = 0.25) -> Progress:
+    """Poll the run (O(1) Redis commands a refresh) until every URL settled.
+    Local workers' lines go above the bar; if they all exit first, raise
+    WorkersGone. Without local workers, say so when nobody takes downloads."""
     progress = runs.progress(run_id)
+    queue = runs.queue_of(run_id)
     bar = tqdm(total=progress.total, initial=progress.settled, unit="file", desc=f"run {run_id}",
                dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
     start, start_bytes = time.monotonic(), progress.bytes
+    idle = Idle(runs, queue) if local is None else None
     try:
         while True:
+            for line in local.lines() if local is not None else []:
+                bar.write(line, file=sys.stderr)
+            if idle is not None and (hint := idle.hint()):
+                bar.write(hint, file=sys.stderr)
             elapsed = max(time.monotonic() - start, 1e-6)
             bar.set_postfix_str(f"done {progress.done}, skipped {progress.skipped}, failed {progress.failed}, "
                                 f"{human_bytes(progress.bytes)} at {human_bytes((progress.bytes - start_bytes) / elapsed)}/s",
@@ -35,10 +45,45 @@ def watch(runs: Runs, run_id: str, interval: float = 0.25) -> Progress:
             bar.update(progress.settled - bar.n)
             if progress.complete:
                 return progress
+            if local is not None and local.all_gone():
+                for line in local.lines():
+                    bar.write(line, file=sys.stderr)
+                raise WorkersGone(f"the local workers exited before run {run_id} was complete "
+                                  f"({progress.settled} of {progress.total} settled):\n{local.why_gone()}\n"
+                                  f"The run stays: any `downloader work` takes it up.")
             time.sleep(interval)
             progress = runs.progress(run_id)
     finally:
         bar.close()
+
+
+class Idle:
+    """Says when no live worker listens on the run's queue for a few seconds
+    (looked up every CHECK_EVERY s), and once more when one is back."""
+
+    CHECK_EVERY, GRACE = 1.0, 3.0
+
+    def __init__(self, runs: Runs, queue: str) -> None:
+        self.runs, self.queue = runs, queue
+        self._next, self._since, self._said = 0.0, None, False
+
+    def hint(self) -> str | None:
+        now = time.monotonic()
+        if now < self._next:
+            return None
+        self._next = now + self.CHECK_EVERY
+        if [w for w in list_workers(self.runs.connection) if self.queue in w.queues and w.responding]:
+            self._since = None
+            if self._said:
+                self._said = False
+                return f"A worker is taking downloads from queue {self.queue!r} again."
+            return None
+        self._since = self._since or now
+        if not self._said and now - self._since >= self.GRACE:
+            self._said = True
+            return (f"No worker is taking downloads from queue {self.queue!r}: start `downloader work` "
+                    f"(on any machine that reaches this Redis), or run fetch with --workers N. Still waiting.")
+        return None
 
 
 def summary(runs: Runs, progress: Progress, max_failures: int = 20) -> str:
@@ -65,7 +110,8 @@ def workers_view(runs: Runs, queue: str) -> str:
         return f"No live workers on queue {queue!r}: start some with `downloader work`."
     lines = [f"{len(workers)} worker(s) on {queue!r}:"]
     for w in workers:
-        lines.append(f"  {w.name} ({w.state}, {len(w.current_jobs)}/{w.concurrency} busy, "
+        beat = f", last beat {w.heartbeat_age:.0f} s ago" if w.heartbeat_age is not None else ""
+        lines.append(f"  {w.name} ({w.state}{beat}, {len(w.current_jobs)}/{w.concurrency} busy, "
                      f"{w.successful_job_count} ok, {w.failed_job_count} failed)")
         for _, description in w.current_jobs:
             lines.append(f"      {description}")

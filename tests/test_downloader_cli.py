@@ -198,3 +198,63 @@ def test_with_no_redis_url_anywhere_the_embedded_redis_is_used(tmp_path):
         os.kill(int(pid), 0)  # the embedded server runs, and keeps running for the next command
     finally:
         subprocess.run([sys.executable, "-m", "jobqueue", "embedded", "stop"], cwd=ROOT, env=env, timeout=60)
+
+
+def test_fetch_stops_when_its_local_workers_exit_first(redis_server, r, tmp_path):
+    web = MisbehavingServer()
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("a file, not a directory")
+    try:
+        out = downloader(redis_server, "fetch", "--links", "-", "--queue", "gone", "--workers", "1",
+                         "--dir", str(not_a_dir), input=f"{web.url}/img/g.png\n", timeout=60)
+        assert out.returncode == 1, out.stderr
+        assert "local workers exited before run" in out.stderr and "is not a directory" in out.stderr
+        assert "The run stays" in out.stderr and "Traceback" not in out.stderr
+        assert Queue("gone", connection=r).count == 1               # nothing was lost: resumable by any worker
+    finally:
+        web.stop()
+
+
+def test_fetch_without_workers_says_nobody_takes_downloads_then_carries_on(redis_server, r, tmp_path):
+    web = MisbehavingServer()
+    try:
+        watcher = popen(redis_server, "fetch", "--links", "-", "--queue", "nobody", "--dir", str(tmp_path),
+                        input=f"{web.url}/img/n.png\n")
+        seen = []
+
+        def hinted():
+            line = watcher.stderr.readline()
+            seen.append(line)
+            return "No worker is taking downloads from queue 'nobody'" in line
+
+        wait_for(hinted, timeout=30, message="the hint")
+        worker = popen(redis_server, "work", "--queue", "nobody", "--dir", str(tmp_path))
+        try:
+            stdout, stderr = watcher.communicate(timeout=60)
+        finally:
+            worker.terminate()
+            worker.wait()
+        assert watcher.returncode == 0 and "done           1" in stdout, "".join(seen) + stderr
+    finally:
+        web.stop()
+
+
+def test_status_marks_a_silent_worker_and_ctrl_c_exits_130(redis_server, r, tmp_path):
+    runs = Runs(r)
+    run_id, _ = runs.create(["http://127.0.0.1:1/x.png"], "test", Settings(queue="silent", dir=str(tmp_path)))
+    Queue("silent", connection=r).empty()                  # nothing for the worker to do
+    worker = popen(redis_server, "work", "--queue", "silent", "--dir", str(tmp_path),
+                   JOBQUEUE_HEARTBEAT_TTL="30")            # its entry outlives it: only the silence tells
+    wait_for(lambda: any("silent" in w.queues for w in list_workers(r)), message="worker registered")
+    alive = downloader(redis_server, "status", run_id).stdout
+    assert "(idle, last beat 0 s ago" in alive, alive
+    worker.kill()
+    worker.wait()
+    time.sleep(2.0)                                        # more than two beats (0.3 s) and a second
+    dead = downloader(redis_server, "status", run_id).stdout
+    assert "(not responding, last beat 2 s ago" in dead or "(not responding, last beat 3 s ago" in dead, dead
+    watcher = popen(redis_server, "status", run_id, "--watch")
+    time.sleep(1.0)
+    watcher.send_signal(signal.SIGINT)
+    _, stderr = watcher.communicate(timeout=30)
+    assert watcher.returncode == 130 and "Stopped watching" in stderr and "Traceback" not in stderr

@@ -26,10 +26,20 @@ class WorkerInfo:
     failed_job_count: int = 0
     total_working_time: float = 0.0
     current_jobs: list[tuple[str, str]] = field(default_factory=list)  # (job id, description)
+    heartbeat_interval: float = 10.0
+    heartbeat_age: float | None = None  # seconds since its last beat, on Redis's clock
 
     @property
     def state(self) -> str:
+        if not self.responding:
+            return "not responding"
         return "busy" if self.current_jobs else "idle"
+
+    @property
+    def responding(self) -> bool:
+        """It beat within two intervals (a worker killed outright stays listed
+        until its entry expires, one heartbeat TTL later: this says so sooner)."""
+        return self.heartbeat_age is None or self.heartbeat_age <= 2 * self.heartbeat_interval + 1
 
     def queue_names(self) -> list[str]:
         return self.queues
@@ -47,10 +57,13 @@ def list_workers(connection: redis.Redis | Backend | None = None, *, queue=None,
     conn, keys = backend.connection, backend.keys
     names = sorted(text(n) for n in conn.smembers(keys.workers))
     pipe = conn.pipeline(transaction=False)
+    pipe.time()
     for name in names:
         pipe.hgetall(keys.worker(name))
+    (seconds, micros), *hashes = pipe.execute()
+    clock = seconds + micros / 1e6
     workers: dict[str, WorkerInfo] = {}
-    for name, raw in zip(names, pipe.execute()):
+    for name, raw in zip(names, hashes):
         h = text_dict(raw)
         if not h:
             continue  # expired: died without registering death
@@ -62,10 +75,19 @@ def list_workers(connection: redis.Redis | Backend | None = None, *, queue=None,
             successful_job_count=int(h.get("successful_job_count", 0) or 0),
             failed_job_count=int(h.get("failed_job_count", 0) or 0),
             total_working_time=float(h.get("total_working_time", 0) or 0),
+            heartbeat_interval=_number(h.get("heartbeat_interval"), 10.0),
+            heartbeat_age=clock - _number(h.get("last_seen"), clock) if h.get("last_seen") else None,
         )
     _attach_current_jobs(backend, workers)
     found = list(workers.values())
     return [w for w in found if queue.name in w.queues] if queue is not None else found
+
+
+def _number(value: str | None, default: float) -> float:
+    try:
+        return float(value) if value else default
+    except ValueError:  # a hand-edited entry: show the worker anyway
+        return default
 
 
 def _attach_current_jobs(backend: Backend, workers: dict[str, WorkerInfo]) -> None:

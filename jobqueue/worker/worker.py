@@ -150,7 +150,7 @@ class Worker:
         entry gone (expired while cut off) registers it again, whole."""
         registration = ["name", self.name, "hostname", socket.gethostname(), "pid", os.getpid(),
                         "queues", ",".join(self.queue_names), "concurrency", self.concurrency,
-                        "mode", "fork" if self.fork else "thread"]
+                        "mode", "fork" if self.fork else "thread", "heartbeat_interval", self.timing.heartbeat_interval]
         self.heartbeat = Heartbeat(self.backend, self.name, self.timing, self.events, registration,
                                    attempts=self._beating, stats=self._stats)
         while True:  # Redis may refuse us for a while (a replica before its failover, MASTERDOWN, OOM)
