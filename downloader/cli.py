@@ -27,6 +27,7 @@ from .runs import Runs
 from .sources.imgur import ImgurGallery
 from .sources.links_file import LinksFile
 
+REDIS_SETTING = "--redis-url / DOWNLOADER_REDIS_URL / JOBQUEUE_REDIS_URL"  # how downloader is told where Redis is
 WORK_THREADS = 4  # download jobs return futures in a fraction of a millisecond: a few threads start them all
 
 
@@ -34,7 +35,8 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
     """--config, --redis-url, --dir on every command; errors become one line and exit 1."""
     @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="DOWNLOADER_CONFIG",
                   help="settings file [env DOWNLOADER_CONFIG; default config/downloader.toml if present]")
-    @click.option("--redis-url", help="Redis URL [env DOWNLOADER_REDIS_URL; default: the embedded redis-server]")
+    @click.option("--redis-url", help="Redis URL [env DOWNLOADER_REDIS_URL, then JOBQUEUE_REDIS_URL; default: "
+                                      "the embedded redis-server]")
     @click.option("--dir", "directory", help="download directory [env DOWNLOADER_DIR; default downloads]")
     @functools.wraps(func)
     def wrapper(config_path: str | None, redis_url: str | None, directory: str | None, **kwargs: Any) -> Any:
@@ -45,7 +47,7 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise click.ClickException(f"lost the connection to Redis ({exc}); is it running? "
-                                       "(--redis-url / DOWNLOADER_REDIS_URL)") from None
+                                       f"({REDIS_SETTING})") from None
     return wrapper
 
 
@@ -58,7 +60,7 @@ def connect(settings: Settings, check: bool = True) -> redis.Redis:
     """``check=False``: the caller waits for Redis itself (the worker)."""
     client = jq_connection.from_url(redis_url(settings))
     if check:
-        jq_connection.check(client)
+        jq_connection.check(client, REDIS_SETTING)
     return client
 
 
@@ -86,8 +88,9 @@ def main() -> None:
 @click.option("--no-wait", is_flag=True, help="return right after enqueueing")
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="also start N local worker processes")
 @click.option("--concurrency", type=click.IntRange(min=1), help="parallel downloads per local worker [64]")
+@click.option("--strict", is_flag=True, help="a line of --links that is not an http(s) URL is an error")
 def fetch(settings: Settings, client_id: str | None, api_url: str | None, pages: int | None, links_path: str | None,
-          queue: str | None, no_wait: bool, workers: int, concurrency: int | None) -> None:
+          queue: str | None, no_wait: bool, workers: int, concurrency: int | None, strict: bool) -> None:
     """Enqueue one download per unique image URL, then show progress until done.
 
     Exit code 0 when every file was downloaded or already there, 1 if any failed.
@@ -98,7 +101,7 @@ def fetch(settings: Settings, client_id: str | None, api_url: str | None, pages:
         raise click.UsageError("use either --links FILE or --client-id, not both")
     if not links_path and not client_id:
         raise click.UsageError("say where the links come from: --client-id X (Imgur API) or --links FILE")
-    source = LinksFile(links_path) if links_path else ImgurGallery(
+    source = LinksFile(links_path, strict) if links_path else ImgurGallery(
         client_id, settings.api_url, settings.pages, (settings.connect_timeout, settings.read_timeout))
     client = connect(settings)
     links: list[str] = []
@@ -106,6 +109,12 @@ def fetch(settings: Settings, client_id: str | None, api_url: str | None, pages:
         links.extend(source.links())
     except SourceError as exc:
         raise click.ClickException(f"{exc}\nNothing was enqueued ({len(links)} link(s) had been read).") from None
+    rejected = getattr(source, "rejected", [])
+    if rejected:
+        shown = "".join(f"\n  line {n}: {line!r} ({why})" for n, line, why in rejected[:10])
+        more = f"\n  ... and {len(rejected) - 10} more" if len(rejected) > 10 else ""
+        click.echo(f"Skipped {len(rejected)} line(s) of {source.description} that are not http(s) URLs "
+                   f"(--strict makes this an error):{shown}{more}", err=True)
     if not links:
         click.echo(f"{source.description} gave no image links: nothing to download.")
         return

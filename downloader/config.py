@@ -87,5 +87,7 @@ def load(config_path: str | Path | None = None, environ: dict[str, str] | None =
         env_value = environ.get(f"DOWNLOADER_{name.upper()}")
         if env_value is not None and env_value != "":
             values[name] = _coerce(name, kind, env_value, f"environment DOWNLOADER_{name.upper()}")
+    if not environ.get("DOWNLOADER_REDIS_URL") and environ.get("JOBQUEUE_REDIS_URL"):
+        values["redis_url"] = environ["JOBQUEUE_REDIS_URL"]  # one Redis setting serves both commands
     values.update({k: v for k, v in flags.items() if v is not None})
     return Settings(**values)

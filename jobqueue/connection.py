@@ -58,16 +58,22 @@ def describe(connection: redis.Redis) -> str:
     return f"redis://{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
 
 
-def check(connection: redis.Redis) -> None:
-    """Fail early with a message that says what to do."""
+def check(connection: redis.Redis, setting: str = f"--url / {URL_ENV}") -> None:
+    """Fail early with a message that says what to do; ``setting`` names how
+    the command that was run is told where Redis is."""
     try:
         connection.ping()
     except redis.exceptions.AuthenticationError as exc:
-        raise ConnectionConfigError(f"Redis at {describe(connection)} refused the password: {exc}") from None
+        raise ConnectionConfigError(f"Redis at {describe(connection)} refused the password: {exc}; "
+                                    f"check the password in {setting}") from None
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
         raise ConnectionConfigError(
-            f"cannot reach Redis at {describe(connection)} ({exc}); start it, or set --url / {URL_ENV}"
+            f"cannot reach Redis at {describe(connection)} ({exc}); start it, or set {setting}"
         ) from None
+    except redis.exceptions.ResponseError as exc:  # e.g. a database number the server does not have
+        raise ConnectionConfigError(f"Redis at {describe(connection)} refused the connection: {exc}; "
+                                    f"check the URL in {setting} (databases are numbered from 0, "
+                                    "16 of them by default)") from None
 
 
 def is_cluster(connection) -> bool:

@@ -258,3 +258,40 @@ def test_status_marks_a_silent_worker_and_ctrl_c_exits_130(redis_server, r, tmp_
     watcher.send_signal(signal.SIGINT)
     _, stderr = watcher.communicate(timeout=30)
     assert watcher.returncode == 130 and "Stopped watching" in stderr and "Traceback" not in stderr
+
+
+def test_links_files_are_checked_where_they_enter(redis_server, r, tmp_path):
+    web = MisbehavingServer()
+    good = f"{web.url}/img/in.png"
+    try:
+        bom = tmp_path / "bom.txt"
+        bom.write_bytes(b"\xef\xbb\xbf" + f"{good}\n# a comment\n\nnot a url\njavascript:alert(1)\nfile:///etc/passwd\n".encode())
+        out = downloader(redis_server, "fetch", "--links", str(bom), "--no-wait", "--queue", "in", "--dir", str(tmp_path))
+        assert out.returncode == 0, out.stderr
+        assert "1 download(s) enqueued" in out.stdout                       # the BOM did not spoil the first URL
+        assert "Skipped 3 line(s)" in out.stderr and "line 4: 'not a url'" in out.stderr
+        assert "line 5: 'javascript:alert(1)'" in out.stderr and "line 6: 'file:///etc/passwd'" in out.stderr
+        assert [job.args[1] for job in Queue("in", connection=r).get_jobs()] == [good]
+        strict = downloader(redis_server, "fetch", "--links", str(bom), "--strict", "--queue", "in2", "--dir", str(tmp_path))
+        assert strict.returncode == 1 and "line 4: 'not a url' is not a URL to download" in strict.stderr
+        assert Queue("in2", connection=r).count == 0
+        latin = tmp_path / "latin1.txt"
+        latin.write_bytes(f"{good}\n".encode() + "http://h/caf\u00e9.png\n".encode("latin-1"))
+        bad = downloader(redis_server, "fetch", "--links", str(latin), "--queue", "in3", "--dir", str(tmp_path))
+        assert bad.returncode == 1 and "is not UTF-8 (line 2" in bad.stderr and "Traceback" not in bad.stderr
+        assert Queue("in3", connection=r).count == 0                         # nothing was enqueued
+    finally:
+        web.stop()
+
+
+def test_one_redis_setting_serves_both_commands_and_errors_name_it(redis_server, r, tmp_path):
+    run_id, _ = Runs(r).create(["http://h/one.png"], "test", Settings(queue="one-setting"))
+    env = {"DOWNLOADER_REDIS_URL": "", "JOBQUEUE_REDIS_URL": redis_server.url}
+    out = downloader(redis_server, "runs", "--limit", "1000", **env)
+    assert out.returncode == 0 and run_id in out.stdout                    # the test's Redis, not the embedded one
+    beyond = redis_server.url.rsplit("/", 1)[0] + "/99"
+    bad_db = downloader(redis_server, "runs", DOWNLOADER_REDIS_URL=beyond)
+    assert bad_db.returncode == 1 and "DB index is out of range" in bad_db.stderr
+    assert "--redis-url / DOWNLOADER_REDIS_URL / JOBQUEUE_REDIS_URL" in bad_db.stderr and "Traceback" not in bad_db.stderr
+    down = downloader(redis_server, "runs", DOWNLOADER_REDIS_URL="redis://127.0.0.1:1/0")
+    assert down.returncode == 1 and "set --redis-url / DOWNLOADER_REDIS_URL / JOBQUEUE_REDIS_URL" in down.stderr

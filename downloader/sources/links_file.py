@@ -1,25 +1,47 @@
-"""Links from a file (or stdin with '-'): one URL per line, blank and '#' lines ignored."""
+"""Links from a file (or stdin with '-'): one URL per line; blank lines and
+'#' comments skipped. The file must be UTF-8 (a byte-order mark is dropped);
+a line that is not an http(s) URL is reported with its line number and not
+enqueued (``rejected``), or, with ``strict``, stops the read."""
 
 from __future__ import annotations
 
 import sys
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
-from ..exceptions import SourceError
+from ..exceptions import PermanentDownloadError, SourceError
+from ..naming import check_url
 
 
 class LinksFile:
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, path: str, strict: bool = False) -> None:
+        self.path, self.strict = path, strict
         self.description = "stdin" if path == "-" else f"links file {path}"
+        self.rejected: list[tuple[int, str, str]] = []  # (line number, line, why)
 
     def links(self) -> Iterator[str]:
         try:
-            handle = sys.stdin if self.path == "-" else open(self.path, encoding="utf-8")
+            handle: BinaryIO = sys.stdin.buffer if self.path == "-" else open(self.path, "rb")
         except OSError as exc:
             raise SourceError(f"cannot read {self.path}: {exc.strerror}; nothing was enqueued") from None
         with handle:
-            for line in handle:
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    yield line
+            for number, raw in enumerate(handle, 1):
+                line = self._decode(raw, number).strip()
+                if not line or line.startswith("#"):
+                    continue
+                try:
+                    yield check_url(line)
+                except PermanentDownloadError as exc:
+                    why = str(exc).rpartition(": ")[2]
+                    if self.strict:
+                        raise SourceError(f"{self.description}, line {number}: {line[:200]!r} is not a URL to "
+                                          f"download ({why}); fix or remove it (or drop --strict)") from None
+                    self.rejected.append((number, line[:200], why))
+
+    def _decode(self, raw: bytes, number: int) -> str:
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a UTF-8 byte-order mark
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SourceError(f"{self.description} is not UTF-8 (line {number}, byte {exc.start + 1}: "
+                              f"{raw[exc.start:exc.start + 1]!r}); save it as UTF-8 and try again") from None

@@ -73,7 +73,7 @@ def wait_for_redis(connection: redis.Redis, startup_wait: float) -> None:
         try:
             return check(connection)
         except ConnectionConfigError as exc:
-            if "refused the password" in str(exc) or waited >= startup_wait:
+            if "refused the" in str(exc) or waited >= startup_wait:  # a password, a database: not waited for
                 raise ConnectionConfigError(f"{exc} (tried for {waited:.0f} s)") from None
             if not waited:
                 log.warning("%s; trying again for up to %.0f s (JOBQUEUE_STARTUP_WAIT)", exc, startup_wait)
