@@ -1,9 +1,15 @@
-"""Settings: command-line flag > DOWNLOADER_* environment > config file > built-in default."""
+"""Settings: command-line flag > DOWNLOADER_* environment > config file > built-in default.
+
+One schema (``RANGES``) checks every setting the same way wherever it came
+from; an error names the setting, where it came from (``--flag``,
+``DOWNLOADER_X``, ``file:line``) and what is allowed."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -34,33 +40,82 @@ class Settings:
     stale_part_age: float = 86400.0
 
     def with_overrides(self, **values: Any) -> "Settings":
-        return replace(self, **{k: v for k, v in values.items() if v is not None})
+        """Command-line flags on top: checked like every other source."""
+        types = _types()
+        return replace(self, **{k: _check(k, types[k], v, f"--{k.replace('_', '-')}")
+                                for k, v in values.items() if v is not None})
 
 
-def _coerce(name: str, kind: type, value: Any, origin: str) -> Any:
+# (lowest, highest) allowed; for a list, the range of each item. Strings must not be empty.
+RANGES: dict[str, tuple[float, float]] = {
+    "concurrency": (1, 4096), "connect_timeout": (0.001, 3600), "read_timeout": (0.001, 86400),
+    "retries": (0, 1000), "retry_intervals": (0, 86400 * 7), "max_retry_after": (0, 86400 * 7),
+    "max_size": (1, 2**50), "pages": (1, 10_000), "job_timeout": (1, 86400 * 7), "stale_part_age": (0, 2**31),
+}
+NON_EMPTY = ("queue", "dir", "api_url", "user_agent")
+
+
+def _check(name: str, kind: type, value: Any, origin: str) -> Any:
+    """``value`` as a ``kind`` within its range, or a ConfigError that says where it came from."""
+    low, high = RANGES.get(name, (-math.inf, math.inf))
+    allowed = f"{kind.__name__} from {low:g} to {high:g}" if name in RANGES else kind.__name__
     try:
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError("expected true or false")
         if kind is list:
-            items = json.loads(value) if isinstance(value, str) and value.startswith("[") else value
-            if isinstance(items, str):
-                items = [x for x in items.split(",") if x.strip()]
-            return [float(x) for x in items]
-        return kind(value)
+            items = json.loads(value) if isinstance(value, str) and value.strip().startswith("[") else value
+            items = [x for x in items.split(",") if x.strip()] if isinstance(items, str) else items
+            checked = [_number(float, x) for x in items]
+            if not checked or not all(low <= x <= high for x in checked):
+                raise ValueError(f"each must be from {low:g} to {high:g}")
+            return checked
+        if kind is bool:
+            return _boolean(value)
+        if kind is str:
+            text = str(value)
+            if name in NON_EMPTY and not text.strip():
+                raise ValueError("must not be empty")
+            return text
+        number = _number(kind, value)
+        if not low <= number <= high:
+            raise ValueError("out of range")
+        return number
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{origin}: {name} = {value!r} is not a valid {kind.__name__} ({exc})") from None
+        raise ConfigError(f"{origin}: {name} = {value!r} is not valid ({exc}); expected {allowed}") from None
+
+
+def _number(kind: type, value: Any) -> int | float:
+    if isinstance(value, bool):
+        raise ValueError("not a number")
+    number = float(value) if isinstance(value, (int, float)) else float(str(value).strip())
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")
+    if kind is int:
+        if number != int(number):
+            raise ValueError("not a whole number")
+        return int(number)
+    return number
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
 
 
 def _types() -> dict[str, type]:
     defaults = Settings()
     return {f.name: type(getattr(defaults, f.name)) for f in fields(Settings)}
+
+
+def _line_of(text: str, name: str) -> int:
+    for number, line in enumerate(text.splitlines(), 1):
+        if re.match(rf"\s*{re.escape(name)}\s*=", line):
+            return number
+    return 0
 
 
 def load(config_path: str | Path | None = None, environ: dict[str, str] | None = None,
@@ -73,21 +128,24 @@ def load(config_path: str | Path | None = None, environ: dict[str, str] | None =
     if path or DEFAULT_CONFIG.is_file():
         path = Path(path or DEFAULT_CONFIG)
         try:
-            data = tomllib.loads(path.read_text())
+            text = path.read_text()
+            data = tomllib.loads(text)
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         unknown = set(data) - set(types)
         if unknown:
             raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(sorted(unknown))}; "
                               f"known: {', '.join(types)}")
-        values.update({k: _coerce(k, types[k], v, str(path)) for k, v in data.items()})
+        values.update({k: _check(k, types[k], v, f"{path}:{_line_of(text, k)}") for k, v in data.items()})
     for name, kind in types.items():
         env_value = environ.get(f"DOWNLOADER_{name.upper()}")
         if env_value is not None and env_value != "":
-            values[name] = _coerce(name, kind, env_value, f"environment DOWNLOADER_{name.upper()}")
+            values[name] = _check(name, kind, env_value, f"environment DOWNLOADER_{name.upper()}")
     if not environ.get("DOWNLOADER_REDIS_URL") and environ.get("JOBQUEUE_REDIS_URL"):
         values["redis_url"] = environ["JOBQUEUE_REDIS_URL"]  # one Redis setting serves both commands
-    values.update({k: v for k, v in flags.items() if v is not None})
+    for name, value in flags.items():
+        if value is not None:
+            values[name] = _check(name, types[name], value, f"--{name.replace('_', '-')}")
     return Settings(**values)

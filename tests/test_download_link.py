@@ -318,3 +318,20 @@ def test_shipped_config_file_holds_every_default():
     assert shipped == Settings()
     text = (Path(__file__).resolve().parent.parent / "config" / "downloader.toml").read_text()
     assert all(f"\n{name} =" in "\n" + text for name in Settings.__dataclass_fields__)
+
+
+def test_settings_are_range_checked_wherever_they_come_from(tmp_path):
+    config = tmp_path / "d.toml"
+    config.write_text('queue = "q"\n\nconcurrency = 2.7\n')
+    with pytest.raises(ConfigError, match=rf"{config}:3: concurrency = 2.7 is not valid \(not a whole number\); "
+                                          r"expected int from 1 to 4096"):
+        load(config, {})
+    for name, value, why in [("MAX_SIZE", "-1", "out of range"), ("RETRIES", "-1", "out of range"),
+                             ("READ_TIMEOUT", "0", "out of range"), ("PAGES", "0", "out of range"),
+                             ("RETRY_INTERVALS", "[1, -5]", "each must be"), ("QUEUE", " ", "must not be empty"),
+                             ("CONCURRENCY", "0", "out of range"), ("CHECK_IMAGE", "maybe", "true or false")]:
+        with pytest.raises(ConfigError, match=f"environment DOWNLOADER_{name}: .*{why}"):
+            load(None, {f"DOWNLOADER_{name}": value})
+    with pytest.raises(ConfigError, match="--pages: pages = 0 is not valid"):
+        Settings().with_overrides(pages=0)
+    assert load(None, {"DOWNLOADER_CONCURRENCY": "8", "DOWNLOADER_RETRY_INTERVALS": "1,2"}).retry_intervals == [1, 2]
