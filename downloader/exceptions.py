@@ -39,3 +39,7 @@ class DiskError(PermanentDownloadError):
         self.directory, self.cause = directory, cause
         super().__init__(f"cannot write to {directory}: {cause}; free space or fix its permissions, "
                          "then `downloader retry`")
+
+
+class NotInRun(DownloaderError):
+    """A URL given to `retry --url` is not one of the run's."""

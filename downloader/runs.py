@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import secrets
@@ -12,14 +13,13 @@ from typing import Iterable
 
 import redis
 
-from jobqueue import Job, Queue, Retry, Script
+from jobqueue import Job, JobStatus, Queue, Retry, Script
 from jobqueue.backend import text, text_dict
-from jobqueue.exceptions import DuplicateJobError
 from jobqueue.registry import FailedJobRegistry
 
 from . import disk
 from .config import Settings
-from .exceptions import RunNotFound
+from .exceptions import NotInRun, RunNotFound
 from .keys import STATES, Keys
 from .naming import file_name
 from .transfer import discard_parts
@@ -28,6 +28,7 @@ _by_connection: dict[int, "Runs"] = {}
 MARK = Script("downloader.mark", resources.files(__package__).joinpath("mark.lua").read_text())
 DOWNLOAD_FUNC = "downloader.download.download_link"
 ENQUEUE_CHUNK = 200
+LIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED}  # a job to leave alone
 
 
 @dataclass
@@ -141,10 +142,16 @@ class Runs:
     # -- retrying ----------------------------------------------------------------------------
 
     def retry(self, run_id: str, settings: Settings, only: Iterable[str] | None = None) -> list[str]:
-        """Re-run the failed URLs of a run (or just ``only``): failed jobs go back
-        on their queue; those whose failure record expired are enqueued anew."""
+        """Re-run the failed URLs of a run (or just ``only``, which must be URLs
+        of the run): failed jobs go back on their queue; those whose failure
+        record expired are enqueued anew, and a job that already stands in a
+        queue or runs (`jobqueue requeue` came first) is left as it is: never
+        a second one."""
         self.progress(run_id)  # raises RunNotFound
         failed = set(self.failures(run_id))
+        if only is not None:
+            only = list(only)
+            self._check_in_run(run_id, only)
         urls = [u for u in (only if only is not None else sorted(failed)) if u in failed]
         if not urls:
             return []
@@ -155,13 +162,25 @@ class Runs:
         registry = FailedJobRegistry(queue_name, connection=self.connection)
         requeued = set(registry.requeue_many([job_ids[u] for u in urls]))
         gone = [u for u in urls if job_ids[u] not in requeued]
+        live = {job.id for job in Job.fetch_many([job_ids[u] for u in gone], connection=self.connection)
+                if job is not None and job.get_status(refresh=False) in LIVE}
+        gone = [u for u in gone if job_ids[u] not in live]
         if gone:
             directory = text(self.connection.hget(self.keys.run(run_id), "directory")) or settings.dir
-            try:
-                self.enqueue(run_id, gone, job_ids, settings.with_overrides(queue=queue_name, dir=directory))
-            except DuplicateJobError:
-                pass  # already queued or running (`jobqueue requeue` came first): not a second time
+            self.enqueue(run_id, gone, job_ids, settings.with_overrides(queue=queue_name, dir=directory))
         return urls
+
+    def _check_in_run(self, run_id: str, urls: list[str]) -> None:
+        known = self.connection.hmget(self.keys.urls(run_id), urls)
+        unknown = [u for u, job_id in zip(urls, known) if job_id is None]
+        if not unknown:
+            return
+        run_urls = [text(u) for u in self.connection.hkeys(self.keys.urls(run_id))]
+        hints = []
+        for url in unknown:
+            close = difflib.get_close_matches(url, run_urls, n=3, cutoff=0.5)
+            hints.append(f"  {url}" + (f"\n    did you mean: {', '.join(close)}" if close else ""))
+        raise NotInRun(f"not URL(s) of run {run_id}; nothing was re-enqueued:\n" + "\n".join(hints))
 
 
 def on_download_failed(job: Job, connection: redis.Redis, exc_type, exc, traceback) -> None:

@@ -203,7 +203,26 @@ def test_retry_with_url_reenqueues_only_that_failed_download(redis_server, r, tm
     progress = runs.progress(run_id)
     assert (progress.failed, progress.done) == (1, 1) and list(runs.failures(run_id)) == [urls[0]]
     nothing = downloader(redis_server, "retry", run_id, "--url", urls[2], "--no-wait")
-    assert nothing.returncode == 0 and "Nothing to retry" in nothing.stdout
+    assert nothing.returncode == 0 and "Nothing to retry" in nothing.stdout      # in the run, not failed
+    typo = downloader(redis_server, "retry", run_id, "--url", "http://h/a.pgn", "--no-wait")
+    assert typo.returncode == 1 and f"not URL(s) of run {run_id}" in typo.stderr
+    assert "did you mean: http://h/a.png" in typo.stderr and Queue("rq1", connection=r).count == 1
+
+
+def test_retry_never_puts_a_job_on_a_queue_where_it_already_stands(redis_server, r, tmp_path):
+    from downloader.config import Settings
+    runs = Runs(r)
+    run_id, urls = runs.create(["http://h/a.png", "http://h/b.png"], "test", Settings(queue="rq2", dir=str(tmp_path)))
+    queue = Queue("rq2", connection=r)
+    ids = {job.args[1]: job.id for job in queue.get_jobs()}
+    queue.empty()                                   # taken, failed, and their failure records expired
+    for url in urls:
+        runs.mark(run_id, url, "failed", reason="HTTP 503")
+    queue.enqueue_many([Queue.prepare_data("downloader.download.download_link", (str(tmp_path), urls[0]),
+                                           job_id=ids[urls[0]])])   # a stands in the queue again (`jobqueue requeue`)
+    again = downloader(redis_server, "retry", run_id, "--no-wait")
+    assert again.returncode == 0 and "2 failed download(s) re-enqueued" in again.stdout, again.stderr
+    assert sorted(job.id for job in queue.get_jobs()) == sorted(ids.values())   # each once: a left as it was, b anew
 
 
 def test_same_url_in_two_runs_at_once_never_shares_a_file(redis_server, r, tmp_path):
