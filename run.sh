@@ -46,7 +46,13 @@ case "$mode" in
       [ -s "$url_file" ] && break
     done
     [ -s "$url_file" ] || { echo "run.sh: the demo server did not start" >&2; exit 1; }
-    .venv/bin/downloader fetch --client-id demo --api-url "$(cat "$url_file")" --pages 2 --workers 2 "$@"
+    status=0
+    .venv/bin/downloader fetch --client-id demo --api-url "$(cat "$url_file")" --pages 2 --workers 2 "$@" || status=$?
+    if state=$(.venv/bin/jobqueue embedded status 2>/dev/null); then
+      echo "run.sh: the embedded Redis keeps running for the next command ($state);" \
+           "stop it with: .venv/bin/jobqueue embedded stop" >&2
+    fi
+    exit $status
     ;;
   test) shift; exec .venv/bin/python -m pytest -n 4 "$@" ;;
   bench) shift; exec .venv/bin/python bench/throughput.py "$@" ;;

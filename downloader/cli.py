@@ -52,8 +52,13 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def redis_url(settings: Settings) -> str:
-    """The configured URL, else the embedded server's (started if need be)."""
-    return settings.redis_url or embedded.ensure_running().url
+    """The configured URL, else the embedded server's (started if need be, and then said so)."""
+    if settings.redis_url:
+        return settings.redis_url
+    server = embedded.ensure_running()
+    if server.just_started:
+        click.echo(embedded.announcement(server), err=True)
+    return server.url
 
 
 def connect(settings: Settings, check: bool = True) -> redis.Redis:
@@ -267,6 +272,27 @@ def retry(settings: Settings, run_id: str | None, all_runs: bool, urls: tuple[st
     if no_wait:
         return
     finish(runs, retried, local)
+
+
+@main.command()
+@common
+@click.argument("run_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="print them as JSON")
+def failed(settings: Settings, run_id: str | None, as_json: bool) -> None:
+    """List the failed downloads of RUN (default: the latest) with their reasons."""
+    runs = Runs(connect(settings))
+    run_id = run_id or runs.latest()
+    runs.progress(run_id)  # raises RunNotFound
+    failures = sorted(runs.failures(run_id).items())
+    if as_json:
+        click.echo(json.dumps({"run": run_id, "failed": [{"url": u, "reason": why} for u, why in failures]}, indent=2))
+        return
+    if not failures:
+        click.echo(f"No failed downloads in run {run_id}.")
+        return
+    click.echo(f"{len(failures)} failed download(s) in run {run_id} (re-run them with `downloader retry {run_id}`):")
+    for url, why in failures:
+        click.echo(f"  {url}\n      {why}")
 
 
 @main.command("demo-server")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from urllib.parse import urlsplit
 
@@ -44,7 +45,10 @@ def resolve(connection: redis.Redis | None = None, url: str | None = None) -> re
     url = configured_url(url)
     if url:
         return from_url(url)
-    return from_url(embedded.ensure_running().url)
+    server = embedded.ensure_running()
+    if server.just_started:
+        logging.getLogger("jobqueue").warning(embedded.announcement(server))
+    return from_url(server.url)
 
 
 def describe(connection: redis.Redis) -> str:

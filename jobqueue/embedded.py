@@ -61,6 +61,7 @@ class EmbeddedServer:
     port: int
     password: str
     pid: int
+    just_started: bool = False  # this call started it (the caller says so once)
 
     @property
     def url(self) -> str:
@@ -157,7 +158,13 @@ def _start(directory: Path, timeout: float) -> EmbeddedServer:
     info = directory / "server.info"
     info.write_text(f"{port} {password} {proc.pid}\n")
     info.chmod(0o600)
-    return EmbeddedServer(directory, port, password, proc.pid)
+    return EmbeddedServer(directory, port, password, proc.pid, just_started=True)
+
+
+def announcement(server: EmbeddedServer) -> str:
+    """What a command says when it has started the embedded server."""
+    return (f"Started the embedded Redis (data in {server.directory}); it keeps running for the next "
+            "command; stop it with `jobqueue embedded stop`.")
 
 
 def stop(directory: Path | None = None, timeout: float = 10.0) -> bool:

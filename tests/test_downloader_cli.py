@@ -46,7 +46,7 @@ def links_in(demo: DemoServer, pages: int) -> int:
 def test_help_and_version():
     top = subprocess.run([sys.executable, "-m", "downloader", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert top.returncode == 0
-    for command in ("fetch", "work", "status", "runs", "retry", "demo-server"):
+    for command in ("fetch", "work", "status", "runs", "retry", "failed", "demo-server"):
         assert f"  {command} " in top.stdout
         sub = subprocess.run([sys.executable, "-m", "downloader", command, "--help"], cwd=ROOT, capture_output=True,
                              text=True)
@@ -191,11 +191,17 @@ def test_with_no_redis_url_anywhere_the_embedded_redis_is_used(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DOWNLOADER_REDIS_URL", "JOBQUEUE_REDIS_URL")}
     env.update(JOBQUEUE_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
     try:
-        out = subprocess.run([sys.executable, "-m", "downloader", "runs"], cwd=ROOT, env=env, capture_output=True,
-                             text=True, timeout=60)
+        def runs():
+            return subprocess.run([sys.executable, "-m", "downloader", "runs"], cwd=ROOT, env=env, capture_output=True,
+                                  text=True, timeout=60)
+        out = runs()
         assert out.returncode == 0 and "No runs yet" in out.stdout
+        assert f"Started the embedded Redis (data in {tmp_path / 'data'}); it keeps running" in out.stderr
+        assert "stop it with `jobqueue embedded stop`" in out.stderr
         port, password, pid = (tmp_path / "data" / "server.info").read_text().split()
         os.kill(int(pid), 0)  # the embedded server runs, and keeps running for the next command
+        again = runs()
+        assert again.returncode == 0 and "Started the embedded Redis" not in again.stderr   # said once, when started
     finally:
         subprocess.run([sys.executable, "-m", "jobqueue", "embedded", "stop"], cwd=ROOT, env=env, timeout=60)
 
@@ -295,3 +301,20 @@ def test_one_redis_setting_serves_both_commands_and_errors_name_it(redis_server,
     assert "--redis-url / DOWNLOADER_REDIS_URL / JOBQUEUE_REDIS_URL" in bad_db.stderr and "Traceback" not in bad_db.stderr
     down = downloader(redis_server, "runs", DOWNLOADER_REDIS_URL="redis://127.0.0.1:1/0")
     assert down.returncode == 1 and "set --redis-url / DOWNLOADER_REDIS_URL / JOBQUEUE_REDIS_URL" in down.stderr
+
+
+def test_failed_lists_the_failed_downloads_with_their_reasons(redis_server, r, tmp_path):
+    runs = Runs(r)
+    run_id, urls = runs.create(["http://h/f1.png", "http://h/f2.png", "http://h/ok.png"], "test",
+                               Settings(queue="failed-list", dir=str(tmp_path)))
+    runs.mark(run_id, urls[0], "failed", reason="HTTP 404 Not Found")
+    runs.mark(run_id, urls[1], "failed", reason="network error: timed out")
+    runs.mark(run_id, urls[2], "done", 10)
+    out = downloader(redis_server, "failed", run_id)
+    assert out.returncode == 0 and f"2 failed download(s) in run {run_id}" in out.stdout
+    assert "http://h/f1.png\n      HTTP 404 Not Found" in out.stdout and "ok.png" not in out.stdout
+    as_json = json.loads(downloader(redis_server, "failed", run_id, "--json").stdout)
+    assert as_json == {"run": run_id, "failed": [{"url": urls[0], "reason": "HTTP 404 Not Found"},
+                                                 {"url": urls[1], "reason": "network error: timed out"}]}
+    unknown = downloader(redis_server, "failed", "no-such-run")
+    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
