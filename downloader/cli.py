@@ -37,11 +37,15 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
                   help="settings file [env DOWNLOADER_CONFIG; default config/downloader.toml if present]")
     @click.option("--redis-url", help="Redis URL [env DOWNLOADER_REDIS_URL, then JOBQUEUE_REDIS_URL; default: "
                                       "the embedded redis-server]")
-    @click.option("--dir", "directory", help="download directory [env DOWNLOADER_DIR; default downloads]")
+    @click.option("--dir", "directory", help="download directory of a new run [env DOWNLOADER_DIR; default "
+                                               "downloads]; `work`: where to sweep abandoned part files")
+    @click.option("--root", help="a shared root whose mount differs between machines [env DOWNLOADER_ROOT]: runs "
+                                 "name their directory under it, and each worker maps it onto its own")
     @functools.wraps(func)
-    def wrapper(config_path: str | None, redis_url: str | None, directory: str | None, **kwargs: Any) -> Any:
+    def wrapper(config_path: str | None, redis_url: str | None, directory: str | None, root: str | None,
+                **kwargs: Any) -> Any:
         try:
-            settings = load(config_path, redis_url=redis_url, dir=directory)
+            settings = load(config_path, redis_url=redis_url, dir=directory, root=root)
             return func(settings, **kwargs)
         except (DownloaderError, JobQueueError) as exc:
             raise click.ClickException(str(exc)) from None
@@ -188,10 +192,12 @@ def work(settings: Settings, concurrency: int | None, burst: bool, name: str | N
     that reaches the same Redis and the same download directory."""
     settings = settings.with_overrides(concurrency=concurrency, queue=queue)
     logging.basicConfig(level="WARNING" if quiet else "INFO", format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    disk.WORKER_DIR = settings.dir
+    disk.WORKER_ROOT = settings.root or None
+    if settings.root and not os.path.isdir(settings.root):
+        raise ConfigError(f"--root {settings.root} is not a directory; give this machine's mount of the shared root")
     if os.path.exists(settings.dir) and not os.path.isdir(settings.dir):
         raise ConfigError(f"--dir {settings.dir} is not a directory; give the download directory")
-    if settings.stale_part_age:
+    if settings.stale_part_age and os.path.isdir(settings.dir):
         if settings.stale_part_age <= settings.read_timeout:
             raise ConfigError(f"stale_part_age ({settings.stale_part_age:g} s) must exceed read_timeout "
                               f"({settings.read_timeout:g} s), or a live download's part file could be swept; "

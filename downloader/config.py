@@ -25,6 +25,7 @@ class Settings:
     redis_url: str = ""
     queue: str = "downloads"
     dir: str = "downloads"
+    root: str = ""
     concurrency: int = 64
     connect_timeout: float = 5.0
     read_timeout: float = 30.0

@@ -1,4 +1,10 @@
-"""Where this machine writes downloads, and whether the disk takes bytes.
+"""Where this machine writes a run's downloads, and whether the disk takes bytes.
+
+A run owns its directory: the producer records it as an absolute path, or,
+when a shared root is configured (``--root``, ``DOWNLOADER_ROOT``), as a path
+under that root (``root:photos/cats``), which each worker maps onto its own
+mount of the share (its own ``--root``). A worker never writes a run's files
+anywhere else.
 
 A directory that refused bytes (full, over quota, read-only, not ours) is
 noted here by the download that met the refusal; the worker then takes no
@@ -14,15 +20,43 @@ import os
 import threading
 import time
 
+from .exceptions import ConfigError, Unreachable
+
 log = logging.getLogger("downloader.disk")
-WORKER_DIR: str | None = None  # `downloader work --dir`: this machine's path to the shared directory
+WORKER_ROOT: str | None = None  # `downloader work --root`: this machine's mount of the shared root
+ROOT_MARK = "root:"             # a run directory under the shared root
 PROBE_EVERY = 2.0              # seconds between probe writes into a refusing directory
 _refused: dict[str, tuple[str, float]] = {}  # directory -> (cause, when last probed)
 _lock = threading.Lock()
 
 
 def directory_for(run_directory: str) -> str:
-    return WORKER_DIR or run_directory
+    """This machine's path to a run's directory."""
+    if not run_directory.startswith(ROOT_MARK):
+        return run_directory
+    if not WORKER_ROOT:
+        raise Unreachable(f"the run's files go under the shared root ({run_directory[len(ROOT_MARK):]}), and this "
+                          "worker has none: start it with --root (DOWNLOADER_ROOT) naming its mount of the share")
+    return os.path.join(WORKER_ROOT, run_directory[len(ROOT_MARK):])
+
+
+def placement(directory: str, root: str) -> tuple[str, str]:
+    """(the directory as the producer sees it, what the run's jobs carry); made
+    here, by the producer, so a worker that cannot see it knows it cannot."""
+    absolute = os.path.abspath(directory)
+    carried = absolute
+    if root:
+        relative = os.path.relpath(absolute, os.path.abspath(root))
+        if relative == ".." or relative.startswith("../"):
+            raise ConfigError(f"--dir {absolute} is not under the shared root {os.path.abspath(root)} (--root)")
+        carried = ROOT_MARK + relative
+    if os.path.exists(absolute) and not os.path.isdir(absolute):
+        raise ConfigError(f"--dir {absolute} is not a directory; give the download directory")
+    try:
+        os.makedirs(absolute, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot make the download directory {absolute}: {exc.strerror}") from None
+    return absolute, carried
 
 
 def refused(directory: str, cause: str) -> None:

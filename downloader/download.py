@@ -29,7 +29,7 @@ from jobqueue import get_current_job
 from jobqueue.exceptions import AttemptSuperseded
 
 from . import disk
-from .exceptions import DiskError, TransientDownloadError
+from .exceptions import DiskError, TransientDownloadError, Unreachable
 from .naming import check_url, file_name
 from .runs import Runs
 from .transfer import Folder, Limits, Part, Transfer, TransferCancelled, part_for
@@ -47,9 +47,9 @@ def start_download(directory: str, link: str, run: str | None = None, max_size: 
     removes its part. A disk that refuses bytes raises here at once."""
     link = check_url(link)
     limits = Limits(connect_timeout, read_timeout, max_size, check_image, user_agent, max_retry_after)
-    folder = _folder(disk.directory_for(directory))
-    name = file_name(link)  # never a path: no separator, no leading dot
     job = get_current_job()
+    folder = _folder(disk.directory_for(directory), make=job is None)
+    name = file_name(link)  # never a path: no separator, no leading dot
     runs = Runs.of(job.connection) if job is not None and run else None
     future: Future = Future()
     size = folder.complete(name)
@@ -139,19 +139,23 @@ def sweep_stale_parts(directory: str, max_age: float) -> int:
     return removed
 
 
-def _folder(directory: str) -> Folder:
-    """Opened once per process, not once per file; made and opened again if
-    the directory was removed meanwhile."""
+def _folder(directory: str, make: bool) -> Folder:
+    """Opened once per process, not once per file. A worker never makes a
+    run's directory (the producer did): one it cannot find is a directory it
+    cannot reach, and its files must not land somewhere else."""
     folder = _folders.get(directory)
     if folder is not None and not folder.gone():
         return folder
+    if not make and not os.path.isdir(directory):
+        raise Unreachable(f"cannot reach the run's directory {directory} from this machine (not found): mount it, "
+                          "or start the worker with --root naming this machine's mount of the shared root")
     with _folders_lock:
         folder = _folders.get(directory)
         if folder is None or folder.gone():
             if folder is not None:
                 folder.close()
             try:
-                folder = _folders[directory] = Folder(directory)
+                folder = _folders[directory] = Folder(directory, make=make)
             except DiskError as exc:
                 disk.refused(directory, exc.cause)
                 raise

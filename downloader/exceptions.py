@@ -31,6 +31,10 @@ class RunNotFound(DownloaderError):
     """No run with that id."""
 
 
+class Unreachable(PermanentDownloadError):
+    """This worker cannot reach the run's directory (not mounted, no --root)."""
+
+
 class DiskError(PermanentDownloadError):
     """The download directory refuses bytes (full, read-only, not ours): no
     retry helps until someone fixes it, so the job fails at once."""

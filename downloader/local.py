@@ -24,7 +24,8 @@ class LocalWorkers:
         """The Redis URL, with its password, goes by environment, not argv."""
         env = {**os.environ, "DOWNLOADER_REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
         args = [sys.executable, "-m", "downloader", "work", "--quiet", "--dir", settings.dir,
-                "--queue", settings.queue, "--concurrency", str(settings.concurrency)]
+                "--queue", settings.queue, "--concurrency", str(settings.concurrency),
+                *(["--root", settings.root] if settings.root else [])]
         self.procs = [subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True, errors="replace")
                       for _ in range(count)]

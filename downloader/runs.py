@@ -19,7 +19,7 @@ from jobqueue.registry import FailedJobRegistry
 
 from . import disk
 from .config import Settings
-from .exceptions import NotInRun, RunNotFound
+from .exceptions import NotInRun, RunNotFound, Unreachable
 from .keys import STATES, Keys
 from .naming import file_name
 from .transfer import discard_parts
@@ -72,9 +72,11 @@ class Runs:
         unique = list(dict.fromkeys(u.strip() for u in urls if u.strip()))
         run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
         job_ids = {url: f"dl-{run_id}-{hashlib.sha1(url.encode()).hexdigest()[:16]}" for url in unique}
+        shown, carried = disk.placement(settings.dir, settings.root)
+        settings = settings.with_overrides(dir=carried)
         pipe = self.connection.pipeline(transaction=True)  # the run appears whole, with its URL list
         pipe.hset(self.keys.run(run_id), mapping={
-            "id": run_id, "created": time.time(), "source": source, "directory": settings.dir,
+            "id": run_id, "created": time.time(), "source": source, "directory": shown, "target": carried,
             "queue": settings.queue, "total": len(unique), "bytes": 0})
         if job_ids:
             pipe.hset(self.keys.urls(run_id), mapping=job_ids)
@@ -166,7 +168,8 @@ class Runs:
                 if job is not None and job.get_status(refresh=False) in LIVE}
         gone = [u for u in gone if job_ids[u] not in live]
         if gone:
-            directory = text(self.connection.hget(self.keys.run(run_id), "directory")) or settings.dir
+            target, shown = self.connection.hmget(self.keys.run(run_id), "target", "directory")
+            directory = text(target) or text(shown) or settings.dir   # where the run's files go, as its jobs say
             self.enqueue(run_id, gone, job_ids, settings.with_overrides(queue=queue_name, dir=directory))
         return urls
 
@@ -187,7 +190,11 @@ def on_download_failed(job: Job, connection: redis.Redis, exc_type, exc, traceba
     """jobqueue calls this in the worker once a download has failed for good:
     the run learns why, and the partial file goes."""
     directory, link = job.args[0], job.args[1]
-    discard_parts(disk.directory_for(directory), file_name(link), job.id, job.attempt)
+    try:
+        discard_parts(disk.directory_for(directory), file_name(link), job.id, job.attempt)
+    except Unreachable:
+        pass  # nothing of it can be here
+
     run_id = job.kwargs.get("run")
     if run_id:
         Runs.of(connection).mark(run_id, link, "failed", reason=_reason(str(exc)))

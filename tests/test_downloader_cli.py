@@ -208,13 +208,17 @@ def test_with_no_redis_url_anywhere_the_embedded_redis_is_used(tmp_path):
 
 def test_fetch_stops_when_its_local_workers_exit_first(redis_server, r, tmp_path):
     web = MisbehavingServer()
-    not_a_dir = tmp_path / "file"
-    not_a_dir.write_text("a file, not a directory")
     try:
+        not_a_dir = tmp_path / "file"
+        not_a_dir.write_text("a file, not a directory")
+        refused = downloader(redis_server, "fetch", "--links", "-", "--queue", "gone", "--dir", str(not_a_dir),
+                             input=f"{web.url}/img/g.png\n")
+        assert refused.returncode == 1 and "is not a directory" in refused.stderr   # the producer checks first
         out = downloader(redis_server, "fetch", "--links", "-", "--queue", "gone", "--workers", "1",
-                         "--dir", str(not_a_dir), input=f"{web.url}/img/g.png\n", timeout=60)
+                         "--dir", str(tmp_path / "dl"), input=f"{web.url}/img/g.png\n", timeout=60,
+                         DOWNLOADER_STALE_PART_AGE="10")      # the workers refuse to start with this
         assert out.returncode == 1, out.stderr
-        assert "local workers exited before run" in out.stderr and "is not a directory" in out.stderr
+        assert "local workers exited before run" in out.stderr and "must exceed read_timeout" in out.stderr
         assert "The run stays" in out.stderr and "Traceback" not in out.stderr
         assert Queue("gone", connection=r).count == 1               # nothing was lost: resumable by any worker
     finally:

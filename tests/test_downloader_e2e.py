@@ -346,3 +346,51 @@ def test_https_downloads_verify_the_certificate_and_tunnel_through_a_proxy(redis
     finally:
         web.stop()
         proxy.stop()
+
+
+def test_a_run_owns_its_directory_whatever_the_worker_is_told(redis_server, r, tmp_path):
+    web = MisbehavingServer()
+    dir_a, dir_b = tmp_path / "dirA", tmp_path / "dirB"
+    try:
+        first = run_id_of(downloader(redis_server, "fetch", "--links", "-", "--no-wait", "--dir", str(dir_a),
+                                     input=f"{web.url}/img/a.png\n").stdout)
+        assert dir_a.is_dir()                                   # made by the producer, at once
+        out = downloader(redis_server, "fetch", "--links", "-", "--workers", "1", "--dir", str(dir_b),
+                         input=f"{web.url}/img/b.png\n")
+        assert out.returncode == 0, out.stderr
+        wait_for(lambda: Runs(r).progress(first).complete, timeout=30, message="run A done by B's worker")
+        assert [p.name for p in dir_a.iterdir()] == [file_name(f"{web.url}/img/a.png")]    # A's file in dirA
+        assert [p.name for p in dir_b.iterdir()] == [file_name(f"{web.url}/img/b.png")]
+        assert f"into {dir_a}: 1 file(s)" in downloader(redis_server, "status", first).stdout
+    finally:
+        web.stop()
+
+
+def test_a_shared_root_is_mapped_by_each_worker_and_an_unreachable_directory_fails_clearly(redis_server, r, tmp_path):
+    web = MisbehavingServer()
+    share, other_mount = tmp_path / "share", tmp_path / "mnt"
+    share.mkdir()
+    other_mount.symlink_to(share)                               # the same share, mounted elsewhere on "another machine"
+    try:
+        run_id = run_id_of(downloader(redis_server, "fetch", "--links", "-", "--no-wait", "--queue", "rooted",
+                                      "--root", str(share), "--dir", str(share / "photos"),
+                                      input=f"{web.url}/img/r1.png\n{web.url}/img/r2.png\n").stdout)
+        assert r.hget(f"downloader:run:{run_id}", "target") in (b"root:photos",)  # relative to the root
+        rootless = downloader(redis_server, "work", "--burst", "--queue", "rooted", "--dir", str(tmp_path / "x"),
+                              DOWNLOADER_RETRIES="0")
+        assert rootless.returncode == 0
+        failures = Runs(r).failures(run_id)
+        assert all("this worker has none: start it with --root" in why for why in failures.values()), failures
+        again = downloader(redis_server, "retry", run_id, "--workers", "1", "--root", str(other_mount))
+        assert again.returncode == 0, again.stderr
+        assert sorted(p.name for p in (share / "photos").iterdir()) == sorted(
+            file_name(f"{web.url}/img/{n}.png") for n in ("r1", "r2"))
+        gone = tmp_path / "gone"
+        lost = run_id_of(downloader(redis_server, "fetch", "--links", "-", "--no-wait", "--queue", "lost",
+                                    "--dir", str(gone), input=f"{web.url}/img/l.png\n").stdout)
+        gone.rmdir()                                            # not there on the worker's machine
+        downloader(redis_server, "work", "--burst", "--queue", "lost", DOWNLOADER_RETRIES="0")
+        (why,) = Runs(r).failures(lost).values()
+        assert f"cannot reach the run's directory {gone}" in why and not gone.exists()   # nothing written elsewhere
+    finally:
+        web.stop()
