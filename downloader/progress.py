@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 import time
-
-from tqdm import tqdm
 
 from jobqueue.worker import list_workers
 
+from .display import Display, fields, human_bytes
 from .exceptions import WorkersGone
 from .local import LocalWorkers
 from .runs import Progress, Runs
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
 
 
 def watch(runs: Runs, run_id: str, local: LocalWorkers | None = None, interval: float = 0.25) -> Progress:
@@ -28,33 +18,29 @@ def watch(runs: Runs, run_id: str, local: LocalWorkers | None = None, interval: 
     WorkersGone. Without local workers, say so when nobody takes downloads."""
     progress = runs.progress(run_id)
     queue = runs.queue_of(run_id)
-    bar = tqdm(total=progress.total, initial=progress.settled, unit="file", desc=f"run {run_id}",
-               dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
+    display = Display(run_id, progress.total, progress.settled)
     start, start_bytes = time.monotonic(), progress.bytes
     idle = Idle(runs, queue) if local is None else None
     try:
         while True:
             for line in local.lines() if local is not None else []:
-                bar.write(line, file=sys.stderr)
+                display.say(line)
             if idle is not None and (hint := idle.hint()):
-                bar.write(hint, file=sys.stderr)
-            elapsed = max(time.monotonic() - start, 1e-6)
-            bar.set_postfix_str(f"done {progress.done}, skipped {progress.skipped}, failed {progress.failed}, "
-                                f"{human_bytes(progress.bytes)} at {human_bytes((progress.bytes - start_bytes) / elapsed)}/s",
-                                refresh=False)
-            bar.update(progress.settled - bar.n)
+                display.say(hint)
+            rate = (progress.bytes - start_bytes) / max(time.monotonic() - start, 1e-6)
+            display.show(progress.settled, fields(progress.done, progress.skipped, progress.failed, progress.bytes, rate))
             if progress.complete:
                 return progress
             if local is not None and local.all_gone():
                 for line in local.lines():
-                    bar.write(line, file=sys.stderr)
+                    display.say(line)
                 raise WorkersGone(f"the local workers exited before run {run_id} was complete "
                                   f"({progress.settled} of {progress.total} settled):\n{local.why_gone()}\n"
                                   f"The run stays: any `downloader work` takes it up.")
             time.sleep(interval)
             progress = runs.progress(run_id)
     finally:
-        bar.close()
+        display.close()
 
 
 class Idle:

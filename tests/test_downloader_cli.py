@@ -322,3 +322,59 @@ def test_failed_lists_the_failed_downloads_with_their_reasons(redis_server, r, t
                                                  {"url": urls[1], "reason": "network error: timed out"}]}
     unknown = downloader(redis_server, "failed", "no-such-run")
     assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+
+
+def _in_a_terminal(redis_server, columns, *args):
+    """Run a command with a pseudo-terminal of ``columns`` as its stdout and stderr; what it drew."""
+    import fcntl
+    import pty
+    import re
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = env_for(redis_server, COLUMNS=str(columns))
+    proc = subprocess.Popen([sys.executable, "-m", "downloader", *args], cwd=ROOT, env=env, stdin=slave,
+                            stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the other side closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=30)
+    os.close(master)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+    return proc.returncode, [line for line in re.split(r"[\r\n]", text) if line.strip()]
+
+
+def test_the_bar_keeps_what_matters_at_80_columns_and_plain_lines_elsewhere(redis_server, r, tmp_path):
+    runs = Runs(r)
+    urls = [f"http://h/t{i}.png" for i in range(3)]
+    run_id, _ = runs.create(urls, "test", Settings(queue="term", dir=str(tmp_path)))
+    runs.mark(run_id, urls[0], "done", 123456)
+    runs.mark(run_id, urls[1], "skipped")
+    runs.mark(run_id, urls[2], "failed", reason="HTTP 404")
+    whole = {"done 1", "failed 1", "0 B/s", "skipped 1", "120.6 KB"}
+    for columns in (40, 80, 120):
+        code, lines = _in_a_terminal(redis_server, columns, "status", run_id, "--watch")
+        bars = [line for line in lines if "|" in line and "%" in line]
+        assert code == 1 and bars, lines
+        assert all(len(line) <= columns for line in bars), bars
+        shown = [line.split("3/3, ", 1)[1].strip().split(", ") for line in bars]
+        assert all(items[:2] == ["done 1", "failed 1"] and set(items) <= whole for items in shown), bars  # whole fields
+        if columns == 120:
+            assert all(set(items) == whole for items in shown), bars
+    runs2 = Runs(r)
+    later, pair = runs2.create(["http://h/p1.png", "http://h/p2.png"], "test", Settings(queue="term", dir=str(tmp_path)))
+    runs2.mark(later, pair[0], "done", 10)
+    piped = popen(redis_server, "status", later, "--watch")                # not a terminal: plain lines
+    time.sleep(1.0)
+    runs2.mark(later, pair[1], "done", 10)
+    _, stderr = piped.communicate(timeout=30)
+    assert f"run {later}: 50% (1/2), done 1" in stderr and f"run {later}: 100% (2/2), done 2" in stderr
+    assert "\r" not in stderr
