@@ -111,6 +111,9 @@ def fetch(settings: Settings, client_id: str | None, api_url: str | None, pages:
         raise click.UsageError("say where the links come from: --client-id X (Imgur API) or --links FILE")
     source = LinksFile(links_path, strict) if links_path else ImgurGallery(
         client_id, settings.api_url, settings.pages, (settings.connect_timeout, settings.read_timeout))
+    if isinstance(source, ImgurGallery):
+        source.on_page = lambda read, pages, found: click.echo(
+            f"Read gallery page {read} of {pages}: {found} image link(s) so far", err=True)
     client = connect(settings)
     links: list[str] = []
     try:

@@ -9,7 +9,7 @@ X-RateLimit headers stop paging before the client's quota runs out.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import requests
 
@@ -31,13 +31,18 @@ class ImgurGallery:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Client-ID {client_id}"
         self._quota_exhausted = False  # X-RateLimit said no requests are left
+        self.on_page: Callable[[int, int, int], None] | None = None  # (pages read, pages, links found so far)
 
     def links(self) -> Iterator[str]:
+        found = 0
         for page in range(self.pages):
             data = self._get(f"/3/gallery/random/random/{page}")
             for item in data:
                 for link in self._image_links(item):
+                    found += 1
                     yield link
+            if self.on_page is not None:
+                self.on_page(page + 1, self.pages, found)
             if self._quota_exhausted:
                 break
 
