@@ -97,8 +97,11 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="also start N local worker processes")
 @click.option("--concurrency", type=click.IntRange(min=1), help="parallel downloads per local worker [64]")
 @click.option("--strict", is_flag=True, help="a line of --links that is not an http(s) URL is an error")
+@click.option("--quiet", "-q", is_flag=True, help="no progress and no summary: the run id line, errors, exit code")
+@click.option("--json", "as_json", is_flag=True, help="no progress; the outcome as one JSON document on stdout")
 def fetch(settings: Settings, client_id: str | None, api_url: str | None, pages: int | None, links_path: str | None,
-          queue: str | None, no_wait: bool, workers: int, concurrency: int | None, strict: bool) -> None:
+          queue: str | None, no_wait: bool, workers: int, concurrency: int | None, strict: bool, quiet: bool,
+          as_json: bool) -> None:
     """Enqueue one download per unique image URL, then show progress until done.
 
     Exit code 0 when every file was downloaded or already there, 1 if any failed.
@@ -111,7 +114,7 @@ def fetch(settings: Settings, client_id: str | None, api_url: str | None, pages:
         raise click.UsageError("say where the links come from: --client-id X (Imgur API) or --links FILE")
     source = LinksFile(links_path, strict) if links_path else ImgurGallery(
         client_id, settings.api_url, settings.pages, (settings.connect_timeout, settings.read_timeout))
-    if isinstance(source, ImgurGallery):
+    if isinstance(source, ImgurGallery) and not (quiet or as_json):
         source.on_page = lambda read, pages, found: click.echo(
             f"Read gallery page {read} of {pages}: {found} image link(s) so far", err=True)
     client = connect(settings)
@@ -127,17 +130,21 @@ def fetch(settings: Settings, client_id: str | None, api_url: str | None, pages:
         click.echo(f"Skipped {len(rejected)} line(s) of {source.description} that are not http(s) URLs "
                    f"(--strict makes this an error):{shown}{more}", err=True)
     if not links:
-        click.echo(f"{source.description} gave no image links: nothing to download.")
+        click.echo(json.dumps({"runs": []}) if as_json else f"{source.description} gave no image links: nothing to download.")
         return
     runs = Runs(client)
     run_id, unique = runs.create(links, source.description, settings)
-    click.echo(f"Run {run_id}: {len(unique)} download(s) enqueued on {settings.queue!r} "
-               f"from {source.description} ({len(links) - len(unique)} duplicate(s) dropped)")
+    if not as_json:
+        click.echo(f"Run {run_id}: {len(unique)} download(s) enqueued on {settings.queue!r} "
+                   f"from {source.description} ({len(links) - len(unique)} duplicate(s) dropped)")
     local = start_local_workers(workers, settings)
     if no_wait:
-        click.echo(f"Follow it with `downloader status {run_id} --watch`.")
+        if as_json:
+            click.echo(outcome_json(runs, [runs.progress(run_id)]))
+        elif not quiet:
+            click.echo(f"Follow it with `downloader status {run_id} --watch`.")
         return
-    finish(runs, [run_id], local)
+    finish(runs, [run_id], local, quiet, as_json)
 
 
 def start_local_workers(count: int, settings: Settings) -> LocalWorkers | None:
@@ -152,14 +159,15 @@ def no_wait_without_workers(no_wait: bool, workers: int) -> None:
                                "drop --no-wait, or run `downloader work` yourself")
 
 
-def finish(runs: Runs, run_ids: list[str], local: LocalWorkers | None) -> None:
+def finish(runs: Runs, run_ids: list[str], local: LocalWorkers | None, quiet: bool = False,
+           as_json: bool = False) -> None:
     """Watch each run until it completes (the workers take them all at
     once), then print the summaries; exit 1 if any download failed, or if
     the local workers exited first."""
     done = []
     try:
         for run_id in run_ids:
-            done.append(watch(runs, run_id, local))
+            done.append(watch(runs, run_id, local, quiet=quiet or as_json))
     except KeyboardInterrupt:
         if local is not None:
             local.stop()
@@ -169,9 +177,17 @@ def finish(runs: Runs, run_ids: list[str], local: LocalWorkers | None) -> None:
         sys.exit(1)
     if local is not None:
         local.stop()
-    for progress in done:
-        click.echo(summary(runs, progress))
+    if as_json:
+        click.echo(outcome_json(runs, done))
+    elif not quiet:
+        for progress in done:
+            click.echo(summary(runs, progress))
     sys.exit(1 if any(progress.failed for progress in done) else 0)
+
+
+def outcome_json(runs: Runs, done: list) -> str:
+    """Runs' counts and failures, for scripts (`--json`)."""
+    return json.dumps({"runs": [{**p.__dict__, "failures": runs.failures(p.run_id)} for p in done]}, indent=2)
 
 
 def stopped_watching(run_id: str) -> None:
@@ -258,8 +274,10 @@ def list_runs(settings: Settings, limit: int) -> None:
 @click.option("--url", "urls", multiple=True, help="retry only this URL (repeatable)")
 @click.option("--no-wait", is_flag=True, help="return right after re-enqueueing")
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="also start N local worker processes")
+@click.option("--quiet", "-q", is_flag=True, help="no progress and no summary: errors and the exit code")
+@click.option("--json", "as_json", is_flag=True, help="no progress; the outcome as one JSON document on stdout")
 def retry(settings: Settings, run_id: str | None, all_runs: bool, urls: tuple[str, ...], no_wait: bool,
-          workers: int) -> None:
+          workers: int, quiet: bool, as_json: bool) -> None:
     """Re-enqueue the failed downloads of RUN (default: the latest), then show progress."""
     no_wait_without_workers(no_wait, workers)
     if all_runs and run_id:
@@ -271,15 +289,21 @@ def retry(settings: Settings, run_id: str | None, all_runs: bool, urls: tuple[st
         again = runs.retry(target, settings, urls or None)
         if again:
             retried.append(target)
-            click.echo(f"Run {target}: {len(again)} failed download(s) re-enqueued")
+            if not (quiet or as_json):
+                click.echo(f"Run {target}: {len(again)} failed download(s) re-enqueued")
     if not retried:
-        click.echo("Nothing to retry: no failed downloads" + (" matching --url" if urls else "") + ".")
+        if as_json:
+            click.echo(json.dumps({"runs": []}))
+        elif not quiet:
+            click.echo("Nothing to retry: no failed downloads" + (" matching --url" if urls else "") + ".")
         return
     queues = {runs.queue_of(target) for target in retried}
     local = start_local_workers(workers, settings.with_overrides(queue=queues.pop() if len(queues) == 1 else None))
     if no_wait:
+        if as_json:
+            click.echo(outcome_json(runs, [runs.progress(target) for target in retried]))
         return
-    finish(runs, retried, local)
+    finish(runs, retried, local, quiet, as_json)
 
 
 @main.command()

@@ -30,9 +30,10 @@ def fields(done: int, skipped: int, failed: int, nbytes: int, rate: float) -> li
 class Display:
     """The bar on a terminal, plain lines elsewhere."""
 
-    def __init__(self, run_id: str, total: int, settled: int) -> None:
-        self.run_id, self.total, self.settled = run_id, total, settled
-        self.tty = sys.stderr.isatty()
+    def __init__(self, run_id: str, total: int, settled: int, quiet: bool = False) -> None:
+        """``quiet``: no progress at all (lines for the user still go to stderr)."""
+        self.run_id, self.total, self.settled, self.quiet = run_id, total, settled, quiet
+        self.tty = sys.stderr.isatty() and not quiet
         self._bar: tqdm | None = None  # drawn at the first show(), with its counts
         self._fields: list[str] = []
         self._next_plain = 0.0
@@ -46,6 +47,8 @@ class Display:
 
     def show(self, settled: int, shown: list[str]) -> None:
         self.settled, self._fields = settled, shown
+        if self.quiet:
+            return
         if self.tty:
             width = shutil.get_terminal_size((80, 24)).columns
             room = width - 2 * len(str(self.total)) - 22  # percentage, a 10-cell bar, the counts
@@ -72,5 +75,5 @@ class Display:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-        elif self.settled >= self.total:
+        elif self.settled >= self.total and not self.quiet:
             self._plain()  # the last word, whatever the clock says

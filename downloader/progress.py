@@ -12,13 +12,14 @@ from .local import LocalWorkers
 from .runs import Progress, Runs
 
 
-def watch(runs: Runs, run_id: str, local: LocalWorkers | None = None, interval: float = 0.25) -> Progress:
+def watch(runs: Runs, run_id: str, local: LocalWorkers | None = None, interval: float = 0.25,
+          quiet: bool = False) -> Progress:
     """Poll the run (O(1) Redis commands a refresh) until every URL settled.
     Local workers' lines go above the bar; if they all exit first, raise
     WorkersGone. Without local workers, say so when nobody takes downloads."""
     progress = runs.progress(run_id)
     queue = runs.queue_of(run_id)
-    display = Display(run_id, progress.total, progress.settled)
+    display = Display(run_id, progress.total, progress.settled, quiet)
     start, start_bytes = time.monotonic(), progress.bytes
     idle = Idle(runs, queue) if local is None else None
     try:

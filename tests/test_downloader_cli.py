@@ -380,3 +380,24 @@ def test_the_bar_keeps_what_matters_at_80_columns_and_plain_lines_elsewhere(redi
     _, stderr = piped.communicate(timeout=30)
     assert f"run {later}: 50% (1/2), done 1" in stderr and f"run {later}: 100% (2/2), done 2" in stderr
     assert "\r" not in stderr
+
+
+def test_fetch_and_retry_quiet_and_json_for_scripts(redis_server, r, tmp_path):
+    web = MisbehavingServer()
+    try:
+        links = f"{web.url}/img/q1.png\n{web.url}/missing.png\n"
+        quiet = downloader(redis_server, "fetch", "--links", "-", "--queue", "qj", "--workers", "1", "--quiet",
+                           "--dir", str(tmp_path / "a"), input=links)
+        assert quiet.returncode == 1                                   # one failed: the exit code says so
+        assert quiet.stdout.count("\n") == 1 and quiet.stdout.startswith("Run ")   # the run id line, nothing more
+        assert "%" not in quiet.stderr and "done " not in quiet.stdout
+        as_json = downloader(redis_server, "fetch", "--links", "-", "--queue", "qj", "--workers", "1", "--json",
+                             "--dir", str(tmp_path / "b"), input=links)
+        (run,) = json.loads(as_json.stdout)["runs"]                    # stdout is one JSON document
+        assert as_json.returncode == 1 and (run["done"], run["failed"]) == (1, 1)
+        assert list(run["failures"]) == [f"{web.url}/missing.png"] and "%" not in as_json.stderr
+        again = downloader(redis_server, "retry", run["run_id"], "--workers", "1", "--json")
+        (retried,) = json.loads(again.stdout)["runs"]
+        assert again.returncode == 1 and retried["failed"] == 1
+    finally:
+        web.stop()
