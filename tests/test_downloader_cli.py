@@ -34,6 +34,16 @@ def popen(redis_server, *args, input=None, **extra):
     return proc
 
 
+def finished_by_a_worker(redis_server, watcher, queue, directory):
+    """Start a worker on ``queue`` and wait for the watching command to end; its (stdout, stderr)."""
+    worker = popen(redis_server, "work", "--queue", queue, "--dir", str(directory))
+    try:
+        return watcher.communicate(timeout=60)
+    finally:
+        worker.terminate()
+        worker.wait()
+
+
 def links_in(demo: DemoServer, pages: int) -> int:
     """The image links `fetch --pages N` finds in the demo gallery."""
     count = 0
@@ -101,12 +111,7 @@ def test_status_plain_and_watch_show_the_run_and_exit_with_its_outcome(redis_ser
         assert f"Run {run_id} (stdin) into {tmp_path}: 2 file(s)" in plain.stdout
         assert "pending        2" in plain.stdout and "No live workers on queue 'st'" in plain.stdout
         watcher = popen(redis_server, "status", run_id, "--watch")
-        worker = popen(redis_server, "work", "--queue", "st", "--dir", str(tmp_path))
-        try:
-            stdout, stderr = watcher.communicate(timeout=60)
-        finally:
-            worker.terminate()
-            worker.wait()
+        stdout, stderr = finished_by_a_worker(redis_server, watcher, "st", tmp_path)
         assert watcher.returncode == 1  # one download failed
         assert "done           1" in stdout and "failed         1" in stdout and missing in stdout
         assert "100%" in stderr
@@ -240,12 +245,7 @@ def test_fetch_without_workers_says_nobody_takes_downloads_then_carries_on(redis
             return "No worker is taking downloads from queue 'nobody'" in line
 
         wait_for(hinted, timeout=30, message="the hint")
-        worker = popen(redis_server, "work", "--queue", "nobody", "--dir", str(tmp_path))
-        try:
-            stdout, stderr = watcher.communicate(timeout=60)
-        finally:
-            worker.terminate()
-            worker.wait()
+        stdout, stderr = finished_by_a_worker(redis_server, watcher, "nobody", tmp_path)
         assert watcher.returncode == 0 and "done           1" in stdout, "".join(seen) + stderr
     finally:
         web.stop()
