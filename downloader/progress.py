@@ -59,7 +59,8 @@ class Idle:
         if now < self._next:
             return None
         self._next = now + self.CHECK_EVERY
-        if [w for w in list_workers(self.runs.connection) if self.queue in w.queues and w.responding]:
+        if [w for w in list_workers(self.runs.connection, with_jobs=False)
+            if self.queue in w.queues and w.responding]:
             self._since = None
             if self._said:
                 self._said = False

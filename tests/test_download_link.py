@@ -2,6 +2,7 @@
 
 import shutil
 import socket
+import time
 import ssl
 from pathlib import Path
 from urllib.parse import quote
@@ -16,6 +17,7 @@ from downloader.exceptions import ConfigError, PermanentDownloadError, Transient
 from downloader.naming import check_url, file_name
 from downloader.retry_after import retry_after
 from downloader.transfer import Folder, Limits, hop, part_for, proxy
+from downloader.transfer import hop as hop_module
 from tests.http_server import ForwardProxy, Http2Server, MisbehavingServer
 
 
@@ -335,3 +337,19 @@ def test_settings_are_range_checked_wherever_they_come_from(tmp_path):
     with pytest.raises(ConfigError, match="--pages: pages = 0 is not valid"):
         Settings().with_overrides(pages=0)
     assert load(None, {"DOWNLOADER_CONCURRENCY": "8", "DOWNLOADER_RETRY_INTERVALS": "1,2"}).retry_intervals == [1, 2]
+
+
+def test_a_cancel_that_overtakes_its_start_still_stops_the_transfer(web):
+    """A superseded attempt may cancel a hop whose start (a redirect's next
+    hop, posted from the loop) reaches the engine after the cancel."""
+    import threading
+
+    from downloader.transfer.engine import engine
+    ended = threading.Event()
+    hop = hop_module.Hop(f"{web.url}/img/overtaken.png", {}, 5, 5, on_body=lambda h: None,
+                         on_done=lambda h: ended.set())
+    engine().cancel(hop)
+    engine().start(hop)
+    assert ended.wait(5) and hop.code == -1
+    time.sleep(0.2)
+    assert web.hits["/img/overtaken.png"] == 0            # never sent

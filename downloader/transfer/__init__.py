@@ -103,9 +103,11 @@ class Transfer:
             engine().cancel(hop)
 
     def _go(self, url: str, headers: dict[str, str]) -> None:
-        self._hop = Hop(url, headers, self.limits.connect_timeout, self.limits.read_timeout,
-                        on_body=lambda h: _take_body(h, self.part, self.limits), on_done=self._hop_done)
-        engine().start(self._hop)
+        hop = self._hop = Hop(url, headers, self.limits.connect_timeout, self.limits.read_timeout,
+                              on_body=lambda h: _take_body(h, self.part, self.limits), on_done=self._hop_done)
+        if self._cancelled:  # cancel() may have read the previous hop (a redirect): this one never starts
+            hop.cancelled = True
+        engine().start(hop)
 
     def _hop_done(self, hop: Hop) -> None:
         try:

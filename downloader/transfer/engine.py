@@ -12,6 +12,7 @@ A transfer is any object with:
     ``stalled()``              called once it has: note why (the loop removes it)
     ``finished(code, text)``   curl's result (0 = OK); called once, on the loop's
                                thread, when the loop has let go of the transfer
+    ``cancelled``              set by ``cancel``; a transfer marked so is never started
 """
 
 from __future__ import annotations
@@ -53,12 +54,10 @@ os.register_at_fork(after_in_child=_forget_in_child)
 
 
 class Engine:
-    def __init__(self, max_connections: int = 0) -> None:
+    def __init__(self) -> None:
         self.multi = pycurl.CurlMulti()
         self.multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
         self.multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
-        if max_connections:
-            self.multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, max_connections)
         self.selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.selector.register(self._wake_r, selectors.EVENT_READ)
@@ -75,7 +74,10 @@ class Engine:
         self._post("start", transfer)
 
     def cancel(self, transfer: Any) -> None:
-        """Stop a transfer: its ``finished`` comes with code -1 (unless it was over already)."""
+        """Stop a transfer: its ``finished`` comes with code -1 (unless it was
+        over already). Marked first, so a cancel that overtakes its own start
+        (posted from another thread) still stops it."""
+        transfer.cancelled = True
         self._post("cancel", transfer)
 
     def _post(self, what: str, transfer: Any) -> None:
@@ -132,6 +134,9 @@ class Engine:
         while self._incoming:
             what, transfer = self._incoming.popleft()
             if what == "start":
+                if getattr(transfer, "cancelled", False):
+                    transfer.finished(_ABORTED, "cancelled")
+                    continue
                 curl = self._spare.pop() if self._spare else pycurl.Curl()
                 try:
                     transfer.setup(curl)

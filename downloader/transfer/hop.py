@@ -34,6 +34,7 @@ class Hop:
         self.status = 0
         self.headers: dict[str, str] = {}  # the final response's, names in lower case
         self.error: BaseException | None = None
+        self.cancelled = False             # its owner stopped it (engine.cancel): never started if not yet
         self.code, self.text = 0, ""       # curl's result
         self._writer: Callable[[bytes], None] | None = None
         self._decided = False

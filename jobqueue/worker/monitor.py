@@ -49,8 +49,11 @@ class WorkerInfo:
 
 
 def list_workers(connection: redis.Redis | Backend | None = None, *, queue=None,
-                 prefix: str | None = None) -> list[WorkerInfo]:
-    """Live workers; with ``queue``, only those listening on it (as RQ's ``Worker.all(queue=q)``)."""
+                 prefix: str | None = None, with_jobs: bool = True) -> list[WorkerInfo]:
+    """Live workers; with ``queue``, only those listening on it (as RQ's
+    ``Worker.all(queue=q)``). ``with_jobs=False`` skips looking up the jobs
+    they hold (a read of every started registry and job): for a caller that
+    only asks who listens, every second."""
     if queue is not None and connection is None:
         connection = queue.backend
     backend = Backend.of(connection, prefix)
@@ -78,7 +81,8 @@ def list_workers(connection: redis.Redis | Backend | None = None, *, queue=None,
             heartbeat_interval=_number(h.get("heartbeat_interval"), 10.0),
             heartbeat_age=clock - _number(h.get("last_seen"), clock) if h.get("last_seen") else None,
         )
-    _attach_current_jobs(backend, workers)
+    if with_jobs:
+        _attach_current_jobs(backend, workers)
     found = list(workers.values())
     return [w for w in found if queue.name in w.queues] if queue is not None else found
 
