@@ -39,6 +39,7 @@ class Settings:
     job_timeout: int = 600
     user_agent: str = "downloader/0.1 (+jobqueue)"
     stale_part_age: float = 86400.0
+    keep_runs: float = 2592000.0
 
     def with_overrides(self, **values: Any) -> "Settings":
         """Command-line flags on top: checked like every other source."""
@@ -52,6 +53,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "concurrency": (1, 4096), "connect_timeout": (0.001, 3600), "read_timeout": (0.001, 86400),
     "retries": (0, 1000), "retry_intervals": (0, 86400 * 7), "max_retry_after": (0, 86400 * 7),
     "max_size": (1, 2**50), "pages": (1, 10_000), "job_timeout": (1, 86400 * 7), "stale_part_age": (0, 2**31),
+    "keep_runs": (0, 2**31),
 }
 NON_EMPTY = ("queue", "dir", "api_url", "user_agent")
 

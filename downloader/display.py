@@ -45,6 +45,13 @@ class Display:
         else:
             print(line, file=sys.stderr, flush=True)
 
+    def grow(self, total: int) -> None:
+        """The run's total as it is now (a run still being enqueued grows)."""
+        if total != self.total:
+            self.total = total
+            if self._bar is not None:
+                self._bar.total = total
+
     def show(self, settled: int, shown: list[str]) -> None:
         self.settled, self._fields = settled, shown
         if self.quiet:

@@ -47,3 +47,11 @@ class DiskError(PermanentDownloadError):
 
 class NotInRun(DownloaderError):
     """A URL given to `retry --url` is not one of the run's."""
+
+
+class RunBusy(DownloaderError):
+    """Another producer is enqueueing the run right now."""
+
+
+class RunCanceled(DownloaderError):
+    """The run was canceled (or deleted): nothing more is enqueued for it."""

@@ -1,10 +1,14 @@
 """Every Redis key the downloader uses (jobqueue keeps its own in jobqueue.keys).
 
     {p}runs                   sorted set of run ids, scored by creation time
-    {p}run:{id}               hash: run metadata and the byte counter
-    {p}run:{id}:urls          hash: url -> job id, every URL of the run
+    {p}run:{id}               hash: run metadata, lifecycle state and the byte counter
+    {p}run:{id}:urls          hash: url -> job id, every URL enqueued (HLEN = the run's total)
     {p}run:{id}:{state}       sets of URLs: done, skipped, failed (O(1) counts)
     {p}run:{id}:reasons       hash: url -> why it failed
+    {p}run:{id}:producer      string with a TTL: the lease of the producer enqueueing the run
+
+The run's own keys expire together once it is complete (scripts/run.lua);
+the ``runs`` index forgets an expired run when it is next read.
 """
 
 from __future__ import annotations
@@ -32,3 +36,11 @@ class Keys:
 
     def reasons(self, run_id: str) -> str:
         return f"{self.run(run_id)}:reasons"
+
+    def producer(self, run_id: str) -> str:
+        return f"{self.run(run_id)}:producer"
+
+    def all_of(self, run_id: str) -> list[str]:
+        """Every key of the run (as scripts/run.lua's PARTS, plus the lease)."""
+        return [self.run(run_id), self.urls(run_id), *(self.state(run_id, s) for s in STATES), self.reasons(run_id),
+                self.producer(run_id)]

@@ -6,22 +6,29 @@ import time
 
 from jobqueue.worker import list_workers
 
+from . import repair
 from .display import Display, fields, human_bytes
 from .exceptions import WorkersGone
 from .local import LocalWorkers
 from .runs import Progress, Runs
 
+VANISHED_CHECK = 2.0  # seconds between looks at whether the run's queue still holds anything live
+
 
 def watch(runs: Runs, run_id: str, local: LocalWorkers | None = None, interval: float = 0.25,
           quiet: bool = False) -> Progress:
-    """Poll the run (O(1) Redis commands a refresh) until every URL settled.
-    Local workers' lines go above the bar; if they all exit first, raise
-    WorkersGone. Without local workers, say so when nobody takes downloads."""
+    """Poll the run (O(1) Redis commands a refresh) until every URL settled,
+    the run was canceled, or it was interrupted while enqueuing and all it
+    has settled. Local workers' lines go above the bar; if they all exit
+    first, raise WorkersGone. Without local workers, say so when nobody
+    takes downloads. Never waits for jobs that do not exist: when the queue
+    holds nothing live, URLs whose jobs are gone are settled as failed."""
     progress = runs.progress(run_id)
     queue = runs.queue_of(run_id)
     display = Display(run_id, progress.total, progress.settled, quiet)
     start, start_bytes = time.monotonic(), progress.bytes
     idle = Idle(runs, queue) if local is None else None
+    next_check = time.monotonic() + VANISHED_CHECK
     try:
         while True:
             for line in local.lines() if local is not None else []:
@@ -29,9 +36,15 @@ def watch(runs: Runs, run_id: str, local: LocalWorkers | None = None, interval: 
             if idle is not None and (hint := idle.hint()):
                 display.say(hint)
             rate = (progress.bytes - start_bytes) / max(time.monotonic() - start, 1e-6)
+            display.grow(progress.total)
             display.show(progress.settled, fields(progress.done, progress.skipped, progress.failed, progress.bytes, rate))
-            if progress.complete:
+            if progress.complete or progress.stuck:
                 return progress
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + VANISHED_CHECK
+                if repair.nothing_live(runs, queue) and repair.settle_vanished(runs, run_id):
+                    display.say(f"Some downloads of run {run_id} have no job any more (their queue was emptied "
+                                f"or the jobs deleted): counted as failed; `downloader retry {run_id}` runs them.")
             if local is not None and local.all_gone():
                 for line in local.lines():
                     display.say(line)
@@ -75,13 +88,16 @@ class Idle:
 
 
 def summary(runs: Runs, progress: Progress, max_failures: int = 20) -> str:
-    lines = [f"Run {progress.run_id} ({progress.source}) into {progress.directory}: {progress.total} file(s)",
+    lines = [f"Run {progress.run_id} ({progress.source}) into {progress.directory}: {progress.total} file(s)"]
+    if progress.describe_state():
+        lines.append(f"  {progress.describe_state()}")
+    lines += [
              f"  done     {progress.done:>7}   {human_bytes(progress.bytes)}",
              f"  skipped  {progress.skipped:>7}   (already complete)",
              f"  failed   {progress.failed:>7}"]
     pending = progress.total - progress.settled
     if pending:
-        lines.append(f"  pending  {pending:>7}")
+        lines.append(f"  {'canceled' if progress.canceled else 'pending':<8} {pending:>7}")
     if progress.failed:
         failures = runs.failures(progress.run_id)
         lines.append("Failed downloads (re-run them with `downloader retry " + progress.run_id + "`):")

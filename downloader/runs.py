@@ -1,34 +1,35 @@
-"""Runs: one `fetch` = one run, whose progress any machine can read in O(1)."""
+"""Runs: one `fetch` = one run, whose progress any machine can read in O(1).
+
+A run's lifecycle (its ``state``): ``enqueuing`` while a producer holds its
+lease and writes batches (producer.py), ``enqueued`` once every link it read
+is a job, ``canceled`` (lifecycle.py). Its total is the number of jobs that
+really exist: each batch's jobs and their URLs are written in one MULTI/EXEC.
+A complete run expires ``keep_runs`` seconds after its last change."""
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import json
-import secrets
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Iterable
 
 import redis
 
-from jobqueue import Job, JobStatus, Queue, Retry, Script
+from jobqueue import Job, Script
 from jobqueue.backend import text, text_dict
-from jobqueue.registry import FailedJobRegistry
 
 from . import disk
-from .config import Settings
-from .exceptions import NotInRun, RunNotFound, Unreachable
+from .exceptions import RunNotFound, Unreachable
 from .keys import STATES, Keys
 from .naming import file_name
 from .transfer import discard_parts
 
 _by_connection: dict[int, "Runs"] = {}
-MARK = Script("downloader.mark", resources.files(__package__).joinpath("mark.lua").read_text())
-DOWNLOAD_FUNC = "downloader.download.download_link"
-ENQUEUE_CHUNK = 200
-LIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED}  # a job to leave alone
+_SCRIPTS = resources.files(__package__).joinpath("scripts")
+_RUN_LIB = _SCRIPTS.joinpath("run.lua").read_text()
+MARK = Script("downloader.mark", _RUN_LIB + _SCRIPTS.joinpath("mark.lua").read_text())
+STATE = Script("downloader.state", _RUN_LIB + _SCRIPTS.joinpath("state.lua").read_text())
+DELETED = "deleted"  # the state of a deleted run's tombstone
 
 
 @dataclass
@@ -42,14 +43,43 @@ class Progress:
     created: float = 0.0
     source: str = ""
     directory: str = ""
+    state: str = "enqueued"
+    expected: int = 0  # links the producer read (0: still reading)
+    producing: bool = False  # a producer holds the lease
 
     @property
     def settled(self) -> int:
         return self.done + self.skipped + self.failed
 
     @property
+    def canceled(self) -> bool:
+        return self.state == "canceled"
+
+    @property
+    def interrupted(self) -> bool:
+        """Its producer stopped before enqueueing every link: `fetch --resume` completes it."""
+        return self.state == "enqueuing" and not self.producing
+
+    @property
     def complete(self) -> bool:
-        return self.settled >= self.total
+        return self.canceled or (self.state == "enqueued" and self.settled >= self.total)
+
+    @property
+    def stuck(self) -> bool:
+        """Nothing more will happen without someone resuming it."""
+        return self.interrupted and self.settled >= self.total
+
+    def describe_state(self) -> str:
+        """One line on the run's lifecycle, or "" for a plain enqueued run."""
+        if self.canceled:
+            return f"canceled: {self.total - self.settled} download(s) will not run"
+        if self.state != "enqueuing":
+            return ""
+        of = f" of {self.expected}" if self.expected else ""
+        if self.interrupted:
+            return (f"interrupted while enqueuing: {self.total}{of} link(s) enqueued; "
+                    f"`downloader fetch --resume {self.run_id}` enqueues the rest")
+        return f"still enqueuing: {self.total}{of} link(s) enqueued so far"
 
 
 class Runs:
@@ -65,41 +95,15 @@ class Runs:
             runs = _by_connection[id(connection)] = cls(connection)
         return runs
 
-    # -- creating a run ---------------------------------------------------------------
-
-    def create(self, urls: Iterable[str], source: str, settings: Settings) -> tuple[str, list[str]]:
-        """Enqueue one job per unique URL; returns (run id, the URLs enqueued)."""
+    def create(self, urls, source: str, settings) -> tuple[str, list[str]]:
+        """A whole run in one call (a producer that reads, enqueues and seals):
+        returns (run id, the unique URLs enqueued)."""
+        from .producer import Producer  # the producer builds on this module
         unique = list(dict.fromkeys(u.strip() for u in urls if u.strip()))
-        run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-        job_ids = {url: f"dl-{run_id}-{hashlib.sha1(url.encode()).hexdigest()[:16]}" for url in unique}
-        shown, carried = disk.placement(settings.dir, settings.root)
-        settings = settings.with_overrides(dir=carried)
-        pipe = self.connection.pipeline(transaction=True)  # the run appears whole, with its URL list
-        pipe.hset(self.keys.run(run_id), mapping={
-            "id": run_id, "created": time.time(), "source": source, "directory": shown, "target": carried,
-            "queue": settings.queue, "total": len(unique), "bytes": 0})
-        if job_ids:
-            pipe.hset(self.keys.urls(run_id), mapping=job_ids)
-        pipe.zadd(self.keys.runs, {run_id: time.time()})
-        pipe.execute()
-        self.enqueue(run_id, unique, job_ids, settings)
-        return run_id, unique
-
-    def enqueue(self, run_id: str, urls: list[str], job_ids: dict[str, str], settings: Settings) -> None:
-        queue = Queue(settings.queue, connection=self.connection)
-        retry = Retry(max=settings.retries, interval=settings.retry_intervals) if settings.retries > 0 else None
-        options = {
-            "run": run_id, "max_size": settings.max_size, "connect_timeout": settings.connect_timeout,
-            "read_timeout": settings.read_timeout, "check_image": settings.check_image,
-            "user_agent": settings.user_agent, "max_retry_after": settings.max_retry_after,
-        }
-        for start in range(0, len(urls), ENQUEUE_CHUNK):  # workers start on the first chunk, not after the last
-            queue.enqueue_many([
-                Queue.prepare_data(DOWNLOAD_FUNC, (settings.dir, url), options, job_id=job_ids[url], retry=retry,
-                                   timeout=settings.job_timeout, on_failure="downloader.runs.on_download_failed",
-                                   description=f"download {url}")
-                for url in urls[start:start + ENQUEUE_CHUNK]
-            ])
+        with Producer.new(self, source, {"kind": "api"}, settings, len(unique)) as producer:
+            producer.add(unique)
+            producer.seal(len(unique))
+        return producer.run_id, unique
 
     # -- recording outcomes -----------------------------------------------------------------
 
@@ -112,78 +116,74 @@ class Runs:
         else:
             MARK(self.connection, json.dumps([argv]))
 
+    def mark_many(self, run_id: str, marks: list[tuple[str, str, str]]) -> None:
+        """(url, state, reason) triples, in one call."""
+        run = self.keys.run(run_id)
+        MARK(self.connection, json.dumps([(run, url, state, 0, reason) for url, state, reason in marks]))
+
+    def set_state(self, run_id: str, to: str, arg: str | float | int = "", token: str = "") -> str | None:
+        """state.lua: the state the run had, None when there is no such run."""
+        return text(STATE(self.connection, self.keys.run(run_id), to, arg, token)) or None
+
     # -- reading ----------------------------------------------------------------------------
 
     def progress(self, run_id: str) -> Progress:
-        """Four O(1) commands in one round trip, whatever the run's size."""
+        """Six O(1) commands in one round trip, whatever the run's size."""
         pipe = self.connection.pipeline(transaction=False)
-        pipe.hmget(self.keys.run(run_id), "total", "bytes", "created", "source", "directory")
+        pipe.hmget(self.keys.run(run_id), "id", "bytes", "created", "source", "directory", "state", "expected")
+        pipe.hlen(self.keys.urls(run_id))
+        pipe.exists(self.keys.producer(run_id))
         for state in STATES:
             pipe.scard(self.keys.state(run_id, state))
-        (total, nbytes, created, source, directory), done, skipped, failed = pipe.execute()
-        if total is None:
-            raise RunNotFound(f"no run {run_id!r}; `downloader runs` lists them")
-        return Progress(run_id, int(total), done, skipped, failed, int(nbytes or 0), float(created or 0),
-                        text(source) or "", text(directory) or "")
+        (found, nbytes, created, source, directory, state, expected), total, producing, done, skipped, failed = \
+            pipe.execute()
+        if found is None:
+            gone = "was deleted" if text(state) == DELETED else "does not exist (or expired)"
+            raise RunNotFound(f"run {run_id!r} {gone}; `downloader runs` lists the runs there are")
+        return Progress(run_id, total, done, skipped, failed, int(nbytes or 0), float(created or 0),
+                        text(source) or "", text(directory) or "", text(state) or "enqueued", int(expected or 0),
+                        bool(producing))
 
     def latest(self) -> str:
-        newest = self.connection.zrevrange(self.keys.runs, 0, 0)
-        if not newest:
-            raise RunNotFound("no runs yet; start one with `downloader fetch`")
-        return text(newest[0])
+        for run_id in self.connection.zrevrange(self.keys.runs, 0, 20):
+            if self.connection.hexists(self.keys.run(text(run_id)), "id"):
+                return text(run_id)
+        raise RunNotFound("no runs yet; start one with `downloader fetch`")
 
     def all(self, limit: int = 50) -> list[Progress]:
-        return [self.progress(text(r)) for r in self.connection.zrevrange(self.keys.runs, 0, limit - 1)]
+        """Newest first; the index forgets runs that expired or were deleted."""
+        rows, start = [], 0
+        while len(rows) < limit:
+            ids = [text(r) for r in self.connection.zrevrange(self.keys.runs, start, start + limit - 1)]
+            if not ids:
+                break
+            start += len(ids)
+            for run_id in ids:
+                try:
+                    rows.append(self.progress(run_id))
+                except RunNotFound:
+                    self.connection.zrem(self.keys.runs, run_id)
+                    start -= 1
+        return rows[:limit]
+
+    def info(self, run_id: str, *fields: str) -> list[str | None]:
+        return [text(v) for v in self.connection.hmget(self.keys.run(run_id), fields)]
 
     def failures(self, run_id: str) -> dict[str, str]:
         return text_dict(self.connection.hgetall(self.keys.reasons(run_id)))
 
     def queue_of(self, run_id: str) -> str:
-        return text(self.connection.hget(self.keys.run(run_id), "queue")) or "downloads"
+        return self.info(run_id, "queue")[0] or "downloads"
 
-    # -- retrying ----------------------------------------------------------------------------
-
-    def retry(self, run_id: str, settings: Settings, only: Iterable[str] | None = None) -> list[str]:
-        """Re-run the failed URLs of a run (or just ``only``, which must be URLs
-        of the run): failed jobs go back on their queue; those whose failure
-        record expired are enqueued anew, and a job that already stands in a
-        queue or runs (`jobqueue requeue` came first) is left as it is: never
-        a second one."""
-        self.progress(run_id)  # raises RunNotFound
-        failed = set(self.failures(run_id))
-        if only is not None:
-            only = list(only)
-            self._check_in_run(run_id, only)
-        urls = [u for u in (only if only is not None else sorted(failed)) if u in failed]
-        if not urls:
-            return []
-        job_ids = dict(zip(urls, (text(j) for j in self.connection.hmget(self.keys.urls(run_id), urls))))
-        for url in urls:
-            self.mark(run_id, url, "pending")
-        queue_name = self.queue_of(run_id)
-        registry = FailedJobRegistry(queue_name, connection=self.connection)
-        requeued = set(registry.requeue_many([job_ids[u] for u in urls]))
-        gone = [u for u in urls if job_ids[u] not in requeued]
-        live = {job.id for job in Job.fetch_many([job_ids[u] for u in gone], connection=self.connection)
-                if job is not None and job.get_status(refresh=False) in LIVE}
-        gone = [u for u in gone if job_ids[u] not in live]
-        if gone:
-            target, shown = self.connection.hmget(self.keys.run(run_id), "target", "directory")
-            directory = text(target) or text(shown) or settings.dir   # where the run's files go, as its jobs say
-            self.enqueue(run_id, gone, job_ids, settings.with_overrides(queue=queue_name, dir=directory))
-        return urls
-
-    def _check_in_run(self, run_id: str, urls: list[str]) -> None:
-        known = self.connection.hmget(self.keys.urls(run_id), urls)
-        unknown = [u for u, job_id in zip(urls, known) if job_id is None]
-        if not unknown:
-            return
-        run_urls = [text(u) for u in self.connection.hkeys(self.keys.urls(run_id))]
-        hints = []
-        for url in unknown:
-            close = difflib.get_close_matches(url, run_urls, n=3, cutoff=0.5)
-            hints.append(f"  {url}" + (f"\n    did you mean: {', '.join(close)}" if close else ""))
-        raise NotInRun(f"not URL(s) of run {run_id}; nothing was re-enqueued:\n" + "\n".join(hints))
+    def job_ids(self, run_id: str, count: int = 1000):
+        """(url, job id) chunks of the whole run, read with HSCAN (no big reply)."""
+        cursor = 0
+        while True:
+            cursor, chunk = self.connection.hscan(self.keys.urls(run_id), cursor, count=count)
+            if chunk:
+                yield [(text(u), text(j)) for u, j in chunk.items()]
+            if not cursor:
+                return
 
 
 def on_download_failed(job: Job, connection: redis.Redis, exc_type, exc, traceback) -> None:
@@ -197,10 +197,10 @@ def on_download_failed(job: Job, connection: redis.Redis, exc_type, exc, traceba
 
     run_id = job.kwargs.get("run")
     if run_id:
-        Runs.of(connection).mark(run_id, link, "failed", reason=_reason(str(exc)))
+        Runs.of(connection).mark(run_id, link, "failed", reason=reason_of(str(exc)))
 
 
-def _reason(text: str) -> str:
+def reason_of(text: str) -> str:
     """'downloader.exceptions.PermanentDownloadError: HTTP 404' -> 'HTTP 404'."""
     name, sep, message = text.partition(": ")
     if sep and name.replace(".", "").replace("_", "").isalnum() and name.split(".")[-1][:1].isupper():

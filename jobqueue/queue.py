@@ -7,14 +7,14 @@ import time
 from collections import Counter
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import redis
 
 from . import timeutil
 from .backend import Backend, text
 from .exceptions import DuplicateJobError, JobQueueError
-from .job import Job, JobStatus
+from .job import DEFAULT_FAILURE_TTL, Job, JobStatus
 from .registry import (CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry,
                        StartedJobRegistry)
 from .retry import Retry
@@ -101,17 +101,43 @@ class Queue:
                      **options: Any) -> EnqueueData:
         return EnqueueData(func, tuple(args or ()), dict(kwargs or {}), options)
 
-    def enqueue_many(self, job_datas: Iterable[EnqueueData]) -> list[Job]:
+    def enqueue_many(self, job_datas: Iterable[EnqueueData], *, also: Sequence[Sequence[Any]] = ()) -> list[Job]:
         """All jobs are serialized first (a bad argument enqueues nothing),
         then written in chunks of one script call each, pipelined. Ids that
         are live (queued, scheduled, started) are refused and the others
-        enqueued; then DuplicateJobError names the refused ones."""
+        enqueued; then DuplicateJobError names the refused ones.
+
+        ``also``: Redis commands of the application's own, e.g.
+        ``[("HSET", "myapp:batch:7", "job-1", "x")]``, written in the same
+        MULTI/EXEC as the jobs, so the application's record of them and the
+        jobs appear together or not at all. A write whose outcome is unknown
+        (a stalled connection) is sent again, so they must be safe to repeat."""
         datas = list(job_datas)
         now_iso = timeutil.iso()
         jobs = [self._build(d, now_iso) for d in datas]
         if jobs:
-            self._submit(jobs, [d.options for d in datas], now_iso)
+            self._submit(jobs, [d.options for d in datas], now_iso, also=also)
         return jobs
+
+    def cancel_many(self, job_ids: Iterable[str], failure_ttl: int | None = None) -> int:
+        """Cancel those of ``job_ids`` (jobs of this queue) that wait or run, in
+        chunked round trips; returns how many were. A running attempt is
+        stopped as by ``Job.cancel``; missing and settled ids are left alone."""
+        ttl = DEFAULT_FAILURE_TTL if failure_ttl is None else failure_ttl
+        was = self._each("cancel", job_ids, self.name, ttl)
+        return sum(1 for status in was if text(status) in ("queued", "scheduled", "started"))
+
+    def delete_many(self, job_ids: Iterable[str]) -> int:
+        """Delete jobs of this queue and every reference to them (running
+        attempts are dropped and stopped); returns how many hashes went."""
+        return sum(int(n or 0) for n in self._each("delete", job_ids, self.name))
+
+    def _each(self, script: str, job_ids: Iterable[str], *args: Any) -> list[Any]:
+        """One script call per id, ENQUEUE_CHUNK calls per round trip."""
+        ids, results = list(job_ids), []
+        for start in range(0, len(ids), ENQUEUE_CHUNK):
+            results.extend(self.backend.run.many([(script, [i, *args]) for i in ids[start:start + ENQUEUE_CHUNK]]))
+        return results
 
     def _split_options(self, args: tuple, kwargs: dict) -> tuple[dict, tuple, dict]:
         if "depends_on" in kwargs:
@@ -145,12 +171,13 @@ class Queue:
             on_success=opts.get("on_success"), on_failure=opts.get("on_failure"),
         )
 
-    def _submit(self, jobs: list[Job], options: list[dict], now_iso: str, when: dict | None = None) -> None:
+    def _submit(self, jobs: list[Job], options: list[dict], now_iso: str, when: dict | None = None,
+                also: Sequence[Sequence[Any]] = ()) -> None:
         """Write jobs with the enqueue script: one call per chunk, all chunks
-        in one round trip. The call carries a request id, so when a stalled
-        or dropped connection leaves its outcome unknown it is simply sent
-        again (here, or by the client's own retries): a replay finds its own
-        stamp and writes nothing twice."""
+        in one round trip (with ``also``, one MULTI/EXEC). The call carries a
+        request id, so when a stalled or dropped connection leaves its outcome
+        unknown it is simply sent again (here, or by the client's own retries):
+        a replay finds its own stamp and writes nothing twice."""
         twice = sorted(i for i, n in Counter(job.id for job in jobs).items() if n > 1)
         if twice:
             raise DuplicateJobError(twice)
@@ -167,8 +194,12 @@ class Queue:
                  for s in range(0, len(records), ENQUEUE_CHUNK)]
         for pause in (*REPLAY_PAUSES, None):
             try:
-                results = ([self.backend.run("enqueue", *calls[0][1])] if len(calls) == 1
-                           else self.backend.run.many(calls))
+                if also:
+                    results = self.backend.run.atomically(calls, also)[:len(calls)]
+                elif len(calls) == 1:
+                    results = [self.backend.run("enqueue", *calls[0][1])]
+                else:
+                    results = self.backend.run.many(calls)
                 break
             except REDIS_DOWN:
                 if pause is None:

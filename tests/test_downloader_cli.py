@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import time
+from datetime import timedelta
 import subprocess
 import sys
 import urllib.request
@@ -254,7 +255,8 @@ def test_fetch_without_workers_says_nobody_takes_downloads_then_carries_on(redis
 def test_status_marks_a_silent_worker_and_ctrl_c_exits_130(redis_server, r, tmp_path):
     runs = Runs(r)
     run_id, _ = runs.create(["http://127.0.0.1:1/x.png"], "test", Settings(queue="silent", dir=str(tmp_path)))
-    Queue("silent", connection=r).empty()                  # nothing for the worker to do
+    Queue("silent", connection=r).empty()                  # nothing for the worker to do,
+    Queue("silent", connection=r).enqueue_in(timedelta(hours=1), "tests.jobs.add", 1, 2)  # yet the run waits
     worker = popen(redis_server, "work", "--queue", "silent", "--dir", str(tmp_path),
                    JOBQUEUE_HEARTBEAT_TTL="30")            # its entry outlives it: only the silence tells
     wait_for(lambda: any("silent" in w.queues for w in list_workers(r)), message="worker registered")
@@ -266,9 +268,10 @@ def test_status_marks_a_silent_worker_and_ctrl_c_exits_130(redis_server, r, tmp_
     dead = downloader(redis_server, "status", run_id).stdout
     assert "(not responding, last beat 2 s ago" in dead or "(not responding, last beat 3 s ago" in dead, dead
     watcher = popen(redis_server, "status", run_id, "--watch")
-    time.sleep(1.0)
+    first = watcher.stderr.readline()                      # watching (a plain progress line): Ctrl+C now
     watcher.send_signal(signal.SIGINT)
     _, stderr = watcher.communicate(timeout=30)
+    stderr = first + stderr
     assert watcher.returncode == 130 and "Stopped watching" in stderr and "Traceback" not in stderr
 
 

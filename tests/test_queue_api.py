@@ -222,3 +222,26 @@ def test_enqueue_many_enqueues_the_others_and_names_the_live_ids(q):
         q.enqueue_many([Queue.prepare_data(jobs.add, (1, 1), job_id="x"),
                         Queue.prepare_data(jobs.add, (2, 2), job_id="x")])
     assert err.value.job_ids == ["x"] and "x" not in q.get_job_ids()
+
+
+def test_enqueue_many_writes_the_applications_commands_with_the_jobs_or_nothing(q, r):
+    datas = [Queue.prepare_data(jobs.add, (i, i), job_id=f"w{i}") for i in range(3)]
+    q.enqueue_many(datas, also=[("HSET", "app:batch", "w0", "x", "w1", "y")])
+    assert q.get_job_ids() == ["w0", "w1", "w2"] and r.hgetall("app:batch") == {b"w0": b"x", b"w1": b"y"}
+    broken = [Queue.prepare_data(jobs.add, (i, i), job_id=f"v{i}") for i in range(3)]
+    with pytest.raises(Exception, match="(?i)unknown command|EXECABORT"):
+        q.enqueue_many(broken, also=[("HSET", "app:other", "v0", "x"), ("NO-SUCH-COMMAND",)])
+    assert q.get_job_ids() == ["w0", "w1", "w2"] and not r.exists("app:other")   # the jobs did not go alone
+
+
+def test_cancel_many_cancels_what_waits_or_runs_and_delete_many_removes_every_trace(q, r):
+    from jobqueue import Worker
+    from tests.conftest import FAST_TIMING
+    ids = [q.enqueue(jobs.add, i, i, job_id=f"c{i}").id for i in range(1200)]
+    Worker([q], connection=r, timing=FAST_TIMING).work(burst=True, max_jobs=1)  # c0 is finished
+    assert q.cancel_many(ids + ["never-was"]) == 1199                  # the finished one and a stranger untouched
+    assert q.count == 0 and q.canceled_job_registry.count == 1199
+    assert Job.fetch("c0", r).get_status() == JobStatus.FINISHED
+    assert q.delete_many(ids) == 1200
+    assert not any(r.exists(Job.key_for(i)) for i in ("c0", "c1", "c1199"))
+    assert q.canceled_job_registry.count == 0 and q.finished_job_registry.count == 0

@@ -28,6 +28,7 @@ class ImgurGallery:
         self.client_id, self.api_url, self.pages = client_id, api_url.rstrip("/"), pages
         self.timeout, self.max_wait = timeout, max_wait
         self.description = f"Imgur gallery at {self.api_url} ({pages} page(s))"
+        self.spec = {"kind": "imgur", "api_url": self.api_url, "pages": pages}  # how `fetch --resume` reads it again
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Client-ID {client_id}"
         self._quota_exhausted = False  # X-RateLimit said no requests are left

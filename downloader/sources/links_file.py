@@ -5,6 +5,7 @@ enqueued (``rejected``), or, with ``strict``, stops the read."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import BinaryIO, Iterator
 
@@ -16,6 +17,8 @@ class LinksFile:
     def __init__(self, path: str, strict: bool = False) -> None:
         self.path, self.strict = path, strict
         self.description = "stdin" if path == "-" else f"links file {path}"
+        # how `fetch --resume` reads it again
+        self.spec = {"kind": "stdin"} if path == "-" else {"kind": "links", "path": os.path.abspath(path)}
         self.rejected: list[tuple[int, str, str]] = []  # (line number, line, why)
 
     def links(self) -> Iterator[str]:

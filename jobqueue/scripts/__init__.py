@@ -114,3 +114,14 @@ class ScriptRunner:
                 if isinstance(result, Exception):
                     raise result
         return results
+
+    def atomically(self, calls: Sequence[tuple[str, Sequence[Any]]], commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """jobqueue's scripts, then plain ``commands``, in one MULTI/EXEC that
+        applies all or nothing. The scripts go by source (EVAL), not by SHA:
+        a NOSCRIPT inside a transaction could only be mended outside it."""
+        pipe = self.connection.pipeline(transaction=True)
+        for name, args in calls:
+            pipe.execute_command("EVAL", SCRIPTS[name].source, 1, *self.route, *self.prefixes, *args)
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute()

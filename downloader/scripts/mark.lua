@@ -5,8 +5,11 @@
 -- SCARDs add up to the settled part of the run (progress is O(1)); bytes are
 -- counted once per URL however often the at-least-once queue runs its job,
 -- and a URL once done is never demoted to skipped by a re-run.
+-- Invariant: a run that is gone (deleted, expired) is not written again: a
+-- late job of it leaves no key behind. The run's expiry follows (run.lua).
 -- ARGV[1]: JSON array of [run key, url, state (done|skipped|failed|pending), bytes, reason].
 local function mark(run, url, state, nbytes, reason)
+  if redis.call('HEXISTS', run, 'id') == 0 then return end  -- gone, or a deleted run's tombstone
   local was_done = redis.call('SISMEMBER', run .. ':done', url) == 1
   if state == 'skipped' and was_done then return end
   for _, s in ipairs({'done', 'skipped', 'failed'}) do
@@ -21,6 +24,7 @@ local function mark(run, url, state, nbytes, reason)
   if state == 'done' and not was_done and nbytes > 0 then
     redis.call('HINCRBY', run, 'bytes', nbytes)
   end
+  refresh_expiry(run)
 end
 
 local marks = cjson.decode(ARGV[1])

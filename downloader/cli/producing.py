@@ -1,0 +1,237 @@
+"""Commands that enqueue downloads and follow them: fetch (and resume), retry."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .. import disk, repair
+from ..config import Settings
+from ..exceptions import SourceError, WorkersGone
+from ..local import LocalWorkers
+from ..producer import Producer
+from ..progress import summary, watch
+from ..runs import Progress, Runs
+from ..sources.imgur import ImgurGallery
+from ..sources.links_file import LinksFile
+from . import common, connect, main, redis_url
+
+AUTO_RESUME = ("links", "imgur")  # sources read the same way again (stdin is not: it may be other links)
+
+
+@main.command()
+@common
+@click.option("--client-id", envvar="DOWNLOADER_CLIENT_ID", help="Imgur API client id [env DOWNLOADER_CLIENT_ID]")
+@click.option("--api-url", help="Imgur-compatible API base [https://api.imgur.com]")
+@click.option("--pages", type=click.IntRange(min=1), help="gallery pages to fetch [1]")
+@click.option("--links", "links_path", metavar="FILE", help="read URLs from FILE instead ('-' = stdin)")
+@click.option("--resume", "resume_id", metavar="RUN", help="finish enqueueing an interrupted run, reading its "
+              "source again (only links it lacks are enqueued)")
+@click.option("--queue", help="jobqueue queue for the downloads [downloads]")
+@click.option("--no-wait", is_flag=True, help="return right after enqueueing")
+@click.option("--workers", type=click.IntRange(min=0), default=0, help="also start N local worker processes")
+@click.option("--concurrency", type=click.IntRange(min=1), help="parallel downloads per local worker [64]")
+@click.option("--strict", is_flag=True, help="a line of --links that is not an http(s) URL is an error")
+@click.option("--quiet", "-q", is_flag=True, help="no progress and no summary: the run id line, errors, exit code")
+@click.option("--json", "as_json", is_flag=True, help="no progress; the outcome as one JSON document on stdout")
+def fetch(settings: Settings, client_id: str | None, api_url: str | None, pages: int | None, links_path: str | None,
+          resume_id: str | None, queue: str | None, no_wait: bool, workers: int, concurrency: int | None,
+          strict: bool, quiet: bool, as_json: bool) -> None:
+    """Enqueue one download per unique image URL, then show progress until done.
+
+    The same fetch run again while an earlier one of it was interrupted
+    completes that run rather than starting another.
+
+    Exit code 0 when every file was downloaded or already there, 1 if any
+    failed, 130 on Ctrl+C (what is enqueued stays enqueued).
+    """
+    settings = settings.with_overrides(api_url=api_url, pages=pages, queue=queue, concurrency=concurrency)
+    no_wait_without_workers(no_wait, workers)
+    if links_path and client_id:
+        raise click.UsageError("use either --links FILE or --client-id, not both")
+    runs = Runs(connect(settings))
+    spec = resumed_spec(runs, resume_id) if resume_id else {}
+    if not (links_path or client_id or spec.get("kind") in AUTO_RESUME):
+        raise click.UsageError(how_to_give_links(resume_id, spec))
+    if spec and not (links_path or client_id):
+        links_path = spec["path"] if spec["kind"] == "links" else None
+        settings = settings.with_overrides(api_url=api_url or spec.get("api_url"), pages=pages or spec.get("pages"))
+    source = LinksFile(links_path, strict) if links_path else ImgurGallery(
+        client_id or "", settings.api_url, settings.pages, (settings.connect_timeout, settings.read_timeout))
+    if isinstance(source, ImgurGallery) and not (quiet or as_json):
+        source.on_page = lambda read, pages, found: click.echo(
+            f"Read gallery page {read} of {pages}: {found} image link(s) so far", err=True)
+    links = read_links(source)
+    if not links and not resume_id:
+        click.echo(json.dumps({"runs": []}) if as_json else f"{source.description} gave no image links: nothing to download.")
+        return
+    unique = list(dict.fromkeys(links))
+    resume_id = resume_id or interrupted_run(runs, source.spec, settings)
+    producer = (Producer.resume(runs, resume_id, settings, len(unique)) if resume_id
+                else Producer.new(runs, source.description, source.spec, settings, len(unique)))
+    run_id = producer.run_id
+    try:
+        with producer:
+            producer.add(unique)
+            producer.seal(len(unique))
+    except KeyboardInterrupt:
+        click.echo(f"\nInterrupted while enqueuing run {run_id} ({producer.added} new download(s) enqueued); "
+                   f"`downloader fetch --resume {run_id}` enqueues the rest.", err=True)
+        sys.exit(130)
+    if not as_json:
+        total = runs.progress(run_id).total
+        if resume_id:
+            click.echo(f"Run {run_id} resumed: {producer.added} more download(s) enqueued on "
+                       f"{producer.settings.queue!r} from {source.description} ({total} in all)")
+        else:
+            click.echo(f"Run {run_id}: {producer.added} download(s) enqueued on {settings.queue!r} "
+                       f"from {source.description} ({len(links) - len(unique)} duplicate(s) dropped)")
+    local = start_local_workers(workers, settings.with_overrides(queue=producer.settings.queue))
+    if no_wait:
+        if as_json:
+            click.echo(outcome_json(runs, [runs.progress(run_id)]))
+        elif not quiet:
+            click.echo(f"Follow it with `downloader status {run_id} --watch`.")
+        return
+    finish(runs, [run_id], local, quiet, as_json)
+
+
+def resumed_spec(runs: Runs, run_id: str) -> dict:
+    """How run ``run_id`` read its links (raises RunNotFound)."""
+    runs.progress(run_id)
+    return json.loads(runs.info(run_id, "spec")[0] or "{}")
+
+
+def how_to_give_links(resume_id: str | None, spec: dict) -> str:
+    if not resume_id:
+        return "say where the links come from: --client-id X (Imgur API) or --links FILE"
+    if spec.get("kind") == "stdin":
+        return f"run {resume_id} read its links from stdin: give them again with --links - (or --links FILE)"
+    if spec.get("kind") == "imgur":
+        return f"run {resume_id} reads an Imgur gallery: give the client id again (--client-id X; it is not stored)"
+    return f"run {resume_id} was not made by `downloader fetch`: give its links with --links FILE"
+
+
+def read_links(source: LinksFile | ImgurGallery) -> list[str]:
+    """Every link of the source (a failure enqueues nothing); rejected lines are reported."""
+    links: list[str] = []
+    try:
+        links.extend(source.links())
+    except SourceError as exc:
+        raise click.ClickException(f"{exc}\nNothing was enqueued ({len(links)} link(s) had been read).") from None
+    rejected = getattr(source, "rejected", [])
+    if rejected:
+        shown = "".join(f"\n  line {n}: {line!r} ({why})" for n, line, why in rejected[:10])
+        more = f"\n  ... and {len(rejected) - 10} more" if len(rejected) > 10 else ""
+        click.echo(f"Skipped {len(rejected)} line(s) of {source.description} that are not http(s) URLs "
+                   f"(--strict makes this an error):{shown}{more}", err=True)
+    return links
+
+
+def interrupted_run(runs: Runs, spec: dict, settings: Settings) -> str | None:
+    """The newest interrupted run that read this very source into this
+    directory: the same fetch again completes it."""
+    if spec.get("kind") not in AUTO_RESUME:
+        return None
+    shown, _ = disk.placement(settings.dir, settings.root)
+    for progress in runs.all(50):
+        if progress.interrupted and progress.directory == shown and resumed_spec(runs, progress.run_id) == spec:
+            click.echo(f"Run {progress.run_id} read this source into {shown} and was interrupted while enqueuing "
+                       f"({progress.total} enqueued): completing it.", err=True)
+            return progress.run_id
+    return None
+
+
+def start_local_workers(count: int, settings: Settings) -> LocalWorkers | None:
+    """Workers on this machine for this run, stopped when it completes (not
+    burst: retries wait in the scheduled registry)."""
+    return LocalWorkers(count, settings, redis_url(settings)) if count else None
+
+
+def no_wait_without_workers(no_wait: bool, workers: int) -> None:
+    if no_wait and workers:
+        raise click.UsageError("--workers starts workers that stop when the run completes, so it needs the wait: "
+                               "drop --no-wait, or run `downloader work` yourself")
+
+
+def finish(runs: Runs, run_ids: list[str], local: LocalWorkers | None, quiet: bool = False,
+           as_json: bool = False) -> None:
+    """Watch each run until it completes (the workers take them all at
+    once), then print the summaries; exit 1 if any download failed or will
+    not run (canceled, interrupted), or if the local workers exited first."""
+    done: list[Progress] = []
+    try:
+        for run_id in run_ids:
+            done.append(watch(runs, run_id, local, quiet=quiet or as_json))
+    except KeyboardInterrupt:
+        if local is not None:
+            local.stop()
+        stopped_watching(run_ids[len(done)])
+    except WorkersGone as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    if local is not None:
+        local.stop()
+    if as_json:
+        click.echo(outcome_json(runs, done))
+    elif not quiet:
+        for progress in done:
+            click.echo(summary(runs, progress))
+    sys.exit(0 if all(outcome_ok(progress) for progress in done) else 1)
+
+
+def outcome_ok(progress: Progress) -> bool:
+    return progress.complete and not progress.failed and not progress.canceled
+
+
+def outcome_json(runs: Runs, done: list) -> str:
+    """Runs' counts and failures, for scripts (`--json`)."""
+    return json.dumps({"runs": [{**p.__dict__, "failures": runs.failures(p.run_id)} for p in done]}, indent=2)
+
+
+def stopped_watching(run_id: str) -> None:
+    """Ctrl+C while watching: exit 130, as a shell expects; the run goes on."""
+    click.echo(f"\nStopped watching; what is enqueued stays enqueued: `downloader work` takes it up, "
+               f"`downloader status {run_id} --watch` shows it.", err=True)
+    sys.exit(130)
+
+
+@main.command()
+@common
+@click.argument("run_id", required=False)
+@click.option("--all-runs", is_flag=True, help="retry the failed downloads of every run")
+@click.option("--url", "urls", multiple=True, help="retry only this URL (repeatable)")
+@click.option("--no-wait", is_flag=True, help="return right after re-enqueueing")
+@click.option("--workers", type=click.IntRange(min=0), default=0, help="also start N local worker processes")
+@click.option("--quiet", "-q", is_flag=True, help="no progress and no summary: errors and the exit code")
+@click.option("--json", "as_json", is_flag=True, help="no progress; the outcome as one JSON document on stdout")
+def retry(settings: Settings, run_id: str | None, all_runs: bool, urls: tuple[str, ...], no_wait: bool,
+          workers: int, quiet: bool, as_json: bool) -> None:
+    """Re-enqueue the failed downloads of RUN (default: the latest), then show progress."""
+    no_wait_without_workers(no_wait, workers)
+    if all_runs and run_id:
+        raise click.UsageError("give a RUN or --all-runs, not both")
+    runs = Runs(connect(settings))
+    targets = [p.run_id for p in runs.all(10_000) if not p.canceled] if all_runs else [run_id or runs.latest()]
+    retried = []
+    for target in targets:
+        again = repair.retry(runs, target, settings, urls or None)
+        if again:
+            retried.append(target)
+            if not (quiet or as_json):
+                click.echo(f"Run {target}: {len(again)} failed download(s) re-enqueued")
+    if not retried:
+        if as_json:
+            click.echo(json.dumps({"runs": []}))
+        elif not quiet:
+            click.echo("Nothing to retry: no failed downloads" + (" matching --url" if urls else "") + ".")
+        return
+    queues = {runs.queue_of(target) for target in retried}
+    local = start_local_workers(workers, settings.with_overrides(queue=queues.pop() if len(queues) == 1 else None))
+    if no_wait:
+        if as_json:
+            click.echo(outcome_json(runs, [runs.progress(target) for target in retried]))
+        return
+    finish(runs, retried, local, quiet, as_json)

@@ -1,0 +1,70 @@
+"""Long-running commands: a download worker, the offline demo gallery."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from jobqueue import Timing, Worker
+
+from .. import disk, download
+from ..config import Settings
+from ..demo_server import DemoServer
+from ..exceptions import ConfigError
+from . import common, connect, main
+
+WORK_THREADS = 4  # download jobs return futures in a fraction of a millisecond: a few threads start them all
+
+
+@main.command()
+@common
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), help="parallel downloads [64]")
+@click.option("--burst", is_flag=True, help="quit when there is nothing left to download")
+@click.option("--name", help="worker name (default host:pid)")
+@click.option("--queue", help="queue to take downloads from [downloads]")
+@click.option("--quiet", "-q", is_flag=True, help="log only warnings and errors")
+def work(settings: Settings, concurrency: int | None, burst: bool, name: str | None, queue: str | None,
+         quiet: bool) -> None:
+    """Run a download worker; start as many as you like, on any machine
+    that reaches the same Redis and the same download directory."""
+    settings = settings.with_overrides(concurrency=concurrency, queue=queue)
+    logging.basicConfig(level="WARNING" if quiet else "INFO", format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    disk.WORKER_ROOT = settings.root or None
+    if settings.root and not os.path.isdir(settings.root):
+        raise ConfigError(f"--root {settings.root} is not a directory; give this machine's mount of the shared root")
+    if os.path.exists(settings.dir) and not os.path.isdir(settings.dir):
+        raise ConfigError(f"--dir {settings.dir} is not a directory; give the download directory")
+    if settings.stale_part_age and os.path.isdir(settings.dir):
+        if settings.stale_part_age <= settings.read_timeout:
+            raise ConfigError(f"stale_part_age ({settings.stale_part_age:g} s) must exceed read_timeout "
+                              f"({settings.read_timeout:g} s), or a live download's part file could be swept; "
+                              "0 turns sweeping off")
+        swept = download.sweep_stale_parts(settings.dir, settings.stale_part_age)
+        if swept:
+            logging.getLogger(__name__).warning("Removed %d abandoned .part file(s) older than %g s from %s",
+                                                swept, settings.stale_part_age, settings.dir)
+    worker = Worker([settings.queue], connect(settings, check=False), name=name, concurrency=settings.concurrency,
+                    timing=Timing.from_env(), allowed_modules=["downloader."], hold=disk.hold,
+                    threads=WORK_THREADS)
+    worker.work(burst=burst)
+
+
+@main.command("demo-server")
+@click.option("--images", type=click.IntRange(min=1), default=120, show_default=True, help="images in the gallery")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8765, show_default=True, help="0 picks a free port")
+@click.option("--latency", type=float, default=0.0, help="seconds added to every request")
+def demo_server(images: int, host: str, port: int, latency: float) -> None:
+    """Serve an Imgur-compatible gallery of generated images, for offline runs."""
+    server = DemoServer(images, host, port, latency)
+    click.echo(f"Demo gallery of {images} images at {server.url} (any client id). Try:\n"
+               f"  downloader fetch --client-id demo --api-url {server.url} --workers 2", err=True)
+    click.echo(server.url, err=False)
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,177 @@
+"""The producer: turns the links it reads into a run's download jobs, in
+batches, while it holds the run's lease.
+
+Honest counts: each batch's jobs and their URLs (the run's total is the
+number of URLs) are written in one MULTI/EXEC, so the run never counts a
+job that does not exist. A producer that stops early (Ctrl+C, SIGKILL, a
+lost connection) leaves its run ``enqueuing``; once its lease lapses the run
+reads as interrupted, and `fetch --resume` (or the same fetch again) takes
+the lease and enqueues only the links the run does not have yet."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import threading
+import time
+from importlib import resources
+from typing import Any, Iterable
+
+import redis
+
+from jobqueue import DuplicateJobError, Queue, Retry, Script
+
+from . import disk
+from .config import Settings
+from .exceptions import RunBusy, RunCanceled
+from .runs import DELETED, Runs
+
+LEASE = float(os.environ.get("DOWNLOADER_PRODUCER_LEASE", "10"))  # seconds a silent producer keeps its run
+BATCH = 200  # links per MULTI/EXEC: workers start on the first batch, not after the last
+DOWNLOAD_FUNC = "downloader.download.download_link"
+LEASE_SCRIPT = Script("downloader.lease", resources.files(__package__).joinpath("scripts/lease.lua").read_text())
+
+
+def job_id(run_id: str, url: str) -> str:
+    """Derived from the URL: a link read twice is one job of the run."""
+    return f"dl-{run_id}-{hashlib.sha1(url.encode()).hexdigest()[:16]}"
+
+
+class Producer:
+    """``with Producer.new(...) as p: p.add(links); p.seal(n)``."""
+
+    def __init__(self, runs: Runs, run_id: str, settings: Settings, token: str) -> None:
+        self.runs, self.run_id, self.settings, self.token = runs, run_id, settings, token
+        self.added = 0
+        self._sealed, self._lost = False, False
+        self._stop = threading.Event()
+        self._renewer = threading.Thread(target=self._renew, name=f"lease {run_id}", daemon=True)
+
+    @classmethod
+    def new(cls, runs: Runs, source: str, spec: dict[str, Any], settings: Settings, expected: int = 0) -> "Producer":
+        """A new run, ``enqueuing``, whose lease this producer holds from the
+        start; ``expected``: the links it will enqueue, when known."""
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+        shown, carried = disk.placement(settings.dir, settings.root)
+        token = secrets.token_hex(8)
+        keys = runs.keys
+        pipe = runs.connection.pipeline(transaction=True)  # never a run without its lease: it would read as interrupted
+        pipe.hset(keys.run(run_id), mapping={
+            "id": run_id, "created": time.time(), "source": source, "spec": json.dumps(spec), "directory": shown,
+            "target": carried, "queue": settings.queue, "bytes": 0, "state": "enqueuing",
+            "keep": settings.keep_runs, "expected": expected})
+        pipe.set(keys.producer(run_id), token, px=int(LEASE * 1000))
+        pipe.zadd(keys.runs, {run_id: time.time()})
+        pipe.execute()
+        return cls(runs, run_id, settings.with_overrides(dir=carried), token)
+
+    @classmethod
+    def resume(cls, runs: Runs, run_id: str, settings: Settings, expected: int = 0) -> "Producer":
+        """Take over an interrupted run: same queue, same directory."""
+        if runs.progress(run_id).canceled:
+            raise RunCanceled(f"run {run_id} was canceled; start a new one with `downloader fetch`")
+        queue, target, shown = runs.info(run_id, "queue", "target", "directory")
+        token = secrets.token_hex(8)
+        if not LEASE_SCRIPT(runs.connection, runs.keys.producer(run_id), token, "take", int(LEASE * 1000)):
+            raise RunBusy(f"run {run_id} is being enqueued by another `downloader fetch` right now; wait for it "
+                          f"(`downloader status {run_id}`), or stop that one first")
+        if expected:
+            runs.connection.hset(runs.keys.run(run_id), "expected", expected)
+        return cls(runs, run_id, settings.with_overrides(queue=queue, dir=target or shown), token)
+
+    def __enter__(self) -> "Producer":
+        self._renewer.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._renewer.join()
+        if not self._sealed:
+            try:  # the run reads as interrupted at once, not a lease later
+                LEASE_SCRIPT(self.runs.connection, self.runs.keys.producer(self.run_id), self.token, "release", 0)
+            except redis.exceptions.RedisError:
+                pass  # the lease lapses by itself
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LEASE / 3):
+            try:
+                if not LEASE_SCRIPT(self.runs.connection, self.runs.keys.producer(self.run_id), self.token, "renew",
+                                    int(LEASE * 1000)):
+                    self._lost = True
+                    return
+            except redis.exceptions.RedisError:
+                pass  # the batch that needs Redis will say so
+
+    # -- enqueueing -------------------------------------------------------------------
+
+    def add(self, urls: Iterable[str]) -> int:
+        """Enqueue those of ``urls`` the run does not have yet; returns how many."""
+        batch: list[str] = []
+        before = self.added
+        for url in urls:
+            batch.append(url)
+            if len(batch) == BATCH:
+                self._write(batch)
+                batch = []
+        if batch:
+            self._write(batch)
+        return self.added - before
+
+    def _write(self, urls: list[str]) -> None:
+        if self._lost:
+            raise RunBusy(f"another producer took over run {self.run_id} (this one was silent for over {LEASE:g} s); "
+                          "it enqueues the rest")
+        self.added += write_batch(self.runs, self.run_id, self.settings, urls)  # counted as each batch lands
+
+    def seal(self, expected: int) -> None:
+        """Every link read is enqueued: the run can complete."""
+        was = self.runs.set_state(self.run_id, "enqueued", expected, self.token)
+        if was == "lost":
+            raise RunBusy(f"another producer took over run {self.run_id}; it completes the run")
+        self._sealed = True
+
+
+def write_batch(runs: Runs, run_id: str, settings: Settings, urls: list[str], only_new: bool = True) -> int:
+    """Enqueue download jobs for ``urls`` (with ``only_new``, those the run
+    does not have yet) and record them in the run, in one MULTI/EXEC; then,
+    should the run have been canceled or deleted meanwhile, withdraw them."""
+    keys, connection = runs.keys, runs.connection
+    if only_new:
+        known = connection.hmget(keys.urls(run_id), urls)
+        urls = [url for url, have in zip(urls, known) if have is None]
+    if not urls:
+        return 0
+    ids = {url: job_id(run_id, url) for url in urls}
+    also = [("HSET", keys.urls(run_id), *(x for pair in ids.items() for x in pair))]
+    queue = Queue(settings.queue, connection=connection)
+    try:
+        queue.enqueue_many([_job(run_id, settings, url, ids[url]) for url in urls], also=also)
+    except DuplicateJobError:
+        pass  # live already (a producer that took over raced this one): one job all the same
+    state = runs.info(run_id, "state")[0]
+    if state in ("canceled", DELETED, None):  # while this batch was on its way
+        _withdraw(runs, run_id, queue, list(ids.values()), state, settings.keep_runs)
+    return len(urls)
+
+
+def _job(run_id: str, s: Settings, url: str, id_: str):
+    options = {"run": run_id, "max_size": s.max_size, "connect_timeout": s.connect_timeout,
+               "read_timeout": s.read_timeout, "check_image": s.check_image, "user_agent": s.user_agent,
+               "max_retry_after": s.max_retry_after}
+    retry = Retry(max=s.retries, interval=s.retry_intervals) if s.retries > 0 else None
+    return Queue.prepare_data(DOWNLOAD_FUNC, (s.dir, url), options, job_id=id_, retry=retry,
+                              timeout=s.job_timeout, on_failure="downloader.runs.on_download_failed",
+                              failure_ttl=int(s.keep_runs) or None, description=f"download {url}")
+
+
+def _withdraw(runs: Runs, run_id: str, queue: Queue, ids: list[str], state: str | None, keep: float) -> None:
+    """A cancel that listed the run's jobs before this batch landed set the
+    state first, so the batch is ours to take back."""
+    if state == "canceled":
+        queue.cancel_many(ids, failure_ttl=int(keep) or None)
+        raise RunCanceled(f"run {run_id} was canceled while it was being enqueued; enqueueing stopped")
+    queue.delete_many(ids)
+    runs.connection.delete(runs.keys.urls(run_id))  # the batch brought the key back
+    raise RunCanceled(f"run {run_id} was deleted while it was being enqueued; enqueueing stopped")
