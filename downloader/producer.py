@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import redis
 
@@ -29,6 +29,7 @@ from .exceptions import RunBusy, RunCanceled
 from .runs import DELETED, Runs
 
 LEASE = float(os.environ.get("DOWNLOADER_PRODUCER_LEASE", "10"))  # seconds a silent producer keeps its run
+RELEASE_WAIT = 1.0  # seconds an interrupted producer waits to hand its lease back
 BATCH = 200  # links per MULTI/EXEC: workers start on the first batch, not after the last
 DOWNLOAD_FUNC = "downloader.download.download_link"
 LEASE_SCRIPT = Script("downloader.lease", resources.files(__package__).joinpath("scripts/lease.lua").read_text())
@@ -88,11 +89,16 @@ class Producer:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._renewer.join()
-        if not self._sealed:
-            try:  # the run reads as interrupted at once, not a lease later
-                LEASE_SCRIPT(self.runs.connection, self.runs.keys.producer(self.run_id), self.token, "release", 0)
-            except redis.exceptions.RedisError:
-                pass  # the lease lapses by itself
+        if not self._sealed:  # the run reads as interrupted at once, not a lease later
+            releasing = threading.Thread(target=self._release, name=f"release {self.run_id}", daemon=True)
+            releasing.start()
+            releasing.join(RELEASE_WAIT)  # Ctrl+C on a stalled link must not hang: then the lease lapses
+
+    def _release(self) -> None:
+        try:
+            LEASE_SCRIPT(self.runs.connection, self.runs.keys.producer(self.run_id), self.token, "release", 0)
+        except redis.exceptions.RedisError:
+            pass  # the lease lapses by itself
 
     def _renew(self) -> None:
         while not self._stop.wait(LEASE / 3):
@@ -123,7 +129,10 @@ class Producer:
         if self._lost:
             raise RunBusy(f"another producer took over run {self.run_id} (this one was silent for over {LEASE:g} s); "
                           "it enqueues the rest")
-        self.added += write_batch(self.runs, self.run_id, self.settings, urls)  # counted as each batch lands
+        write_batch(self.runs, self.run_id, self.settings, urls, written=self._count)
+
+    def _count(self, enqueued: int) -> None:
+        self.added += enqueued  # as each batch lands, for the word on Ctrl+C
 
     def seal(self, expected: int) -> None:
         """Every link read is enqueued: the run can complete."""
@@ -133,10 +142,12 @@ class Producer:
         self._sealed = True
 
 
-def write_batch(runs: Runs, run_id: str, settings: Settings, urls: list[str], only_new: bool = True) -> int:
+def write_batch(runs: Runs, run_id: str, settings: Settings, urls: list[str], only_new: bool = True,
+                written: Callable[[int], None] | None = None) -> int:
     """Enqueue download jobs for ``urls`` (with ``only_new``, those the run
-    does not have yet) and record them in the run, in one MULTI/EXEC; then,
-    should the run have been canceled or deleted meanwhile, withdraw them."""
+    does not have yet) and record them in the run, in one MULTI/EXEC (then
+    ``written`` hears how many); should the run have been canceled or
+    deleted meanwhile, withdraw them. Returns how many were enqueued."""
     keys, connection = runs.keys, runs.connection
     if only_new:
         known = connection.hmget(keys.urls(run_id), urls)
@@ -150,6 +161,8 @@ def write_batch(runs: Runs, run_id: str, settings: Settings, urls: list[str], on
         queue.enqueue_many([_job(run_id, settings, url, ids[url]) for url in urls], also=also)
     except DuplicateJobError:
         pass  # live already (a producer that took over raced this one): one job all the same
+    if written is not None:
+        written(len(urls))
     state = runs.info(run_id, "state")[0]
     if state in ("canceled", DELETED, None):  # while this batch was on its way
         _withdraw(runs, run_id, queue, list(ids.values()), state, settings.keep_runs)

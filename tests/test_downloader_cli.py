@@ -402,5 +402,11 @@ def test_fetch_and_retry_quiet_and_json_for_scripts(redis_server, r, tmp_path):
         again = downloader(redis_server, "retry", run["run_id"], "--workers", "1", "--json")
         (retried,) = json.loads(again.stdout)["runs"]
         assert again.returncode == 1 and retried["failed"] == 1
+        silent = downloader(redis_server, "status", run["run_id"], "--quiet")
+        assert (silent.returncode, silent.stdout, silent.stderr) == (1, "", "")   # a failure: exit 1, no words
+        ok_run, _ = Runs(r).create([f"{web.url}/img/q2.png"], "test", Settings(queue="qj", dir=str(tmp_path)))
+        watcher = popen(redis_server, "status", ok_run, "--watch", "--quiet")
+        stdout, stderr = finished_by_a_worker(redis_server, watcher, "qj", tmp_path)
+        assert watcher.returncode == 0 and stdout == "" and "%" not in stderr   # all done: exit 0, no progress
     finally:
         web.stop()

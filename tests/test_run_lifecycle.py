@@ -3,6 +3,7 @@ resumed, cancel, delete, expiry, prune, and jobs that vanish under a run.
 Real Redis, real worker and producer processes, real HTTP servers."""
 
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from PIL import Image
 from downloader import lifecycle
 from downloader.config import Settings
 from downloader.keys import Keys
-from downloader.producer import Producer, job_id
+from downloader.producer import BATCH, Producer, job_id
 from downloader.runs import Runs
 from jobqueue import Job, JobStatus, Queue
 from tests.conftest import wait_for
@@ -286,3 +287,29 @@ def test_a_run_whose_jobs_vanished_settles_them_as_failed_and_retry_runs_them(re
         assert len(list(folder.iterdir())) == 4
     finally:
         web.stop()
+
+
+def test_ctrl_c_while_enqueuing_exits_130_and_says_how_to_resume_even_with_redis_stalled(redis_server, r, tmp_path):
+    links = tmp_path / "links.txt"
+    links.write_text("\n".join(f"http://127.0.0.1:9/img/{n}.png" for n in range(5000)) + "\n")
+    relay = Forwarder(redis_server.port)
+    fetch = popen(redis_server, "fetch", "--links", str(links), "--no-wait", "--queue", "ctrl-c", "--dir",
+                  str(tmp_path), DOWNLOADER_PRODUCER_LEASE="1",
+                  DOWNLOADER_REDIS_URL=relay.url(query="socket_connect_timeout=60"))  # no early way out of a stall
+    try:
+        wait_for(lambda: the_run(r) and r.hlen(KEYS.urls(the_run(r))), message="the first batch enqueued")
+        relay.stall()                                             # Redis stops answering mid-batch
+        time.sleep(0.3)
+        fetch.send_signal(signal.SIGINT)
+        _, stderr = fetch.communicate(timeout=4)                  # no hang on the stalled link (a generous bound:
+                                                                  # it hands its lease back for 1 s at most)
+    finally:
+        relay.close()
+    run_id = the_run(r)
+    assert fetch.returncode == 130 and "Traceback" not in stderr, stderr
+    said = re.search(rf"Interrupted while enqueuing run {run_id} \((\d+) new download\(s\) enqueued\)", stderr)
+    assert said, stderr
+    enqueued = r.hlen(KEYS.urls(run_id))                          # a batch whose reply the stall held back
+    assert enqueued - BATCH <= int(said[1]) <= enqueued           # is not counted
+    assert f"downloader fetch --resume {run_id}" in stderr
+    wait_for(lambda: Runs(r).progress(run_id).interrupted, timeout=5, message="the run reads as interrupted")

@@ -23,17 +23,25 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 @click.argument("run_id", required=False)
 @click.option("--watch", "-w", "watching", is_flag=True, help="show a progress bar until the run completes")
 @click.option("--json", "as_json", is_flag=True, help="print counts and failures as JSON")
-def status(settings: Settings, run_id: str | None, watching: bool, as_json: bool) -> None:
-    """Progress of RUN (default: the latest), its failures, and the live workers."""
+@click.option("--quiet", "-q", is_flag=True, help="print nothing; exit 0 only if the run is complete and "
+                                                  "nothing failed")
+def status(settings: Settings, run_id: str | None, watching: bool, as_json: bool, quiet: bool) -> None:
+    """Progress of RUN (default: the latest), its failures, and the live workers.
+
+    Exit code: with --watch or --quiet, 0 when the run is complete and nothing
+    failed, else 1; otherwise 0 whenever the run was shown.
+    """
     runs = Runs(connect(settings))
     run_id = run_id or runs.latest()
     try:
-        progress = watch(runs, run_id) if watching else runs.progress(run_id)
+        progress = watch(runs, run_id, quiet=quiet or as_json) if watching else runs.progress(run_id)
     except KeyboardInterrupt:
         stopped_watching(run_id)
     if not watching and not progress.complete and repair.nothing_live(runs, runs.queue_of(run_id)):
         if repair.settle_vanished(runs, run_id):
             progress = runs.progress(run_id)
+    if quiet:
+        sys.exit(0 if outcome_ok(progress) else 1)
     if as_json:
         click.echo(json.dumps({**progress.__dict__, "failures": runs.failures(run_id)}, indent=2))
         return
