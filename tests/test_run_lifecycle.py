@@ -43,21 +43,28 @@ def the_run(r):
     return runs[-1].decode() if runs else None
 
 
+def stalled_mid_enqueue(redis_server, r, tmp_path, queue, links=5000, query="", **env):
+    """A `fetch --no-wait` of ``links`` links whose own link to Redis stalls
+    once its first batch is in (the next batch hangs): (process, relay, links file)."""
+    path = tmp_path / "links.txt"
+    path.write_text("\n".join(f"http://127.0.0.1:9/img/{n}.png" for n in range(links)) + "\n")
+    relay = Forwarder(redis_server.port)
+    env["DOWNLOADER_REDIS_URL"] = relay.url(query=query)
+    fetch = popen(redis_server, "fetch", "--links", str(path), "--no-wait", "--queue", queue, "--dir",
+                  str(tmp_path / "dl"), **env)
+    wait_for(lambda: the_run(r) and r.hlen(KEYS.urls(the_run(r))), message="the first batch enqueued")
+    relay.stall()
+    time.sleep(0.3)
+    return fetch, relay, path
+
+
 def test_an_interrupted_enqueue_says_how_far_it_got_and_the_same_fetch_completes_it(redis_server, r, tmp_path):
-    links = tmp_path / "links.txt"
-    urls = [f"http://127.0.0.1:9/img/{n}.png" for n in range(20_000)]  # never downloaded here: no worker listens
-    links.write_text("\n".join(urls) + "\n")
-    relay = Forwarder(redis_server.port)                          # the producer's own way to Redis
-    fetch = popen(redis_server, "fetch", "--links", str(links), "--no-wait", "--queue", "resume", "--dir",
-                  str(tmp_path / "dl"), DOWNLOADER_REDIS_URL=relay.url(), DOWNLOADER_PRODUCER_LEASE="1")
-    try:
-        wait_for(lambda: the_run(r) and r.hlen(KEYS.urls(the_run(r))), message="the first batch enqueued")
-        relay.stall()                                             # mid-enqueue: the next batch hangs ...
-        time.sleep(0.3)
-        fetch.kill()                                              # ... and the producer dies
-        fetch.wait()
-    finally:
-        relay.close()
+    fetch, relay, links = stalled_mid_enqueue(redis_server, r, tmp_path, "resume", 20_000,
+                                              DOWNLOADER_PRODUCER_LEASE="1")
+    urls = links.read_text().split()                              # never downloaded here: no worker listens
+    fetch.kill()                                                  # the producer dies mid-enqueue
+    fetch.wait()
+    relay.close()
     run_id = the_run(r)
     enqueued = r.hlen(KEYS.urls(run_id))
     assert 0 < enqueued < len(urls)
@@ -169,15 +176,8 @@ def test_cancel_stops_waiting_and_running_downloads_and_the_worker_carries_on(re
 
 
 def test_cancel_while_a_fetch_is_enqueueing_withdraws_the_batch_it_was_writing(redis_server, r, tmp_path):
-    links = tmp_path / "links.txt"
-    links.write_text("\n".join(f"http://127.0.0.1:9/img/{n}.png" for n in range(5000)) + "\n")
-    relay = Forwarder(redis_server.port)
-    fetch = popen(redis_server, "fetch", "--links", str(links), "--no-wait", "--queue", "cancel-early", "--dir",
-                  str(tmp_path), DOWNLOADER_REDIS_URL=relay.url())
+    fetch, relay, _ = stalled_mid_enqueue(redis_server, r, tmp_path, "cancel-early")   # a batch on its way ...
     try:
-        wait_for(lambda: the_run(r) and r.hlen(KEYS.urls(the_run(r))), message="the first batch enqueued")
-        relay.stall()                                             # a batch on its way, unseen by the cancel
-        time.sleep(0.3)
         run_id = the_run(r)
         out = downloader(redis_server, "cancel", run_id)
         assert out.returncode == 0, out.stderr
@@ -290,16 +290,9 @@ def test_a_run_whose_jobs_vanished_settles_them_as_failed_and_retry_runs_them(re
 
 
 def test_ctrl_c_while_enqueuing_exits_130_and_says_how_to_resume_even_with_redis_stalled(redis_server, r, tmp_path):
-    links = tmp_path / "links.txt"
-    links.write_text("\n".join(f"http://127.0.0.1:9/img/{n}.png" for n in range(5000)) + "\n")
-    relay = Forwarder(redis_server.port)
-    fetch = popen(redis_server, "fetch", "--links", str(links), "--no-wait", "--queue", "ctrl-c", "--dir",
-                  str(tmp_path), DOWNLOADER_PRODUCER_LEASE="1",
-                  DOWNLOADER_REDIS_URL=relay.url(query="socket_connect_timeout=60"))  # no early way out of a stall
+    fetch, relay, _ = stalled_mid_enqueue(redis_server, r, tmp_path, "ctrl-c", DOWNLOADER_PRODUCER_LEASE="1",
+                                          query="socket_connect_timeout=60")  # no early way out of the stall
     try:
-        wait_for(lambda: the_run(r) and r.hlen(KEYS.urls(the_run(r))), message="the first batch enqueued")
-        relay.stall()                                             # Redis stops answering mid-batch
-        time.sleep(0.3)
         fetch.send_signal(signal.SIGINT)
         _, stderr = fetch.communicate(timeout=4)                  # no hang on the stalled link (a generous bound:
                                                                   # it hands its lease back for 1 s at most)
