@@ -40,6 +40,9 @@ class Settings:
     user_agent: str = "downloader/0.1 (+jobqueue)"
     stale_part_age: float = 86400.0
     keep_runs: float = 2592000.0
+    name_template: str = ""
+    metadata: bool = False
+    archive: str = "default"
 
     def with_overrides(self, **values: Any) -> "Settings":
         """Command-line flags on top: checked like every other source."""

@@ -19,7 +19,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import threading
 import time
 from concurrent.futures import Future, InvalidStateError
@@ -28,35 +30,59 @@ from typing import Any
 from jobqueue import get_current_job
 from jobqueue.exceptions import AttemptSuperseded
 
-from . import disk
+from . import disk, sidecar
 from .exceptions import DiskError, TransientDownloadError, Unreachable
-from .naming import check_url, file_name
+from .naming import check_url, file_name, relative
 from .runs import Runs
 from .transfer import Folder, Limits, Part, Transfer, TransferCancelled, part_for
 
+ATTEMPT_FILE = re.compile(r"\.([0-9a-f]{10}|solo)\.\d+\.(part|meta)$|\.json\.[0-9a-f]{10}\.tmp$")
 _folders: dict[str, Folder] = {}
 _folders_lock = threading.Lock()
 
 
 def start_download(directory: str, link: str, run: str | None = None, max_size: int = 50 * 2**20,
                    connect_timeout: float = 5.0, read_timeout: float = 30.0, check_image: bool = True,
-                   user_agent: str = "downloader/0.1", max_retry_after: float = 3600.0) -> Future:
-    """Start downloading ``link`` into ``directory`` on this process's
-    libcurl loop; the future resolves to what happened (the job's result).
-    Cancelling it (a timeout, a superseded attempt) stops the transfer and
-    removes its part. A disk that refuses bytes raises here at once."""
+                   user_agent: str = "downloader/0.1", max_retry_after: float = 3600.0, name: str | None = None,
+                   video: bool = False, meta: dict | None = None, archive: str = "", item: str = "") -> Future:
+    """Start downloading ``link`` into ``directory`` (as ``name``, a path
+    inside it that the run's layout chose; else a name from the URL) on this
+    process's libcurl loop; the future resolves to what happened (the job's
+    result). Cancelling it (a timeout, a superseded attempt) stops the
+    transfer and removes its part. A disk that refuses bytes raises here at
+    once. ``meta``: write a sidecar (--metadata); ``archive``/``item``: the
+    download archive that records the item once its file is complete."""
     link = check_url(link)
-    limits = Limits(connect_timeout, read_timeout, max_size, check_image, user_agent, max_retry_after)
+    limits = Limits(connect_timeout, read_timeout, max_size, check_image, user_agent, max_retry_after, video)
     job = get_current_job()
     folder = _folder(disk.directory_for(directory), make=job is None)
-    name = file_name(link)  # never a path: no separator, no leading dot
+    name = name or None
+    if name:
+        *subfolders, name = relative(name)
+        for sub in subfolders:
+            folder = _child(folder, sub)
+    else:
+        name = file_name(link)  # never a path: no separator, no leading dot
     runs = Runs.of(job.connection) if job is not None and run else None
+    owner = job.id if job is not None else "solo"
     future: Future = Future()
+
+    def settled(state: str, outcome: dict) -> None:
+        """Recorded (with the sidecar first, when asked for one)."""
+        if meta is not None and sidecar.missing(folder, name):
+            sidecar.pool().submit(_with_sidecar, future, folder, name, {"url": link, **meta}, owner,
+                                  lambda: record(state, outcome))
+        else:
+            record(state, outcome)
+
+    def record(state: str, outcome: dict) -> None:
+        if runs:
+            runs.mark(run, link, state, outcome["bytes"] if state == "done" else 0, job=job, archive=(archive, item))
+        _resolve(future, outcome)
+
     size = folder.complete(name)
     if size is not None:
-        if runs:
-            runs.mark(run, link, "skipped", job=job)
-        future.set_result({"status": "skipped", "file": name, "bytes": size})
+        settled("skipped", {"status": "skipped", "file": name, "bytes": size})
         return future
     part = part_for(folder, name, job.id if job is not None else None, job.attempt if job is not None else 0, limits)
 
@@ -70,12 +96,11 @@ def start_download(directory: str, link: str, run: str | None = None, max_size: 
             if job is not None and job.is_superseded(refresh=False):  # another attempt owns the job now
                 raise AttemptSuperseded(f"{link}: this attempt is no longer current; the file is left to the current one")
             part.commit()
-            if runs:
-                runs.mark(run, link, "done", nbytes, job=job)
-            _resolve(future, {"status": "done", "file": name, "bytes": nbytes})
         except BaseException as exc:
             _settle_part(part, folder, exc)
             _resolve(future, exc)
+            return
+        settled("done", {"status": "done", "file": name, "bytes": nbytes})
 
     transfer = Transfer(link, part, limits, finished)
     try:
@@ -85,6 +110,15 @@ def start_download(directory: str, link: str, run: str | None = None, max_size: 
         raise
     future.add_done_callback(lambda f: transfer.cancel() if f.cancelled() else None)
     return future
+
+
+def _with_sidecar(future: Future, folder: Folder, name: str, meta: dict, owner: str, then) -> None:
+    try:
+        sidecar.write(folder, name, meta, hashlib.sha1(owner.encode()).hexdigest()[:10])
+    except BaseException as exc:
+        _resolve(future, exc)
+        return
+    then()
 
 
 def download_link(directory: str, link: str, run: str | None = None, **options: Any) -> dict | Future:
@@ -122,21 +156,39 @@ def sweep_stale_parts(directory: str, max_age: float) -> int:
     seconds, far longer than a live download may stall (read_timeout), so no
     writer is left. A part is normally taken over by its job's next attempt
     or removed when the job fails for good; this catches the rest (a run
-    deleted from Redis, a flushed queue)."""
+    deleted from Redis, a flushed queue). Album folders are swept too; no
+    symlink is followed, and only names an attempt makes are touched."""
     cutoff, removed = time.time() - max_age, 0
     try:
         entries = list(os.scandir(directory))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return 0
     for entry in entries:
         try:
-            if entry.name.endswith((".part", ".meta")) and entry.is_file(follow_symlinks=False) \
+            if entry.is_dir(follow_symlinks=False):
+                removed += sweep_stale_parts(entry.path, max_age)
+            elif ATTEMPT_FILE.search(entry.name) and entry.is_file(follow_symlinks=False) \
                     and entry.stat(follow_symlinks=False).st_mtime < cutoff:
                 os.unlink(entry.path)
                 removed += 1
         except FileNotFoundError:
             pass  # another worker swept it first
     return removed
+
+
+def _child(folder: Folder, name: str) -> Folder:
+    """A run's subfolder (an album), opened once per process like the run's own."""
+    path = os.path.join(folder.path, name)
+    child = _folders.get(path)
+    if child is not None and not child.gone():
+        return child
+    with _folders_lock:
+        child = _folders.get(path)
+        if child is None or child.gone():
+            if child is not None:
+                child.close()
+            child = _folders[path] = folder.child(name)
+        return child
 
 
 def _folder(directory: str, make: bool) -> Folder:

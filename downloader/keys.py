@@ -6,6 +6,7 @@
     {p}run:{id}:{state}       sets of URLs: done, skipped, failed (O(1) counts)
     {p}run:{id}:reasons       hash: url -> why it failed
     {p}run:{id}:producer      string with a TTL: the lease of the producer enqueueing the run
+    {p}archive:{name}         set of source ids (imgur:ID) downloaded by any run (archive.py)
 
 The run's own keys expire together once it is complete (scripts/run.lua);
 the ``runs`` index forgets an expired run when it is next read.
@@ -36,6 +37,9 @@ class Keys:
 
     def reasons(self, run_id: str) -> str:
         return f"{self.run(run_id)}:reasons"
+
+    def archive(self, name: str) -> str:
+        return f"{self.prefix}archive:{name}"
 
     def producer(self, run_id: str) -> str:
         return f"{self.run(run_id)}:producer"

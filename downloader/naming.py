@@ -9,6 +9,7 @@ maps to the same name on every machine, so a re-run finds its files.
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import re
 import unicodedata
@@ -29,6 +30,27 @@ def check_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PermanentDownloadError(f"malformed URL {url!r}: expected http(s)://host/path")
     return url.strip()
+
+
+def relative(name: str) -> list[str]:
+    """A job's file name under the run's directory (``album/001-x.jpg``) as
+    its components, each checked again here in the worker: whatever the job
+    hash says (it may have been written by anyone), bytes stay inside."""
+    parts = name.split("/")
+    for part in parts:
+        if part in ("", ".", "..") or part.startswith(".") or "\0" in part or len(part.encode()) > 200 \
+                or any(unicodedata.category(c) == "Cc" for c in part):
+            raise PermanentDownloadError(f"unsafe file name {name!r} in the job: refused (it would leave the "
+                                         "run's directory or hide there)")
+    return parts
+
+
+def place(directory: str, link: str, name: str | None = None) -> tuple[str, str]:
+    """(the folder path, the file name) a download goes to."""
+    if not name:
+        return directory, file_name(link)
+    parts = relative(name)
+    return os.path.join(directory, *parts[:-1]), parts[-1]
 
 
 def file_name(url: str, default_ext: str = "") -> str:

@@ -10,7 +10,6 @@ the lease and enqueues only the links the run does not have yet."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -26,7 +25,10 @@ from jobqueue import DuplicateJobError, Queue, Retry, Script
 from . import disk
 from .config import Settings
 from .exceptions import RunBusy, RunCanceled
-from .runs import DELETED, Runs
+from .archive import member as archive_member
+from .layout import Layout
+from .runs import DELETED, Runs, job_id
+from .sources import Item
 
 LEASE = float(os.environ.get("DOWNLOADER_PRODUCER_LEASE", "10"))  # seconds a silent producer keeps its run
 RELEASE_WAIT = 1.0  # seconds an interrupted producer waits to hand its lease back
@@ -35,9 +37,7 @@ DOWNLOAD_FUNC = "downloader.download.download_link"
 LEASE_SCRIPT = Script("downloader.lease", resources.files(__package__).joinpath("scripts/lease.lua").read_text())
 
 
-def job_id(run_id: str, url: str) -> str:
-    """Derived from the URL: a link read twice is one job of the run."""
-    return f"dl-{run_id}-{hashlib.sha1(url.encode()).hexdigest()[:16]}"
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class Producer:
@@ -112,12 +112,13 @@ class Producer:
 
     # -- enqueueing -------------------------------------------------------------------
 
-    def add(self, urls: Iterable[str]) -> int:
-        """Enqueue those of ``urls`` the run does not have yet; returns how many."""
-        batch: list[str] = []
+    def add(self, entries: Iterable[str | tuple[str, dict]]) -> int:
+        """Enqueue those of ``entries`` (URLs, or (URL, job extras) pairs; see
+        ``extras``) the run does not have yet; returns how many."""
+        batch: list[tuple[str, dict]] = []
         before = self.added
-        for url in urls:
-            batch.append(url)
+        for entry in entries:
+            batch.append((entry, {}) if isinstance(entry, str) else entry)
             if len(batch) == BATCH:
                 self._write(batch)
                 batch = []
@@ -125,11 +126,11 @@ class Producer:
             self._write(batch)
         return self.added - before
 
-    def _write(self, urls: list[str]) -> None:
+    def _write(self, batch: list[tuple[str, dict]]) -> None:
         if self._lost:
             raise RunBusy(f"another producer took over run {self.run_id} (this one was silent for over {LEASE:g} s); "
                           "it enqueues the rest")
-        write_batch(self.runs, self.run_id, self.settings, urls, written=self._count)
+        write_batch(self.runs, self.run_id, self.settings, batch, written=self._count)
 
     def _count(self, enqueued: int) -> None:
         self.added += enqueued  # as each batch lands, for the word on Ctrl+C
@@ -142,37 +143,54 @@ class Producer:
         self._sealed = True
 
 
-def write_batch(runs: Runs, run_id: str, settings: Settings, urls: list[str], only_new: bool = True,
+def extras(item: Item, layout: Layout | None = None, metadata: bool = False, archive: str = "") -> dict:
+    """What a download job needs beyond its URL: the file's name in the run's
+    layout, that it is a video, its sidecar's content, its archive entry.
+    Kept in the run too (its URL map), so a job enqueued again gets them."""
+    out: dict[str, Any] = {}
+    if layout is not None and item.kind != "links":
+        out["name"] = layout.name(item)
+    if item.video:
+        out["video"] = True
+    if metadata:
+        out["meta"] = {k: v for k, v in item.fields().items() if v not in ("", 0) and k != "ext"}
+    if archive and archive_member(item):
+        out["archive"], out["item"] = archive, archive_member(item)
+    return out
+
+
+def write_batch(runs: Runs, run_id: str, settings: Settings, batch: list[tuple[str, dict]], only_new: bool = True,
                 written: Callable[[int], None] | None = None) -> int:
-    """Enqueue download jobs for ``urls`` (with ``only_new``, those the run
-    does not have yet) and record them in the run, in one MULTI/EXEC (then
-    ``written`` hears how many); should the run have been canceled or
-    deleted meanwhile, withdraw them. Returns how many were enqueued."""
+    """Enqueue download jobs for ``batch`` ((URL, extras) pairs; with
+    ``only_new``, those the run does not have yet) and record them in the
+    run, in one MULTI/EXEC (then ``written`` hears how many); should the run
+    have been canceled or deleted meanwhile, withdraw them. Returns how many
+    were enqueued."""
     keys, connection = runs.keys, runs.connection
     if only_new:
-        known = connection.hmget(keys.urls(run_id), urls)
-        urls = [url for url, have in zip(urls, known) if have is None]
-    if not urls:
+        known = connection.hmget(keys.urls(run_id), [url for url, _ in batch])
+        batch = [entry for entry, have in zip(batch, known) if have is None]
+    if not batch:
         return 0
-    ids = {url: job_id(run_id, url) for url in urls}
-    also = [("HSET", keys.urls(run_id), *(x for pair in ids.items() for x in pair))]
+    ids = [job_id(run_id, url) for url, _ in batch]
+    also = [("HSET", keys.urls(run_id), *(x for url, more in batch for x in (url, _encode(more) if more else "")))]
     queue = Queue(settings.queue, connection=connection)
     try:
-        queue.enqueue_many([_job(run_id, settings, url, ids[url]) for url in urls], also=also)
+        queue.enqueue_many([_job(run_id, settings, url, more, i) for (url, more), i in zip(batch, ids)], also=also)
     except DuplicateJobError:
         pass  # live already (a producer that took over raced this one): one job all the same
     if written is not None:
-        written(len(urls))
+        written(len(batch))
     state = runs.info(run_id, "state")[0]
     if state in ("canceled", DELETED, None):  # while this batch was on its way
-        _withdraw(runs, run_id, queue, list(ids.values()), state, settings.keep_runs)
-    return len(urls)
+        _withdraw(runs, run_id, queue, ids, state, settings.keep_runs)
+    return len(batch)
 
 
-def _job(run_id: str, s: Settings, url: str, id_: str):
+def _job(run_id: str, s: Settings, url: str, more: dict, id_: str):
     options = {"run": run_id, "max_size": s.max_size, "connect_timeout": s.connect_timeout,
                "read_timeout": s.read_timeout, "check_image": s.check_image, "user_agent": s.user_agent,
-               "max_retry_after": s.max_retry_after}
+               "max_retry_after": s.max_retry_after, **more}
     retry = Retry(max=s.retries, interval=s.retry_intervals) if s.retries > 0 else None
     return Queue.prepare_data(DOWNLOAD_FUNC, (s.dir, url), options, job_id=id_, retry=retry,
                               timeout=s.job_timeout, on_failure="downloader.runs.on_download_failed",

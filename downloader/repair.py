@@ -6,14 +6,13 @@ import difflib
 from typing import Iterable
 
 from jobqueue import Job, JobStatus, Queue
-from jobqueue.backend import text
 from jobqueue.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from .config import Settings
 from .exceptions import NotInRun, RunCanceled
 from .keys import STATES
 from .producer import write_batch
-from .runs import Runs, reason_of
+from .runs import Runs, job_id, reason_of
 
 LIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED}  # a job to leave alone
 GONE = "its job is gone (its queue was emptied, or the job deleted); `downloader retry` enqueues it again"
@@ -34,7 +33,7 @@ def retry(runs: Runs, run_id: str, settings: Settings, only: Iterable[str] | Non
     urls = [u for u in (only if only is not None else sorted(failed)) if u in failed]
     if not urls:
         return []
-    job_ids = dict(zip(urls, (text(j) for j in runs.connection.hmget(runs.keys.urls(run_id), urls))))
+    job_ids = {url: job_id(run_id, url) for url in urls}
     runs.mark_many(run_id, [(url, "pending", "") for url in urls])
     queue_name = runs.queue_of(run_id)
     requeued = set(FailedJobRegistry(queue_name, connection=runs.connection).requeue_many([job_ids[u] for u in urls]))
@@ -45,13 +44,12 @@ def retry(runs: Runs, run_id: str, settings: Settings, only: Iterable[str] | Non
     if gone:
         target, shown = runs.info(run_id, "target", "directory")  # where the run's files go, as its jobs say
         write_batch(runs, run_id, settings.with_overrides(queue=queue_name, dir=target or shown or settings.dir),
-                    gone, only_new=False)
+                    list(zip(gone, runs.extras_of(run_id, gone))), only_new=False)  # same names, same sidecars
     return urls
 
 
 def _check_in_run(runs: Runs, run_id: str, urls: list[str]) -> None:
-    known = runs.connection.hmget(runs.keys.urls(run_id), urls)
-    unknown = [u for u, job_id in zip(urls, known) if job_id is None]
+    unknown = [url for url, known in zip(urls, runs.extras_of(run_id, urls)) if known is None]
     if not unknown:
         return
     run_urls = [u for chunk in runs.job_ids(run_id) for u, _ in chunk]

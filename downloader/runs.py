@@ -8,6 +8,7 @@ A complete run expires ``keep_runs`` seconds after its last change."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -19,9 +20,9 @@ from jobqueue import Job, Script
 from jobqueue.backend import text, text_dict
 
 from . import disk
-from .exceptions import RunNotFound, Unreachable
+from .exceptions import PermanentDownloadError, RunNotFound
 from .keys import STATES, Keys
-from .naming import file_name
+from .naming import place
 from .transfer import discard_parts
 
 _by_connection: dict[int, "Runs"] = {}
@@ -82,6 +83,11 @@ class Progress:
         return f"still enqueuing: {self.total}{of} link(s) enqueued so far"
 
 
+def job_id(run_id: str, url: str) -> str:
+    """Derived from the URL: a link read twice is one job of the run."""
+    return f"dl-{run_id}-{hashlib.sha1(url.encode()).hexdigest()[:16]}"
+
+
 class Runs:
     def __init__(self, connection: redis.Redis, keys: Keys | None = None) -> None:
         self.connection = connection
@@ -107,10 +113,13 @@ class Runs:
 
     # -- recording outcomes -----------------------------------------------------------------
 
-    def mark(self, run_id: str, url: str, state: str, nbytes: int = 0, reason: str = "", job: Job | None = None) -> None:
+    def mark(self, run_id: str, url: str, state: str, nbytes: int = 0, reason: str = "", job: Job | None = None,
+             archive: tuple[str, str] = ("", "")) -> None:
         """With the running ``job``, the mark rides on the worker's round trip
-        that records the job's success (mark.lua is idempotent)."""
-        argv = (self.keys.run(run_id), url, state, nbytes, reason)
+        that records the job's success (mark.lua is idempotent). ``archive``:
+        (archive name, item id) to record a done or skipped item in."""
+        name, item = archive
+        argv = (self.keys.run(run_id), url, state, nbytes, reason, self.keys.archive(name) if name else "", item)
         if job is not None:
             job.write_on_success(MARK, *argv)
         else:
@@ -177,13 +186,23 @@ class Runs:
 
     def job_ids(self, run_id: str, count: int = 1000):
         """(url, job id) chunks of the whole run, read with HSCAN (no big reply)."""
+        for chunk in self.entries(run_id, count):
+            yield [(url, job_id(run_id, url)) for url, _ in chunk]
+
+    def entries(self, run_id: str, count: int = 1000):
+        """(url, job extras) chunks of the whole run, as its URL map keeps them."""
         cursor = 0
         while True:
             cursor, chunk = self.connection.hscan(self.keys.urls(run_id), cursor, count=count)
             if chunk:
-                yield [(text(u), text(j)) for u, j in chunk.items()]
+                yield [(text(u), json.loads(text(v) or "{}")) for u, v in chunk.items()]
             if not cursor:
                 return
+
+    def extras_of(self, run_id: str, urls: list[str]) -> list[dict | None]:
+        """Each URL's job extras, None for a URL not in the run."""
+        values = self.connection.hmget(self.keys.urls(run_id), urls)
+        return [None if v is None else json.loads(text(v) or "{}") for v in values]
 
 
 def on_download_failed(job: Job, connection: redis.Redis, exc_type, exc, traceback) -> None:
@@ -191,9 +210,10 @@ def on_download_failed(job: Job, connection: redis.Redis, exc_type, exc, traceba
     the run learns why, and the partial file goes."""
     directory, link = job.args[0], job.args[1]
     try:
-        discard_parts(disk.directory_for(directory), file_name(link), job.id, job.attempt)
-    except Unreachable:
-        pass  # nothing of it can be here
+        folder, name = place(disk.directory_for(directory), link, job.kwargs.get("name"))
+        discard_parts(folder, name, job.id, job.attempt)
+    except PermanentDownloadError:
+        pass  # unreachable, or a name refused: nothing of it can be here
 
     run_id = job.kwargs.get("run")
     if run_id:

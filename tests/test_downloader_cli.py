@@ -81,8 +81,9 @@ def test_fetch_pages_queue_and_config_file_decide_what_is_enqueued_where(redis_s
                          "--dir", str(tmp_path))
         assert out.returncode == 0 and f"{two} download(s) enqueued on 'from-config'" in out.stdout
         assert Queue("from-config", connection=r).count == two
-        assert f"Read gallery page 1 of 2: {one} image link(s) so far" in out.stderr        # progress while reading
-        assert f"Read gallery page 2 of 2: {two} image link(s) so far" in out.stderr
+        gallery = f"Imgur gallery at {demo.url} (2 page(s))"                            # progress while reading
+        assert f"Read page 1 of {gallery}: {one} link(s) so far" in out.stderr
+        assert f"Read page 2 of {gallery}: {two} link(s) so far" in out.stderr
     finally:
         demo.stop()
 

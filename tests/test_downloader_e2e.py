@@ -56,16 +56,19 @@ def test_fetch_a_gallery_with_local_workers_then_skip_it_all(redis_server, r, tm
         out = downloader(redis_server, "fetch", "--client-id", "demo", "--api-url", demo.url, "--workers", "2",
                          "--dir", str(tmp_path / "gallery"))
         assert out.returncode == 0, out.stdout + out.stderr
-        files = sorted((tmp_path / "gallery").iterdir())
+        files = sorted(p for p in (tmp_path / "gallery").rglob("*") if p.is_file())
         assert len(files) == 40 and not any(f.name.endswith(".part") for f in files)
         for f in files:
             Image.open(f).verify()
         assert "done          40" in out.stdout and "100%" in out.stderr
         again = downloader(redis_server, "fetch", "--client-id", "demo", "--api-url", demo.url, "--workers", "1",
-                           "--dir", str(tmp_path / "gallery"))
+                           "--dir", str(tmp_path / "gallery"), "--no-archive")
         assert again.returncode == 0 and "skipped       40" in again.stdout
         listing = downloader(redis_server, "runs")
         assert run_id_of(out.stdout) in listing.stdout and run_id_of(again.stdout) in listing.stdout
+        archived = downloader(redis_server, "fetch", "--client-id", "demo", "--api-url", demo.url,
+                              "--dir", str(tmp_path / "gallery"))
+        assert archived.returncode == 0 and "gave nothing new to download (40 already in archive" in archived.stdout
     finally:
         demo.stop()
 
@@ -266,17 +269,19 @@ def test_a_download_that_fails_for_good_leaves_no_part_file(redis_server, r, tmp
 
 def test_work_sweeps_abandoned_part_files_only(redis_server, tmp_path):
     folder = tmp_path / "dl"
-    folder.mkdir()
-    old, fresh, done = folder / "a-1234.png.0123456789.part", folder / "b-1234.png.0123456789.part", folder / "c.png"
-    for path in (old, fresh, done):
+    (folder / "An album").mkdir(parents=True)
+    old, fresh, done = folder / "a-1234.png.0123456789.1.part", folder / "b-1234.png.0123456789.2.part", folder / "c.png"
+    in_album, saved_as_part = folder / "An album" / "001-x.jpg.0123456789.3.meta", folder / "An album" / "notes.part"
+    for path in (old, fresh, done, in_album, saved_as_part):
         path.write_bytes(b"x")
     two_days_ago = time.time() - 2 * 86400
-    os.utime(old, (two_days_ago, two_days_ago))
-    os.utime(done, (two_days_ago, two_days_ago))
+    for path in (old, done, in_album, saved_as_part):
+        os.utime(path, (two_days_ago, two_days_ago))
     out = downloader(redis_server, "work", "--burst", "--dir", str(folder), "--queue", "sweep-test")
     assert out.returncode == 0, out.stderr
-    assert "Removed 1 abandoned .part file(s)" in out.stderr
-    assert not old.exists() and fresh.exists() and done.exists()
+    assert "Removed 2 abandoned .part file(s)" in out.stderr
+    assert not old.exists() and not in_album.exists()                   # album folders are swept too,
+    assert fresh.exists() and done.exists() and saved_as_part.exists()  # a downloaded "x.part" is not
     bad = downloader(redis_server, "work", "--burst", "--dir", str(folder), DOWNLOADER_STALE_PART_AGE="10")
     assert bad.returncode == 1 and "must exceed read_timeout" in bad.stderr
 

@@ -13,7 +13,8 @@ from PIL import Image
 from downloader import lifecycle
 from downloader.config import Settings
 from downloader.keys import Keys
-from downloader.producer import BATCH, Producer, job_id
+from downloader.producer import BATCH, Producer
+from downloader.runs import job_id
 from downloader.runs import Runs
 from jobqueue import Job, JobStatus, Queue
 from tests.conftest import wait_for

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from downloader.exceptions import SourceError
-from downloader.sources.imgur import ImgurGallery
+from downloader.sources.imgur import ImgurFetch
 from downloader.sources.links_file import LinksFile
 
 
@@ -56,13 +56,14 @@ def test_imgur_waits_out_429_expands_albums_keeps_images_and_respects_the_quota(
         "/3/gallery/random/random/1": [(200, {}, {"data": [image(7)]})],
     })
     try:
-        source = ImgurGallery("my-id", api.url, pages=2)
-        links = list(source.links())
+        source = ImgurFetch("my-id", api.url, gallery_pages=2)
+        links = [item.url for item in source.items()]
         assert links == [f"https://i.example/{n}.jpg" for n in (1, 3, 4, 5)]
         assert all(auth == "Client-ID my-id" for _, auth, _ in api.seen)
         first, second = api.seen[0][2], api.seen[1][2]
         assert second - first >= 0.9  # Retry-After honoured
         assert "/3/gallery/random/random/1" not in [p for p, _, _ in api.seen]  # quota spent: stop paging
+        assert source.cut_short and "quota is used up" in source.cut_short          # and say so
     finally:
         api.stop()
 
@@ -71,7 +72,7 @@ def test_imgur_rate_limit_beyond_patience_is_a_clear_error():
     api = ScriptedApi({"/3/gallery/random/random/0": [(429, {"Retry-After": "3600"}, {})]})
     try:
         with pytest.raises(SourceError, match="rate limited"):
-            list(ImgurGallery("x", api.url).links())
+            list(ImgurFetch("x", api.url).items())
     finally:
         api.stop()
 

@@ -9,24 +9,36 @@ import click
 
 from .. import disk, repair
 from ..config import Settings
-from ..exceptions import SourceError, WorkersGone
+from ..exceptions import WorkersGone
 from ..local import LocalWorkers
 from ..producer import Producer
 from ..progress import summary, watch
 from ..runs import Progress, Runs
-from ..sources.imgur import ImgurGallery
-from ..sources.links_file import LinksFile
+from ..sources.imgur.gallery import SECTIONS, SORTS, WINDOWS
 from . import common, connect, main, redis_url
-
-AUTO_RESUME = ("links", "imgur")  # sources read the same way again (stdin is not: it may be other links)
+from .reading import AUTO_RESUME, Want, read, resumed_spec, source_for
 
 
 @main.command()
 @common
+@click.argument("urls", metavar="[URL]...", nargs=-1)
 @click.option("--client-id", envvar="DOWNLOADER_CLIENT_ID", help="Imgur API client id [env DOWNLOADER_CLIENT_ID]")
 @click.option("--api-url", help="Imgur-compatible API base [https://api.imgur.com]")
-@click.option("--pages", type=click.IntRange(min=1), help="gallery pages to fetch [1]")
+@click.option("--search", metavar="QUERY", help="the Imgur gallery search for QUERY")
+@click.option("--section", type=click.Choice(SECTIONS), help="a gallery section instead of the random gallery")
+@click.option("--sort", type=click.Choice(SORTS), help="order of a section, tag, subreddit or search")
+@click.option("--window", type=click.Choice(WINDOWS), help="time window of a top section, tag, subreddit or search")
+@click.option("--pages", type=click.IntRange(min=1), help="pages to read [gallery: 1; a user, tag, subreddit or "
+                                                            "search: all]")
+@click.option("--videos", is_flag=True, help="also download videos (mp4, and gifv as mp4); images only by default")
 @click.option("--links", "links_path", metavar="FILE", help="read URLs from FILE instead ('-' = stdin)")
+@click.option("--name", "name_template", metavar="TEMPLATE", help="where each file goes in the run's directory, "
+              "e.g. '{album_title|album_id}/{index:03}-{id}.{ext}' (fields: id title album_id album_title index "
+              "author date ext kind) [env DOWNLOADER_NAME_TEMPLATE; default: album folders, else {id}.{ext}]")
+@click.option("--metadata", is_flag=True, default=None, help="write a JSON sidecar beside each file (source URL, "
+              "title, album, author, date, size, sha256)")
+@click.option("--archive", metavar="NAME", help="download archive to skip and record items in [default]")
+@click.option("--no-archive", is_flag=True, help="neither skip nor record archived items")
 @click.option("--resume", "resume_id", metavar="RUN", help="finish enqueueing an interrupted run, reading its "
               "source again (only links it lacks are enqueued)")
 @click.option("--queue", help="jobqueue queue for the downloads [downloads]")
@@ -36,58 +48,66 @@ AUTO_RESUME = ("links", "imgur")  # sources read the same way again (stdin is no
 @click.option("--strict", is_flag=True, help="a line of --links that is not an http(s) URL is an error")
 @click.option("--quiet", "-q", is_flag=True, help="no progress and no summary: the run id line, errors, exit code")
 @click.option("--json", "as_json", is_flag=True, help="no progress; the outcome as one JSON document on stdout")
-def fetch(settings: Settings, client_id: str | None, api_url: str | None, pages: int | None, links_path: str | None,
-          resume_id: str | None, queue: str | None, no_wait: bool, workers: int, concurrency: int | None,
-          strict: bool, quiet: bool, as_json: bool) -> None:
-    """Enqueue one download per unique image URL, then show progress until done.
+def fetch(settings: Settings, urls: tuple[str, ...], client_id: str | None, api_url: str | None, search: str | None,
+          section: str | None, sort: str | None, window: str | None, pages: int | None, videos: bool,
+          links_path: str | None, name_template: str | None, metadata: bool | None, archive: str | None,
+          no_archive: bool, resume_id: str | None, queue: str | None, no_wait: bool, workers: int,
+          concurrency: int | None, strict: bool, quiet: bool, as_json: bool) -> None:
+    """Enqueue one download per unique file of the Imgur URLs given (an
+    image, album, post, user, tag or subreddit), of --search or --section,
+    of the random gallery (no URL), or of --links; then show progress.
 
-    The same fetch run again while an earlier one of it was interrupted
-    completes that run rather than starting another.
+    Items the download archive holds are left out; the same fetch run again
+    while an earlier one of it was interrupted completes that run.
 
     Exit code 0 when every file was downloaded or already there, 1 if any
     failed, 130 on Ctrl+C (what is enqueued stays enqueued).
     """
-    settings = settings.with_overrides(api_url=api_url, pages=pages, queue=queue, concurrency=concurrency)
+    settings = settings.with_overrides(api_url=api_url, queue=queue, concurrency=concurrency,
+                                       name_template=name_template, metadata=metadata,
+                                       archive="" if no_archive else archive)
     no_wait_without_workers(no_wait, workers)
-    if links_path and client_id:
-        raise click.UsageError("use either --links FILE or --client-id, not both")
     runs = Runs(connect(settings))
     spec = resumed_spec(runs, resume_id) if resume_id else {}
-    if not (links_path or client_id or spec.get("kind") in AUTO_RESUME):
-        raise click.UsageError(how_to_give_links(resume_id, spec))
-    if spec and not (links_path or client_id):
-        links_path = spec["path"] if spec["kind"] == "links" else None
-        settings = settings.with_overrides(api_url=api_url or spec.get("api_url"), pages=pages or spec.get("pages"))
-    source = LinksFile(links_path, strict) if links_path else ImgurGallery(
-        client_id or "", settings.api_url, settings.pages, (settings.connect_timeout, settings.read_timeout))
-    if isinstance(source, ImgurGallery) and not (quiet or as_json):
-        source.on_page = lambda read, pages, found: click.echo(
-            f"Read gallery page {read} of {pages}: {found} image link(s) so far", err=True)
-    links = read_links(source)
-    if not links and not resume_id:
-        click.echo(json.dumps({"runs": []}) if as_json else f"{source.description} gave no image links: nothing to download.")
+    want = Want(urls, client_id, links_path, search, section, sort, window, pages, videos, strict,
+                chatty=not (quiet or as_json))
+    source = source_for(want, spec, settings, resume_id)
+    layout = spec.get("layout") or {"name": settings.name_template, "metadata": settings.metadata,
+                                    "archive": settings.archive}
+    plan = read(source, layout, runs)
+    if not plan.entries and not resume_id:
+        archived = f" ({plan.archived} already in archive {layout['archive']!r}; --no-archive fetches them again)" \
+            if plan.archived else ""
+        click.echo(json.dumps({"runs": []}) if as_json else
+                   f"{plan.description} gave nothing new to download{archived}.")
         return
-    unique = list(dict.fromkeys(links))
-    resume_id = resume_id or interrupted_run(runs, source.spec, settings)
-    producer = (Producer.resume(runs, resume_id, settings, len(unique)) if resume_id
-                else Producer.new(runs, source.description, source.spec, settings, len(unique)))
+    resume_id = resume_id or interrupted_run(runs, plan.spec, settings)
+    expected = len(plan.entries)
+    producer = (Producer.resume(runs, resume_id, settings, expected) if resume_id
+                else Producer.new(runs, plan.description, plan.spec, settings, expected))
     run_id = producer.run_id
     try:
         with producer:
-            producer.add(unique)
-            producer.seal(len(unique))
+            producer.add(plan.entries)
+            if not plan.cut_short:
+                producer.seal(expected)
     except KeyboardInterrupt:
         click.echo(f"\nInterrupted while enqueuing run {run_id} ({producer.added} new download(s) enqueued); "
                    f"`downloader fetch --resume {run_id}` enqueues the rest.", err=True)
         sys.exit(130)
+    if plan.cut_short:
+        click.echo(f"{plan.cut_short}: stopped reading early. Run {run_id} stays open (interrupted); "
+                   f"`downloader fetch --resume {run_id}` reads the rest later.", err=True)
     if not as_json:
         total = runs.progress(run_id).total
+        left_out = f"{plan.duplicates} duplicate(s) dropped" + (
+            f", {plan.archived} already in archive {layout['archive']!r}" if plan.archived else "")
         if resume_id:
             click.echo(f"Run {run_id} resumed: {producer.added} more download(s) enqueued on "
-                       f"{producer.settings.queue!r} from {source.description} ({total} in all)")
+                       f"{producer.settings.queue!r} from {plan.description} ({total} in all)")
         else:
             click.echo(f"Run {run_id}: {producer.added} download(s) enqueued on {settings.queue!r} "
-                       f"from {source.description} ({len(links) - len(unique)} duplicate(s) dropped)")
+                       f"from {plan.description} ({left_out})")
     local = start_local_workers(workers, settings.with_overrides(queue=producer.settings.queue))
     if no_wait:
         if as_json:
@@ -96,38 +116,6 @@ def fetch(settings: Settings, client_id: str | None, api_url: str | None, pages:
             click.echo(f"Follow it with `downloader status {run_id} --watch`.")
         return
     finish(runs, [run_id], local, quiet, as_json)
-
-
-def resumed_spec(runs: Runs, run_id: str) -> dict:
-    """How run ``run_id`` read its links (raises RunNotFound)."""
-    runs.progress(run_id)
-    return json.loads(runs.info(run_id, "spec")[0] or "{}")
-
-
-def how_to_give_links(resume_id: str | None, spec: dict) -> str:
-    if not resume_id:
-        return "say where the links come from: --client-id X (Imgur API) or --links FILE"
-    if spec.get("kind") == "stdin":
-        return f"run {resume_id} read its links from stdin: give them again with --links - (or --links FILE)"
-    if spec.get("kind") == "imgur":
-        return f"run {resume_id} reads an Imgur gallery: give the client id again (--client-id X; it is not stored)"
-    return f"run {resume_id} was not made by `downloader fetch`: give its links with --links FILE"
-
-
-def read_links(source: LinksFile | ImgurGallery) -> list[str]:
-    """Every link of the source (a failure enqueues nothing); rejected lines are reported."""
-    links: list[str] = []
-    try:
-        links.extend(source.links())
-    except SourceError as exc:
-        raise click.ClickException(f"{exc}\nNothing was enqueued ({len(links)} link(s) had been read).") from None
-    rejected = getattr(source, "rejected", [])
-    if rejected:
-        shown = "".join(f"\n  line {n}: {line!r} ({why})" for n, line, why in rejected[:10])
-        more = f"\n  ... and {len(rejected) - 10} more" if len(rejected) > 10 else ""
-        click.echo(f"Skipped {len(rejected)} line(s) of {source.description} that are not http(s) URLs "
-                   f"(--strict makes this an error):{shown}{more}", err=True)
-    return links
 
 
 def interrupted_run(runs: Runs, spec: dict, settings: Settings) -> str | None:

@@ -7,8 +7,14 @@
 -- and a URL once done is never demoted to skipped by a re-run.
 -- Invariant: a run that is gone (deleted, expired) is not written again: a
 -- late job of it leaves no key behind. The run's expiry follows (run.lua).
--- ARGV[1]: JSON array of [run key, url, state (done|skipped|failed|pending), bytes, reason].
-local function mark(run, url, state, nbytes, reason)
+-- Invariant (archive): an item is added to its download archive only with a
+-- done or skipped mark: once its file is complete (archive.py).
+-- ARGV[1]: JSON array of [run key, url, state (done|skipped|failed|pending), bytes, reason,
+-- archive key, archive member] (the last two optional).
+local function mark(run, url, state, nbytes, reason, archive, item)
+  if (state == 'done' or state == 'skipped') and archive and archive ~= '' and item and item ~= '' then
+    redis.call('SADD', archive, item)
+  end
   if redis.call('HEXISTS', run, 'id') == 0 then return end  -- gone, or a deleted run's tombstone
   local was_done = redis.call('SISMEMBER', run .. ':done', url) == 1
   if state == 'skipped' and was_done then return end
@@ -29,6 +35,6 @@ end
 
 local marks = cjson.decode(ARGV[1])
 for _, m in ipairs(marks) do
-  mark(m[1], m[2], m[3], tonumber(m[4]) or 0, m[5])
+  mark(m[1], m[2], m[3], tonumber(m[4]) or 0, m[5], m[6], m[7])
 end
 return #marks

@@ -11,6 +11,7 @@ from typing import BinaryIO, Iterator
 
 from ..exceptions import PermanentDownloadError, SourceError
 from ..naming import check_url
+from . import Item
 
 
 class LinksFile:
@@ -20,6 +21,10 @@ class LinksFile:
         # how `fetch --resume` reads it again
         self.spec = {"kind": "stdin"} if path == "-" else {"kind": "links", "path": os.path.abspath(path)}
         self.rejected: list[tuple[int, str, str]] = []  # (line number, line, why)
+
+    def items(self) -> Iterator[Item]:
+        for url in self.links():
+            yield Item(url)
 
     def links(self) -> Iterator[str]:
         try:

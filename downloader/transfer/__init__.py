@@ -38,14 +38,16 @@ class Limits:
     check_image: bool = True
     user_agent: str = "downloader/0.1"
     max_retry_after: float = DEFAULT_CAP
+    video: bool = False  # an MP4 is expected: its Content-Type and first bytes pass the image check
 
 
 def part_for(folder: Folder, name: str, job_id: str | None, attempt: int, limits: Limits) -> Part:
     """This attempt's part. Outside a worker (no job) each call is an attempt
     of its own, numbered after those its predecessors left in the directory."""
     if job_id is None:
-        return Part(folder, name, "solo", _next_solo_attempt(folder, name), limits.check_image, limits.max_size)
-    return Part(folder, name, _owner(job_id), attempt, limits.check_image, limits.max_size)
+        return Part(folder, name, "solo", _next_solo_attempt(folder, name), limits.check_image, limits.max_size,
+                    limits.video)
+    return Part(folder, name, _owner(job_id), attempt, limits.check_image, limits.max_size, limits.video)
 
 
 def _owner(job_id: str) -> str:
@@ -162,7 +164,8 @@ def _take_body(hop: Hop, part: Part, limits: Limits) -> Callable[[bytes], None] 
                                                                          limits.max_retry_after))
         raise PermanentDownloadError(reason)
     kind = hop.headers.get("content-type", "").split(";")[0].strip().lower()
-    if limits.check_image and kind and not kind.startswith("image/") and kind != "application/octet-stream":
+    if limits.check_image and kind and not kind.startswith("image/") and kind != "application/octet-stream" \
+            and not (limits.video and kind.startswith("video/")):
         raise PermanentDownloadError(f"not an image (Content-Type {kind})")
     part.begin(status, hop.headers)
     return part.write

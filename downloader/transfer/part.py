@@ -23,6 +23,7 @@ directory is never followed, so the directory is the only place bytes go.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -50,6 +51,26 @@ class Folder:
             self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise disk_error(exc, path) from None
+
+    def child(self, name: str) -> "Folder":
+        """The subdirectory ``name`` (one component), made if missing; a
+        symlink or a file there is refused, never followed."""
+        path = os.path.join(self.path, name)
+        try:
+            os.mkdir(name, 0o755, dir_fd=self.fd)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise disk_error(exc, self.path) from None
+        child = Folder.__new__(Folder)
+        child.path = path
+        try:
+            child.fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                raise PermanentDownloadError(f"{path} is a symlink or a file, not a folder: move it away") from None
+            raise disk_error(exc, self.path) from None
+        return child
 
     def gone(self) -> bool:
         """The directory was removed under us (files can no longer be made in it)."""
@@ -93,8 +114,10 @@ class Entity:
 
 
 class Part:
-    def __init__(self, folder: Folder, name: str, owner: str, attempt: int, check_image: bool, max_size: int) -> None:
+    def __init__(self, folder: Folder, name: str, owner: str, attempt: int, check_image: bool, max_size: int,
+                 video: bool = False) -> None:
         self.folder, self.name, self.check_image, self.max_size = folder, name, check_image, max_size
+        self.video = video  # an MP4 is what is expected, not an image
         self.base = f"{name}.{owner}"
         self.attempt = attempt
         self.file = f"{self.base}.{attempt}.part"
@@ -196,7 +219,7 @@ class Part:
         written = self.written + len(data)
         if written > self.max_size:
             raise PermanentDownloadError(f"too large: more than max size {self.max_size} bytes")
-        if not self.written and self.check_image and not looks_like_image(data[:16]):
+        if not self.written and self.check_image and not looks_like_media(data[:16], self.video):
             raise PermanentDownloadError("not an image (content does not start like JPEG, PNG, GIF, WebP...)")
         try:
             done = os.write(self.fd, data)
@@ -214,7 +237,7 @@ class Part:
         size = os.fstat(self.fd).st_size
         if self.expected is not None and size != self.expected:
             raise TransientDownloadError(f"truncated: got {size} of {self.expected} bytes")
-        if self.check_image and not looks_like_image(os.pread(self.fd, 16, 0)):
+        if self.check_image and not looks_like_media(os.pread(self.fd, 16, 0), self.video):
             raise PermanentDownloadError("not an image (empty response)" if size == 0 else
                                          "not an image (content does not start like JPEG, PNG, GIF, WebP...)")
         return size
@@ -255,6 +278,11 @@ class Part:
 
 class RestartFromZero(Exception):
     """The resume did not validate: fetch the whole entity again."""
+
+
+def looks_like_media(head: bytes, video: bool = False) -> bool:
+    """An image (or, for a video, an MP4 / ISO media file)."""
+    return looks_like_image(head) or (video and head[4:8] == b"ftyp")
 
 
 def looks_like_image(head: bytes) -> bool:
