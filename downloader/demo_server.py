@@ -11,7 +11,8 @@ subreddits (/3/gallery/r/...), search (?q= on titles), a user's submissions
 real JPEG and PNG bytes in several sizes (Pillow, cached) and, with
 ``videos``, small MP4 files. Every post has a title, an author (user0-3), a
 tag (cats, dogs, space) and a subreddit (pics, aww); every 7th is an album
-of 3. Answers carry X-RateLimit headers counting down from ``quota``;
+of 3. Answers carry X-RateLimit headers counting down from ``quota`` (of
+``limit``, reset ``reset_in`` seconds from each answer);
 ``throttle_every`` N answers every Nth API request with 429 (Retry-After: 1).
 Requests need `Authorization: Client-ID ...` (any id, or only ``client_ids``).
 ``latency`` adds a pause to every request, to play a far-away server.
@@ -51,7 +52,8 @@ def render(image_id: str, fmt: str) -> bytes:
 
 
 class Gallery:
-    def __init__(self, images: int, base_url: str, videos: int = 0) -> None:
+    def __init__(self, images: int, base_url: str, videos: int = 0, per_page: int = PER_PAGE) -> None:
+        self.per_page = per_page
         self.items: list[dict] = []
         self.albums: dict[str, list[dict]] = {}
         self.by_id: dict[str, dict] = {}
@@ -93,7 +95,7 @@ class Gallery:
 
     def page(self, number: int, posts: list[dict] | None = None) -> list[dict]:
         posts = self.items if posts is None else posts
-        return posts[number * PER_PAGE:(number + 1) * PER_PAGE]
+        return posts[number * self.per_page:(number + 1) * self.per_page]
 
     def album(self, album_id: str) -> dict | None:
         post = self.by_id.get(album_id)
@@ -184,16 +186,16 @@ def make_handler(server_state: "DemoServer"):
 
 class DemoServer:
     def __init__(self, images: int = 120, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0,
-                 client_ids: set[str] | None = None, videos: int = 0, quota: int = 12500,
-                 throttle_every: int = 0) -> None:
+                 client_ids: set[str] | None = None, videos: int = 0, quota: int = 12500, limit: int = 12500,
+                 reset_in: float = 3600.0, throttle_every: int = 0, per_page: int = PER_PAGE) -> None:
         self.latency, self.client_ids = latency, client_ids or set()
-        self.quota, self.limit, self.throttle_every = quota, max(quota, 1), throttle_every
+        self.quota, self.limit, self.reset_in, self.throttle_every = quota, limit, reset_in, throttle_every
         self.api_requests = 0
         self._lock = threading.Lock()
         self.httpd = ThreadingHTTPServer((host, port), make_handler(self))
         self.httpd.daemon_threads = True
         self.url = f"http://{host}:{self.httpd.server_address[1]}"
-        self.gallery = Gallery(images, self.url, videos)
+        self.gallery = Gallery(images, self.url, videos, per_page)
         self.image_count = images
 
     def throttled(self) -> bool:
@@ -207,7 +209,7 @@ class DemoServer:
             left = self.quota
         return {"X-RateLimit-ClientLimit": str(self.limit), "X-RateLimit-ClientRemaining": str(left),
                 "X-RateLimit-UserLimit": str(self.limit), "X-RateLimit-UserRemaining": str(left),
-                "X-RateLimit-UserReset": str(int(time.time()) + 3600)}
+                "X-RateLimit-UserReset": str(round(time.time() + self.reset_in))}
 
     def start(self) -> "DemoServer":
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()

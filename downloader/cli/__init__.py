@@ -1,7 +1,7 @@
 """The ``downloader`` command: parses and presents; runs.py, producer.py and
 download.py do the work. One module per group of commands:
 producing (fetch, retry), watching (status, runs, failed), ending (cancel,
-delete), serving (work, demo-server)."""
+delete), serving (work, demo-server), archiving (archive)."""
 
 from __future__ import annotations
 
@@ -73,10 +73,11 @@ def main() -> None:
     downloader work                       a download worker (run many, anywhere)
     downloader status / runs / retry      watch and repair runs from any machine
     downloader cancel / delete            stop a run; forget it
+    downloader archive                    what later fetches skip
 
     With no Redis URL configured, a private redis-server on this machine is used.
     """
 
 
 
-from . import ending, producing, serving, watching  # noqa: E402,F401  (they add the commands)
+from . import archiving, ending, producing, serving, watching  # noqa: E402,F401  (they add the commands)

@@ -57,10 +57,15 @@ def work(settings: Settings, concurrency: int | None, burst: bool, name: str | N
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8765, show_default=True, help="0 picks a free port")
 @click.option("--latency", type=float, default=0.0, help="seconds added to every request")
-def demo_server(images: int, host: str, port: int, latency: float) -> None:
-    """Serve an Imgur-compatible gallery of generated images, for offline runs."""
-    server = DemoServer(images, host, port, latency)
-    click.echo(f"Demo gallery of {images} images at {server.url} (any client id). Try:\n"
+@click.option("--videos", type=click.IntRange(min=0), default=4, show_default=True, help="video posts (mp4, gifv)")
+@click.option("--throttle-every", type=click.IntRange(min=0), default=20, show_default=True,
+              help="answer every Nth API request with 429 (Retry-After: 1), as Imgur does now and then; 0: never")
+def demo_server(images: int, host: str, port: int, latency: float, videos: int, throttle_every: int) -> None:
+    """Serve an Imgur-compatible gallery of generated images, for offline runs:
+    every route `fetch` reads (gallery, sections, albums, posts, users, tags,
+    subreddits, search), with titles, authors, paging and quota headers."""
+    server = DemoServer(images, host, port, latency, videos=videos, throttle_every=throttle_every)
+    click.echo(f"Demo gallery of {images} images and {videos} videos at {server.url} (any client id). Try:\n"
                f"  downloader fetch --client-id demo --api-url {server.url} --workers 2", err=True)
     click.echo(server.url, err=False)
     sys.stdout.flush()

@@ -30,7 +30,9 @@ from .tag import Tag
 from .user import User
 
 HOSTS = ("imgur.com", "i.imgur.com", "m.imgur.com", "www.imgur.com")
-_ID = re.compile(r"^[A-Za-z0-9]{5,10}$")
+_ID = re.compile(r"^[A-Za-z0-9]{2,16}$")
+NOT_IDS = {"upload", "signin", "register", "about", "apps", "tos", "privacy", "rules", "emoji", "search", "hot",
+           "new", "top", "random", "gallery", "user", "account"}
 KNOWN = ("an image (i.imgur.com/ID.jpg, imgur.com/ID), an album (imgur.com/a/ID), a post (imgur.com/gallery/ID), "
          "a user (imgur.com/user/NAME), a tag (imgur.com/t/TAG) or a subreddit (imgur.com/r/SUB)")
 
@@ -80,7 +82,8 @@ class ImgurFetch:
         if host not in HOSTS or not segments:
             raise SourceError(f"{url!r} is not an Imgur URL that downloader reads; give {KNOWN}")
         head, rest = segments[0].lower(), segments[1:]
-        if host == "i.imgur.com" or (len(segments) == 1 and _ID.match(segments[0].split(".")[0])):
+        bare = segments[0].split(".")[0]
+        if host == "i.imgur.com" or (len(segments) == 1 and _ID.match(bare) and bare.lower() not in NOT_IDS):
             return Image(self.api, _safe(segments[0].split(".")[0]))
         if rest and head in ("a", "gallery"):
             post_id = _safe(rest[0].rsplit("-", 1)[-1])  # imgur.com/gallery/some-title-words-ID

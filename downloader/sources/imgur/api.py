@@ -43,7 +43,7 @@ class ImgurApi:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Client-ID {client_id}"
         self.exhausted: str | None = None  # why reading stopped early (the quota), if it did
-        self._next_at, self._gap, self._waited, self._slow_said = 0.0, 0.0, 0.0, False
+        self._next_at, self._waited, self._slow_said = 0.0, 0.0, False
 
     # -- requests ---------------------------------------------------------------------
 
@@ -87,7 +87,6 @@ class ImgurApi:
         pause = self._next_at - time.time()
         if pause > 0:
             time.sleep(pause)
-        self._next_at = time.time() + self._gap
 
     def _read_quota(self, headers: Any) -> None:
         quotas = [(_int(headers.get(f"X-RateLimit-{who}Remaining")), _int(headers.get(f"X-RateLimit-{who}Limit")))
@@ -105,15 +104,14 @@ class ImgurApi:
                 return
             self.say(f"The Imgur API quota is used up; waiting {until:.0f} s for it to reset at {when}.")
             self._waited += until
-            self._next_at, self._gap = time.time() + until, 0.0
+            self._next_at = time.time() + until
         elif limit and left < limit * LOW_QUOTA:
-            self._gap = min(until / left, self.max_wait)
+            gap = min(until / left, self.max_wait)
+            self._next_at = time.time() + gap
             if not self._slow_said:
                 self._slow_said = True
                 self.say(f"The Imgur API quota is low ({left} of {limit} requests left until {when}): "
-                         f"slowing down to one request every {self._gap:.1f} s so as not to be refused.")
-        else:
-            self._gap = 0.0
+                         f"slowing down to one request every {gap:.1f} s so as not to be refused.")
 
     def pages(self, path: Callable[[int], str], pages: int | None, on_page: Callable[[int, int], None],
               params: dict | None = None, unwrap: Callable[[Any], Any] = lambda data: data) -> Iterator[Any]:
