@@ -8,7 +8,7 @@
 """
 
 from .exceptions import (AbandonedJobError, AttemptSuperseded, DeserializationError, DuplicateJobError,
-                         ImportFunctionError, JobQueueError, JobTimeoutError, NoSuchJobError, RetryLater,
+                         ImportFunctionError, JobQueueError, JobTimeoutError, NoSuchJobError, Postpone, RetryLater,
                          SerializationError, StopRetrying)
 from .job import Job, JobStatus
 from .queue import Queue
@@ -22,6 +22,6 @@ __all__ = [
     "Queue", "Job", "JobStatus", "Worker", "Retry", "Script", "Timing", "get_current_job",
     "StartedJobRegistry", "FinishedJobRegistry", "FailedJobRegistry", "ScheduledJobRegistry", "CanceledJobRegistry",
     "JobQueueError", "NoSuchJobError", "SerializationError", "DeserializationError", "ImportFunctionError",
-    "JobTimeoutError", "AbandonedJobError", "StopRetrying", "RetryLater", "DuplicateJobError", "AttemptSuperseded",
+    "JobTimeoutError", "AbandonedJobError", "StopRetrying", "RetryLater", "Postpone", "DuplicateJobError", "AttemptSuperseded",
 ]
 __version__ = "0.1.0"

@@ -48,6 +48,18 @@ class RetryLater(Exception):
         self.retry_after = retry_after
 
 
+class Postpone(Exception):
+    """Raise it from a job that cannot run yet (a host it must not call for a
+    while, a resource another holds): it goes back to the scheduled registry
+    and runs again ``delay`` seconds from now. A postponement is not a
+    failure: it uses none of the job's retries, is not counted as failed,
+    and calls no ``on_failure``."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = max(0.0, float(delay))
+
+
 class ConnectionConfigError(JobQueueError):
     """The Redis URL is malformed or Redis cannot be reached."""
 

@@ -250,3 +250,13 @@ def later(path, tag, seconds, fail=False):
         heapq.heappush(_resolver["heap"], (time.monotonic() + seconds, id(future), future, finish))
         _resolver["cond"].notify()
     return future
+
+
+def not_yet(path, times, delay):
+    """Postponed ``times`` times (counted in ``path``), then done."""
+    from jobqueue import Postpone
+    with open(path, "a") as f:
+        f.write("x")
+    if len(open(path).read()) <= times:
+        raise Postpone("the host is throttled", delay)
+    return "ran"

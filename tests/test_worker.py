@@ -336,6 +336,22 @@ def test_stop_retrying_fails_at_once_and_retry_later_waits(q, tmp_path):
     assert limited.return_value() == "ok" and (tmp_path / "b").read_text() == "xx"
 
 
+def test_postpone_runs_the_job_again_later_without_using_a_retry_or_counting_a_failure(q, r, tmp_path):
+    job = q.enqueue(jobs.not_yet, str(tmp_path / "n"), 3, 0.3, retry=Retry(max=1),
+                    on_failure="tests.jobs.remember_failure")
+    worker = Worker([q], connection=r, timing=FAST_TIMING)
+    worker.work(burst=True)
+    assert job.get_status() == JobStatus.SCHEDULED
+    job.refresh()
+    asked = q.scheduled_job_registry.get_scheduled_time(job).timestamp() - job.enqueued_at.timestamp()
+    assert 0.25 <= asked <= 0.35 and job._get("retries_left") == "1"   # the pause it asked for; no retry used
+    wait_for(lambda: worker.work(burst=True) and job.get_status() == JobStatus.FINISHED, interval=0.1,
+             message="the postponed job ran")
+    assert job.return_value() == "ran" and (tmp_path / "n").read_text() == "xxxx"
+    assert job._get("retries_left") == "1" and worker.failed_job_count == 0 and not r.exists(f"callback:{job.id}")
+    assert q.failed_job_registry.count == 0
+
+
 def test_workers_are_listed_per_queue(r):
     import threading
     from jobqueue import Worker as W

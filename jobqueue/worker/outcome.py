@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..exceptions import AttemptSuperseded, ImportFunctionError, JobQueueError, StopRetrying
+from ..exceptions import AttemptSuperseded, ImportFunctionError, JobQueueError, Postpone, StopRetrying
 from ..imports import FunctionImporter
 from ..job import Job
 from ..keys import started_member
@@ -45,6 +45,7 @@ class Outcome:
     duration: float = 0.0
     retry: bool = True             # False: fail now whatever the Retry policy (StopRetrying)
     retry_after: float | None = None  # the job asked for at least this pause (RetryLater)
+    postpone: float | None = None  # the job cannot run yet: again after this pause, using no retry (Postpone)
     writes: list[tuple[Script, list[Any]]] = field(default_factory=list)  # Job.write_on_success calls
     refused: bool = False          # the worker would not run it (not allowed, not importable, refused serializer):
                                    # failed at once, its arguments never decoded, its callbacks never called
@@ -115,4 +116,5 @@ def _failed(job: Job, exc: BaseException, start: float) -> Outcome:
     exc_info = f"{type(exc).__name__}: {exc}" if isinstance(exc, JobQueueError) else \
         "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return Outcome(attempt_key(job), False, None, exc_info, time.perf_counter() - start, writes=job._writes,
-                   retry=not isinstance(exc, StopRetrying), retry_after=getattr(exc, "retry_after", None))
+                   retry=not isinstance(exc, StopRetrying), retry_after=getattr(exc, "retry_after", None),
+                   postpone=exc.delay if isinstance(exc, Postpone) else None)

@@ -24,6 +24,8 @@ def settle_record(job: Job, queue: str, outcome: Outcome) -> dict[str, Any]:
     if outcome.ok:
         ttl = _safe_ttl(job, "result_ttl", DEFAULT_RESULT_TTL)
         return {**base, "s": "finished", "f": ["status", "finished", "result", outcome.result], "ttl": ttl}
+    if outcome.postpone is not None:  # not a failure: no retry used, nothing counted
+        return {**base, "s": "retry", "f": ["exc_info", outcome.exc_info], "delay": outcome.postpone}
     retries_left = _safe_int(job._get("retries_left"))
     if retries_left > 0 and outcome.retry:
         used = _safe_int(job._get("retries_used"))

@@ -312,6 +312,9 @@ class Worker:
             log.info("%s: Job OK (%s)", running.queue, job.id)
             ttl = record["ttl"]
             log.debug("Result is kept for %s", "ever" if ttl < 0 else f"{ttl} seconds")
+        elif outcome.postpone is not None:
+            log.info("%s: Job postponed for %.1f s (%s): %s", running.queue, outcome.postpone, job.id,
+                     ((outcome.exc_info or "").strip().splitlines() or [""])[-1])
         else:
             self.failed_job_count += 1
             last_line = (outcome.exc_info or "").strip().splitlines()[-1:] or ["?"]
