@@ -43,6 +43,16 @@ class Settings:
     name_template: str = ""
     metadata: bool = False
     archive: str = "default"
+    per_host: int = 16
+    rate: float = 0.0
+    limit_rate: int = 0
+    hosts: dict = field(default_factory=dict)
+
+    def host_limits(self, host: str) -> tuple[int, float]:
+        """(requests in flight, request starts a second) for ``host``: its
+        entry in the [hosts] table, else per_host and rate."""
+        entry = self.hosts.get(host, {})
+        return int(entry.get("per_host", self.per_host)), float(entry.get("rate", self.rate))
 
     def with_overrides(self, **values: Any) -> "Settings":
         """Command-line flags on top: checked like every other source."""
@@ -56,7 +66,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "concurrency": (1, 4096), "connect_timeout": (0.001, 3600), "read_timeout": (0.001, 86400),
     "retries": (0, 1000), "retry_intervals": (0, 86400 * 7), "max_retry_after": (0, 86400 * 7),
     "max_size": (1, 2**50), "pages": (1, 10_000), "job_timeout": (1, 86400 * 7), "stale_part_age": (0, 2**31),
-    "keep_runs": (0, 2**31),
+    "keep_runs": (0, 2**31), "per_host": (1, 100_000), "rate": (0, 100_000), "limit_rate": (0, 2**40),
 }
 NON_EMPTY = ("queue", "dir", "api_url", "user_agent")
 
@@ -75,6 +85,8 @@ def _check(name: str, kind: type, value: Any, origin: str) -> Any:
             return checked
         if kind is bool:
             return _boolean(value)
+        if kind is dict:
+            return _hosts(value)
         if kind is str:
             text = str(value)
             if name in NON_EMPTY and not text.strip():
@@ -86,6 +98,22 @@ def _check(name: str, kind: type, value: Any, origin: str) -> Any:
         return number
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{origin}: {name} = {value!r} is not valid ({exc}); expected {allowed}") from None
+
+
+def _hosts(value: Any) -> dict[str, dict[str, float]]:
+    """The [hosts] table: host -> {per_host, rate}, each checked like the setting of that name."""
+    if isinstance(value, str):
+        value = json.loads(value or "{}")  # DOWNLOADER_HOSTS='{"i.imgur.com": {"per_host": 64}}'
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ValueError('expected a table of hosts, e.g. [hosts."i.imgur.com"] per_host = 64')
+    checked = {}
+    for host, entry in value.items():
+        unknown = set(entry) - {"per_host", "rate"}
+        if unknown:
+            raise ValueError(f"host {host!r}: unknown key(s) {', '.join(sorted(unknown))}; known: per_host, rate")
+        checked[host.lower()] = {k: _check(k, int if k == "per_host" else float, v, f"[hosts.{host!r}]")
+                                 for k, v in entry.items()}
+    return checked
 
 
 def _number(kind: type, value: Any) -> int | float:

@@ -31,11 +31,13 @@ from jobqueue import get_current_job
 from jobqueue.exceptions import AttemptSuperseded
 
 from . import disk, sidecar
-from .exceptions import DiskError, TransientDownloadError, Unreachable
+from .exceptions import DiskError, PermanentDownloadError, TransientDownloadError, Unreachable
 from .naming import check_url, file_name, relative
+from .politeness import HostGate, host_of
 from .runs import Runs
 from .transfer import Folder, Limits, Part, Transfer, TransferCancelled, part_for
 
+RECV_LIMIT = 0  # bytes/s each download may take: `work --limit-rate` over its concurrency (0: no cap)
 ATTEMPT_FILE = re.compile(r"\.([0-9a-f]{10}|solo)\.\d+\.(part|meta)$|\.json\.[0-9a-f]{10}\.tmp$")
 _folders: dict[str, Folder] = {}
 _folders_lock = threading.Lock()
@@ -53,7 +55,8 @@ def start_download(directory: str, link: str, run: str | None = None, max_size: 
     once. ``meta``: write a sidecar (--metadata); ``archive``/``item``: the
     download archive that records the item once its file is complete."""
     link = check_url(link)
-    limits = Limits(connect_timeout, read_timeout, max_size, check_image, user_agent, max_retry_after, video)
+    limits = Limits(connect_timeout, read_timeout, max_size, check_image, user_agent, max_retry_after, video,
+                    RECV_LIMIT)
     job = get_current_job()
     folder = _folder(disk.directory_for(directory), make=job is None)
     name = name or None
@@ -84,7 +87,16 @@ def start_download(directory: str, link: str, run: str | None = None, max_size: 
     if size is not None:
         settled("skipped", {"status": "skipped", "file": name, "bytes": size})
         return future
-    part = part_for(folder, name, job.id if job is not None else None, job.attempt if job is not None else 0, limits)
+    host, gate = host_of(link), HostGate.of(job.connection) if job is not None else None
+    if gate is not None:
+        gate.enter(host)  # or Postpone: the host has its fill of requests, or asked for a pause
+        future.add_done_callback(lambda _: gate.leave(host))
+    try:
+        part = part_for(folder, name, job.id if job is not None else None, job.attempt if job is not None else 0,
+                        limits)
+    except BaseException:
+        _resolve(future, PermanentDownloadError("no part file"))  # lets the permit go
+        raise
 
     def finished(nbytes: int | None, error: BaseException | None) -> None:
         """On the loop's thread, once the part is ours alone again."""
@@ -92,6 +104,8 @@ def start_download(directory: str, link: str, run: str | None = None, max_size: 
             if future.cancelled():
                 raise TransferCancelled(link)
             if error is not None:
+                if gate is not None and getattr(error, "retry_after", None):  # 429/503 with Retry-After
+                    gate.throttle(host, error.retry_after)
                 raise error
             if job is not None and job.is_superseded(refresh=False):  # another attempt owns the job now
                 raise AttemptSuperseded(f"{link}: this attempt is no longer current; the file is left to the current one")
@@ -107,6 +121,7 @@ def start_download(directory: str, link: str, run: str | None = None, max_size: 
         transfer.start()
     except BaseException as exc:
         _settle_part(part, folder, exc)
+        _resolve(future, exc)  # lets the permit go
         raise
     future.add_done_callback(lambda f: transfer.cancel() if f.cancelled() else None)
     return future

@@ -7,6 +7,9 @@
     {p}run:{id}:reasons       hash: url -> why it failed
     {p}run:{id}:producer      string with a TTL: the lease of the producer enqueueing the run
     {p}archive:{name}         set of source ids (imgur:ID) downloaded by any run (archive.py)
+    {p}host:{host}            hash: limit, rate, throttled until, rate bucket (politeness.py)
+    {p}host:{host}:held       hash: worker -> permits it holds;  ...:leases  zset: worker -> lease expiry
+    {p}hosts:throttled        sorted set: host -> throttled until (for `status`)
 
 The run's own keys expire together once it is complete (scripts/run.lua);
 the ``runs`` index forgets an expired run when it is next read.
@@ -37,6 +40,13 @@ class Keys:
 
     def reasons(self, run_id: str) -> str:
         return f"{self.run(run_id)}:reasons"
+
+    @property
+    def hosts_throttled(self) -> str:
+        return f"{self.prefix}hosts:throttled"
+
+    def host(self, host: str) -> str:
+        return f"{self.prefix}host:{host}"
 
     def archive(self, name: str) -> str:
         return f"{self.prefix}archive:{name}"

@@ -77,6 +77,10 @@ class MisbehavingServer(_Served):
         self.version = 0
         self.connections = 0  # TCP connections accepted
         self.aborted: list[str] = []  # paths whose body a client stopped reading mid-way
+        self.cap, self.in_flight, self.most_in_flight, self.refused = 2, 0, 0, 0  # /capped/: 429 beyond cap at once
+        self.starts: list[tuple[float, str]] = []  # (monotonic time, path) of every request
+        self.paused_at: float | None = None  # /pause-once/: when it answered 503 + Retry-After: 3
+        self._count = threading.Lock()
         self._versions: dict[int, bytes] = {}
         self._serve(self._handler(), tls)
 
@@ -97,6 +101,14 @@ class MisbehavingServer(_Served):
             def do_GET(self) -> None:
                 path = self.path
                 server.hits[path] += 1
+                server.starts.append((time.monotonic(), path))
+                if path.startswith("/capped/"):
+                    return self.capped()
+                if path.startswith("/pause-once/") and server.paused_at is None:
+                    server.paused_at = time.monotonic()  # the host's first answer asks every client for 3 s
+                    return self.send(503, b"busy", "text/plain", {"Retry-After": "3"})
+                if path.startswith("/pause-once/"):
+                    time.sleep(0.02)
                 first = server.hits[path] == 1
                 if path == "/missing.png" or (path == "/toggle.png" and not server.toggle_on):
                     return self.send(404, b"no such image", "text/plain")
@@ -152,6 +164,22 @@ class MisbehavingServer(_Served):
                     self.close_connection = True  # without saying so: the client's kept-alive connection goes stale
                     return self.send(200, png(path), "image/png")
                 return self.send(200, png(path), "image/png")
+
+            def capped(self) -> None:
+                """A host that allows ``cap`` requests at once and answers 429 beyond."""
+                with server._count:
+                    server.in_flight += 1
+                    server.most_in_flight = max(server.most_in_flight, server.in_flight)
+                    over = server.in_flight > server.cap
+                    server.refused += over
+                try:
+                    if over:
+                        return self.send(429, b"slow down", "text/plain", {"Retry-After": "1"})
+                    time.sleep(0.03)
+                    self.send(200, png(self.path), "image/png")
+                finally:
+                    with server._count:
+                        server.in_flight -= 1
 
             def ranged(self, body: bytes, honour_range: bool = True, wrong_start: bool = False) -> None:
                 """Slowly, with a strong ETag; a Range is honoured only under a matching If-Range."""

@@ -136,9 +136,12 @@ def test_demo_server_serves_a_gallery_of_real_images_behind_a_client_id(tmp_path
         url = proc.stdout.readline().strip()
         request = urllib.request.Request(f"{url}/3/gallery/random/random/0", headers={"Authorization": "Client-ID x"})
         items = json.load(urllib.request.urlopen(request, timeout=10))["data"]
-        assert len(items) == 5 and all(item["type"].startswith("image/") for item in items)
-        body = urllib.request.urlopen(items[0]["link"], timeout=10).read()
+        images = [item for item in items if item["type"].startswith("image/")]
+        videos = [item for item in items if item["type"] == "video/mp4"]
+        assert len(images) == 5 and len(videos) == 4 and len(items) == 9        # 4 video posts by default
+        body = urllib.request.urlopen(images[0]["link"], timeout=10).read()
         assert body[:3] == b"\xff\xd8\xff" or body[:8] == b"\x89PNG\r\n\x1a\n"
+        assert urllib.request.urlopen(videos[0]["mp4"], timeout=10).read()[4:8] == b"ftyp"
         try:
             urllib.request.urlopen(f"{url}/3/gallery/random/random/0", timeout=10)
             raise AssertionError("a request without a client id was served")

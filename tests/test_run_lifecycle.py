@@ -292,11 +292,11 @@ def test_a_run_whose_jobs_vanished_settles_them_as_failed_and_retry_runs_them(re
 
 def test_ctrl_c_while_enqueuing_exits_130_and_says_how_to_resume_even_with_redis_stalled(redis_server, r, tmp_path):
     fetch, relay, _ = stalled_mid_enqueue(redis_server, r, tmp_path, "ctrl-c", DOWNLOADER_PRODUCER_LEASE="1",
-                                          query="socket_connect_timeout=60")  # no early way out of the stall
+                                          query="socket_connect_timeout=60&socket_timeout=60")  # no early way out
     try:
         fetch.send_signal(signal.SIGINT)
-        _, stderr = fetch.communicate(timeout=4)                  # no hang on the stalled link (a generous bound:
-                                                                  # it hands its lease back for 1 s at most)
+        _, stderr = fetch.communicate(timeout=20)                 # no hang on the stalled link: it hands its lease
+                                                                  # back for 1 s at most (a call would hang 60 s)
     finally:
         relay.close()
     run_id = the_run(r)

@@ -7,10 +7,11 @@ import sys
 
 import click
 
-from .. import disk, repair
+from .. import disk, politeness, repair
 from ..config import Settings
 from ..exceptions import WorkersGone
 from ..local import LocalWorkers
+from ..politeness import host_of
 from ..producer import Producer
 from ..progress import summary, watch
 from ..runs import Progress, Runs
@@ -39,6 +40,10 @@ from .reading import AUTO_RESUME, Want, read, resumed_spec, source_for
               "title, album, author, date, size, sha256)")
 @click.option("--archive", metavar="NAME", help="download archive to skip and record items in [default]")
 @click.option("--no-archive", is_flag=True, help="neither skip nor record archived items")
+@click.option("--per-host", type=click.IntRange(min=1), help="requests in flight to one host from all workers [16; "
+              "per host: the config file's hosts table]")
+@click.option("--rate", type=click.FloatRange(min=0), help="request starts a second to one host from all workers "
+                                                           "[0: no cap]")
 @click.option("--resume", "resume_id", metavar="RUN", help="finish enqueueing an interrupted run, reading its "
               "source again (only links it lacks are enqueued)")
 @click.option("--queue", help="jobqueue queue for the downloads [downloads]")
@@ -51,7 +56,7 @@ from .reading import AUTO_RESUME, Want, read, resumed_spec, source_for
 def fetch(settings: Settings, urls: tuple[str, ...], client_id: str | None, api_url: str | None, search: str | None,
           section: str | None, sort: str | None, window: str | None, pages: int | None, videos: bool,
           links_path: str | None, name_template: str | None, metadata: bool | None, archive: str | None,
-          no_archive: bool, resume_id: str | None, queue: str | None, no_wait: bool, workers: int,
+          no_archive: bool, per_host: int | None, rate: float | None, resume_id: str | None, queue: str | None, no_wait: bool, workers: int,
           concurrency: int | None, strict: bool, quiet: bool, as_json: bool) -> None:
     """Enqueue one download per unique file of the Imgur URLs given (an
     image, album, post, user, tag or subreddit), of --search or --section,
@@ -65,7 +70,7 @@ def fetch(settings: Settings, urls: tuple[str, ...], client_id: str | None, api_
     """
     settings = settings.with_overrides(api_url=api_url, queue=queue, concurrency=concurrency,
                                        name_template=name_template, metadata=metadata,
-                                       archive="" if no_archive else archive)
+                                       archive="" if no_archive else archive, per_host=per_host, rate=rate)
     no_wait_without_workers(no_wait, workers)
     runs = Runs(connect(settings))
     spec = resumed_spec(runs, resume_id) if resume_id else {}
@@ -81,6 +86,8 @@ def fetch(settings: Settings, urls: tuple[str, ...], client_id: str | None, api_
         click.echo(json.dumps({"runs": []}) if as_json else
                    f"{plan.description} gave nothing new to download{archived}.")
         return
+    politeness.register(runs.connection, {host: settings.host_limits(host)
+                                          for host in {host_of(url) for url, _ in plan.entries}})
     resume_id = resume_id or interrupted_run(runs, plan.spec, settings)
     expected = len(plan.entries)
     producer = (Producer.resume(runs, resume_id, settings, expected) if resume_id

@@ -10,13 +10,25 @@ import click
 
 from jobqueue import Timing, Worker
 
-from .. import disk, download
+from .. import disk, download, politeness
 from ..config import Settings
 from ..demo_server import DemoServer
 from ..exceptions import ConfigError
 from . import common, connect, main
 
 WORK_THREADS = 4  # download jobs return futures in a fraction of a millisecond: a few threads start them all
+UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def byte_rate(text: str) -> int:
+    """'500K', '2M', '1.5G', '100000' -> bytes a second."""
+    value = text.strip().upper().removesuffix("B").removesuffix("/S")
+    unit = value[-1:] if value[-1:] in UNITS else ""
+    try:
+        return int(float(value[:len(value) - len(unit)]) * UNITS[unit])
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a rate: bytes a second, e.g. 500K or 2M",
+                                 param_hint="--limit-rate") from None
 
 
 @main.command()
@@ -26,11 +38,17 @@ WORK_THREADS = 4  # download jobs return futures in a fraction of a millisecond:
 @click.option("--name", help="worker name (default host:pid)")
 @click.option("--queue", help="queue to take downloads from [downloads]")
 @click.option("--quiet", "-q", is_flag=True, help="log only warnings and errors")
+@click.option("--limit-rate", metavar="RATE", help="bytes a second this worker may take in all, e.g. 500K or 2M, "
+              "shared equally by its downloads [0: no cap]")
 def work(settings: Settings, concurrency: int | None, burst: bool, name: str | None, queue: str | None,
-         quiet: bool) -> None:
+         quiet: bool, limit_rate: str | None) -> None:
     """Run a download worker; start as many as you like, on any machine
-    that reaches the same Redis and the same download directory."""
-    settings = settings.with_overrides(concurrency=concurrency, queue=queue)
+    that reaches the same Redis and the same download directory. Requests
+    to each host are limited across all workers (`fetch --per-host`)."""
+    settings = settings.with_overrides(concurrency=concurrency, queue=queue,
+                                       limit_rate=byte_rate(limit_rate) if limit_rate else None)
+    politeness.DEFAULT_PER_HOST = settings.per_host  # for hosts no fetch named (a redirect's target)
+    download.RECV_LIMIT = settings.limit_rate // settings.concurrency if settings.limit_rate else 0
     logging.basicConfig(level="WARNING" if quiet else "INFO", format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     disk.WORKER_ROOT = settings.root or None
     if settings.root and not os.path.isdir(settings.root):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 
 import click
 
-from .. import lifecycle, repair
+from .. import lifecycle, politeness, repair
 from ..config import Settings
 from ..progress import human_bytes, summary, watch, workers_view
 from ..runs import Runs
@@ -47,6 +48,9 @@ def status(settings: Settings, run_id: str | None, watching: bool, as_json: bool
         return
     click.echo(summary(runs, progress))
     click.echo(workers_view(runs, runs.queue_of(run_id)))
+    for host, left in politeness.throttled(runs.connection):
+        click.echo(f"Host {host} asked for a pause (Retry-After): no worker calls it for another {left:.0f} s, "
+                   f"until {time.strftime('%H:%M:%S', time.localtime(time.time() + left))}.")
     if watching:
         sys.exit(0 if outcome_ok(progress) else 1)
 

@@ -39,6 +39,7 @@ class Limits:
     user_agent: str = "downloader/0.1"
     max_retry_after: float = DEFAULT_CAP
     video: bool = False  # an MP4 is expected: its Content-Type and first bytes pass the image check
+    max_recv: int = 0    # bytes/s this transfer may take (the worker's --limit-rate, shared): 0, no cap
 
 
 def part_for(folder: Folder, name: str, job_id: str | None, attempt: int, limits: Limits) -> Part:
@@ -106,7 +107,8 @@ class Transfer:
 
     def _go(self, url: str, headers: dict[str, str]) -> None:
         hop = self._hop = Hop(url, headers, self.limits.connect_timeout, self.limits.read_timeout,
-                              on_body=lambda h: _take_body(h, self.part, self.limits), on_done=self._hop_done)
+                              on_body=lambda h: _take_body(h, self.part, self.limits), on_done=self._hop_done,
+                              max_recv=self.limits.max_recv)
         if self._cancelled:  # cancel() may have read the previous hop (a redirect): this one never starts
             hop.cancelled = True
         engine().start(hop)

@@ -26,8 +26,9 @@ _SAFE = "/%:@!$&'()*+,;=-._~"  # left as they are in a path or query; anything e
 class Hop:
     def __init__(self, url: str, headers: dict[str, str], connect_timeout: float, read_timeout: float,
                  on_body: Callable[["Hop"], Callable[[bytes], None] | None],
-                 on_done: Callable[["Hop"], None] | None = None) -> None:
+                 on_done: Callable[["Hop"], None] | None = None, max_recv: int = 0) -> None:
         self.url, self.request_headers = url, headers
+        self.max_recv = max_recv           # bytes/s this transfer may take (0: no cap)
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self._on_body = on_body            # called once: returns the body's writer, None to drop it
         self._on_done = on_done            # called last, on the loop's thread, when the hop is over
@@ -59,6 +60,8 @@ class Hop:
         curl.setopt(pycurl.WRITEFUNCTION, self._write)
         curl.setopt(pycurl.BUFFERSIZE, BUFFER)
         curl.setopt(pycurl.PIPEWAIT, 1)       # wait for an HTTP/2 connection to multiplex on
+        if self.max_recv:
+            curl.setopt(pycurl.MAX_RECV_SPEED_LARGE, self.max_recv)
         ca = ca_bundle()
         if ca:
             curl.setopt(pycurl.CAINFO, ca)

@@ -313,7 +313,7 @@ class Worker:
             ttl = record["ttl"]
             log.debug("Result is kept for %s", "ever" if ttl < 0 else f"{ttl} seconds")
         elif outcome.postpone is not None:
-            log.info("%s: Job postponed for %.1f s (%s): %s", running.queue, outcome.postpone, job.id,
+            log.debug("%s: Job postponed for %.1f s (%s): %s", running.queue, outcome.postpone, job.id,
                      ((outcome.exc_info or "").strip().splitlines() or [""])[-1])
         else:
             self.failed_job_count += 1

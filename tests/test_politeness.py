@@ -1,0 +1,121 @@
+"""Politeness toward hosts across the fleet: per-host limits, rates and
+Retry-After shared by every worker, at no round trip per file. Real
+workers, a real Redis, real local servers."""
+
+import time
+
+import pytest
+
+from downloader.config import Settings
+from downloader.runs import Runs
+from jobqueue import Queue, Worker
+from tests.conftest import FAST_TIMING, recording_client, wait_for
+from tests.http_server import MisbehavingServer
+from tests.test_downloader_cli import popen
+from tests.test_downloader_e2e import downloader, run_id_of
+
+LEASE = {"DOWNLOADER_HOST_LEASE": "1.5"}  # permits and throttles travel within half a second
+
+
+def links(tmp_path, urls):
+    path = tmp_path / "links.txt"
+    path.write_text("\n".join(urls) + "\n")
+    return str(path)
+
+
+def test_a_host_that_allows_two_requests_never_sees_a_third_from_three_workers(redis_server, r, tmp_path):
+    web = MisbehavingServer()
+    urls = [f"{web.url}/capped/{n}.png" for n in range(90)]
+    workers = [popen(redis_server, "work", "--quiet", "--queue", "polite", "-c", "16", "--dir", str(tmp_path), **LEASE)
+               for _ in range(3)]
+    try:
+        out = downloader(redis_server, "fetch", "--links", links(tmp_path, urls), "--queue", "polite", "--per-host",
+                         "2", "--dir", str(tmp_path / "dl"), timeout=120, **LEASE)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "done          90" in out.stdout and "failed         0" in out.stdout
+        assert web.most_in_flight <= 2 and web.refused == 0        # never over its limit: never refused
+        assert len(list((tmp_path / "dl").iterdir())) == 90
+    finally:
+        for w in workers:
+            w.terminate()
+            w.wait()
+        web.stop()
+
+
+def test_a_retry_after_from_a_host_pauses_it_for_every_worker_and_status_says_so(redis_server, r, tmp_path):
+    web = MisbehavingServer()
+    urls = [f"{web.url}/pause-once/{n}.png" for n in range(40)]
+    run_id, _ = Runs(r).create(urls, "test", Settings(queue="pause", dir=str(tmp_path)))
+    workers = [popen(redis_server, "work", "--quiet", "--queue", "pause", "-c", "4", "--dir", str(tmp_path), **LEASE)
+               for _ in range(2)]
+    try:
+        wait_for(lambda: web.paused_at is not None, message="the host asked for a pause")
+        status = downloader(redis_server, "status", run_id).stdout
+        assert f"Host 127.0.0.1:{web.url.rsplit(':', 1)[1]} asked for a pause (Retry-After)" in status, status
+        wait_for(lambda: Runs(r).progress(run_id).complete, timeout=60, message="the run complete")
+        during = [t for t, _ in web.starts if web.paused_at + 0.8 < t < web.paused_at + 2.7]
+        assert during == []                    # once the word went round, nobody called it until the time it named
+        assert Runs(r).progress(run_id).done == 40 and Runs(r).progress(run_id).failed == 0
+    finally:
+        for w in workers:
+            w.terminate()
+            w.wait()
+        web.stop()
+
+
+def test_a_rate_spreads_request_starts_over_the_fleet(redis_server, r, tmp_path):
+    web = MisbehavingServer()
+    urls = [f"{web.url}/img/rate{n}.png" for n in range(16)]
+    workers = [popen(redis_server, "work", "--quiet", "--queue", "rated", "-c", "8", "--dir", str(tmp_path), **LEASE)
+               for _ in range(2)]
+    try:
+        out = downloader(redis_server, "fetch", "--links", links(tmp_path, urls), "--queue", "rated", "--rate", "4",
+                         "--dir", str(tmp_path / "dl"), timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        starts = sorted(t for t, _ in web.starts)
+        assert starts[-1] - starts[0] >= 2.0                     # 16 starts at 4 a second, after a burst of 4
+        assert all(sum(1 for t in starts if s <= t < s + 1.0) <= 4 + 4 for s in starts)
+    finally:
+        for w in workers:
+            w.terminate()
+            w.wait()
+        web.stop()
+
+
+def test_an_unthrottled_host_costs_no_round_trip_per_file(redis_server, r, tmp_path):
+    web = MisbehavingServer()
+    client, senders = recording_client(redis_server.url)
+    try:
+        urls = [f"{web.url}/img/many{n}.png" for n in range(200)]
+        run_id, _ = Runs(r).create(urls, "test", Settings(queue="cheap", dir=str(tmp_path)))
+        worker = Worker([Queue("cheap", connection=client)], connection=client, concurrency=16, timing=FAST_TIMING,
+                        allowed_modules=["downloader."])
+        worker.work(burst=True)
+        assert Runs(r).progress(run_id).done == 200
+        assert len([name for name in senders if name.startswith("slot-")]) <= 4   # a lease a batch of 8 permits
+    finally:
+        web.stop()
+        client.close()
+
+
+def test_a_dead_workers_permits_come_back_after_its_lease(redis_server, r, tmp_path):
+    web = MisbehavingServer(slow_delay=0.05, slow_size=760)    # seconds a file: the first worker holds both permits
+    urls = [f"{web.url}/slow/{n}.png" for n in range(2)] + [f"{web.url}/img/after{n}.png" for n in range(4)]
+    Runs(r).create(urls[:2], "test", Settings(queue="lapse", dir=str(tmp_path), per_host=2))
+    from downloader import politeness
+    politeness.register(r, {f"127.0.0.1:{web.url.rsplit(':', 1)[1]}": (2, 0.0)})
+    first = popen(redis_server, "work", "--quiet", "--queue", "lapse", "-c", "2", "--dir", str(tmp_path), **LEASE)
+    try:
+        wait_for(lambda: len(list(tmp_path.glob("*.part"))) == 2, message="both permits in use")
+        first.kill()
+        first.wait()
+        run_id, _ = Runs(r).create(urls[2:], "test", Settings(queue="lapse", dir=str(tmp_path)))
+        second = popen(redis_server, "work", "--quiet", "--queue", "lapse", "-c", "4", "--dir", str(tmp_path), **LEASE)
+        try:
+            wait_for(lambda: Runs(r).progress(run_id).done == 4, timeout=30,
+                     message="the dead worker's lease lapsed and its permits served the other")
+        finally:
+            second.terminate()
+            second.wait()
+    finally:
+        web.stop()
