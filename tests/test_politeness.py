@@ -99,23 +99,34 @@ def test_an_unthrottled_host_costs_no_round_trip_per_file(redis_server, r, tmp_p
 
 
 def test_a_dead_workers_permits_come_back_after_its_lease(redis_server, r, tmp_path):
-    web = MisbehavingServer(slow_delay=0.05, slow_size=760)    # seconds a file: the first worker holds both permits
-    urls = [f"{web.url}/slow/{n}.png" for n in range(2)] + [f"{web.url}/img/after{n}.png" for n in range(4)]
-    Runs(r).create(urls[:2], "test", Settings(queue="lapse", dir=str(tmp_path), per_host=2))
+    """Three permits: a worker killed holding two, a live one holding the third
+    on a long download. The dead one's come back within its lease; nothing
+    else would free them before the long download ends."""
     from downloader import politeness
-    politeness.register(r, {f"127.0.0.1:{web.url.rsplit(':', 1)[1]}": (2, 0.0)})
-    first = popen(redis_server, "work", "--quiet", "--queue", "lapse", "-c", "2", "--dir", str(tmp_path), **LEASE)
+    web = MisbehavingServer(slow_delay=0.05, slow_size=760)    # 1.4 MB in 4 KiB steps: about 18 s a file
+    politeness.register(r, {f"127.0.0.1:{web.url.rsplit(':', 1)[1]}": (3, 0.0)})
+    runs = Runs(r)
+    runs.create([f"{web.url}/slow/a{n}.png" for n in range(2)], "test", Settings(queue="lapse", dir=str(tmp_path)))
+    dead = popen(redis_server, "work", "--quiet", "--queue", "lapse", "-c", "2", "--dir", str(tmp_path), **LEASE)
+    live = quick = None
     try:
-        wait_for(lambda: len(list(tmp_path.glob("*.part"))) == 2, message="both permits in use")
-        first.kill()
-        first.wait()
-        run_id, _ = Runs(r).create(urls[2:], "test", Settings(queue="lapse", dir=str(tmp_path)))
-        second = popen(redis_server, "work", "--quiet", "--queue", "lapse", "-c", "4", "--dir", str(tmp_path), **LEASE)
-        try:
-            wait_for(lambda: Runs(r).progress(run_id).done == 4, timeout=30,
-                     message="the dead worker's lease lapsed and its permits served the other")
-        finally:
-            second.terminate()
-            second.wait()
+        wait_for(lambda: len(list(tmp_path.glob("*.part"))) == 2, message="two permits in use")
+        runs.create([f"{web.url}/slow/b.png"], "test", Settings(queue="lapse-long", dir=str(tmp_path)))
+        live = popen(redis_server, "work", "--quiet", "--queue", "lapse-long", "-c", "1", "--dir", str(tmp_path),
+                     **LEASE)
+        wait_for(lambda: len(list(tmp_path.glob("*.part"))) == 3, message="the third permit in use")
+        dead.kill()
+        dead.wait()
+        run_id, _ = runs.create([f"{web.url}/img/after{n}.png" for n in range(4)], "test",
+                                Settings(queue="lapse-quick", dir=str(tmp_path)))
+        quick = popen(redis_server, "work", "--quiet", "--queue", "lapse-quick", "-c", "4", "--dir", str(tmp_path),
+                      **LEASE)
+        wait_for(lambda: runs.progress(run_id).done == 4, timeout=12,
+                 message="the dead worker's permits back (its lease lapsed) while the long download goes on")
+        assert len(list(tmp_path.glob("b-*.part"))) == 1            # the live worker still holds its permit
     finally:
+        for proc in (dead, live, quick):
+            if proc is not None and proc.poll() is None:
+                proc.kill()                                       # (a warm stop would wait for the long one)
+                proc.wait()
         web.stop()
