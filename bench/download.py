@@ -38,6 +38,7 @@ from bench.file_server import body  # noqa: E402
 
 TARGET: str | None = None  # --target: where every system writes its files
 CONCURRENCY: int | None = None  # --concurrency: downloads per downloader worker (None: the product's default)
+PER_HOST = 128  # --per-host: the fleet's limit on the benchmark's one host (two workers x 64 downloads fit)
 
 
 class Server:
@@ -158,13 +159,15 @@ def run_rq(urls: list[str], redis: PrivateRedis, workers: int) -> Run:
     return Run(wall, rss, children_cpu() - cpu)
 
 
-def run_downloader(urls: list[str], redis: PrivateRedis, workers: int) -> Run:
+def run_downloader(urls: list[str], redis: PrivateRedis, workers: int, limiter: bool = True) -> Run:
+    from downloader import politeness
     from downloader.config import Settings
     from downloader.runs import Runs
     from jobqueue import Worker
     redis.reset()
     directory, cpu = fresh_dir(), children_cpu()
-    env = {"DOWNLOADER_REDIS_URL": redis.url}
+    env = {"DOWNLOADER_REDIS_URL": redis.url, **({} if limiter else {"DOWNLOADER_PER_HOST": "0"})}
+    politeness.register(redis.client, {politeness.host_of(urls[0]): (PER_HOST, 0.0)})
     flags = ["-c", str(CONCURRENCY)] if CONCURRENCY else []
     procs = [spawn(python("-m", "downloader", "work", "--quiet", *flags, "--dir", str(directory)), env=env)
              for _ in range(workers)]
@@ -183,6 +186,10 @@ def run_downloader(urls: list[str], redis: PrivateRedis, workers: int) -> Run:
     assert progress.done == len(urls) and count_files(directory) == len(urls), f"downloader: {progress}"
     shutil.rmtree(directory)
     return Run(wall, rss, children_cpu() - cpu)
+
+
+def run_downloader_unlimited(urls: list[str], redis: PrivateRedis, workers: int) -> Run:
+    return run_downloader(urls, redis, workers, limiter=False)
 
 
 def _command(args: list[str], directory: Path, expected: int) -> Run:
@@ -213,7 +220,8 @@ def label(key: str, workers: int) -> str:
     per = CONCURRENCY or _default_concurrency()
     return {"a": "(a) sequential loop, one requests.Session",
             "b": f"(b) tutorial RQ pipeline, {workers} x rq worker --burst",
-            "c": f"(c) downloader, {workers} worker(s) x {per} downloads",
+            "c": f"(c) downloader, {workers} worker(s) x {per} downloads, per host {PER_HOST}",
+            "f": "(f) downloader as (c), per-host limiter off",
             "d": "(d) aria2c -j 16",
             "e": "(e) curl -o" if workers == 1 else "(e) curl --parallel --parallel-max 16"}[key]
 
@@ -223,10 +231,12 @@ def _default_concurrency() -> int:
     return Settings().concurrency
 
 
-SYSTEMS = {"a": run_sequential, "b": run_rq, "c": run_downloader, "d": run_aria2, "e": run_curl}
+SYSTEMS = {"a": run_sequential, "b": run_rq, "c": run_downloader, "d": run_aria2, "e": run_curl,
+           "f": run_downloader_unlimited}
 SCENARIOS = {  # name: (title, files, size, latency, systems with their file counts (None: all), workers)
-    "fast": ("Fast server", 2000, 64 << 10, 0.0, {"a": None, "b": 500, "c": None, "d": None, "e": None}, 2),
-    "slow": ("Slow server", 2000, 64 << 10, 0.05, {"a": 300, "b": 300, "c": None, "d": None, "e": None}, 2),
+    "fast": ("Fast server", 2000, 64 << 10, 0.0, {"a": None, "b": 500, "c": None, "d": None, "e": None, "f": None}, 2),
+    "slow": ("Slow server", 2000, 64 << 10, 0.05, {"a": 300, "b": 300, "c": None, "d": None, "e": None, "f": None},
+             2),
     "big": ("One big file", 1, 1 << 30, 0.0, {"c": None, "e": None}, 1),
     "large": ("Large files", 20, 50 << 20, 0.0, {"c": None, "d": None, "e": None}, 2),
 }
@@ -281,9 +291,10 @@ def main() -> int:
                         help="where the downloaded files go, for every system (default: the temp dir); "
                              "/dev/shm takes the disk out of the comparison")
     parser.add_argument("--no-nginx", action="store_true", help="use the Python server even if nginx is installed")
+    parser.add_argument("--per-host", type=int, default=128, help="the downloader's per-host limit [128]")
     args = parser.parse_args()
-    global TARGET, CONCURRENCY
-    TARGET, CONCURRENCY = args.target, args.concurrency
+    global TARGET, CONCURRENCY, PER_HOST
+    TARGET, CONCURRENCY, PER_HOST = args.target, args.concurrency, args.per_host
     only = [w.strip() for w in args.only.split(",")] if args.only else []
     redis = PrivateRedis()
     try:

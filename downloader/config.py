@@ -66,7 +66,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "concurrency": (1, 4096), "connect_timeout": (0.001, 3600), "read_timeout": (0.001, 86400),
     "retries": (0, 1000), "retry_intervals": (0, 86400 * 7), "max_retry_after": (0, 86400 * 7),
     "max_size": (1, 2**50), "pages": (1, 10_000), "job_timeout": (1, 86400 * 7), "stale_part_age": (0, 2**31),
-    "keep_runs": (0, 2**31), "per_host": (1, 100_000), "rate": (0, 100_000), "limit_rate": (0, 2**40),
+    "keep_runs": (0, 2**31), "per_host": (0, 100_000), "rate": (0, 100_000), "limit_rate": (0, 2**40),
 }
 NON_EMPTY = ("queue", "dir", "api_url", "user_agent")
 

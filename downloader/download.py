@@ -33,6 +33,7 @@ from jobqueue.exceptions import AttemptSuperseded
 from . import disk, sidecar
 from .exceptions import DiskError, PermanentDownloadError, TransientDownloadError, Unreachable
 from .naming import check_url, file_name, relative
+from . import politeness
 from .politeness import HostGate, host_of
 from .runs import Runs
 from .transfer import Folder, Limits, Part, Transfer, TransferCancelled, part_for
@@ -87,7 +88,8 @@ def start_download(directory: str, link: str, run: str | None = None, max_size: 
     if size is not None:
         settled("skipped", {"status": "skipped", "file": name, "bytes": size})
         return future
-    host, gate = host_of(link), HostGate.of(job.connection) if job is not None else None
+    host = host_of(link)
+    gate = HostGate.of(job.connection) if job is not None and politeness.ENABLED else None
     if gate is not None:
         gate.enter(host)  # or Postpone: the host has its fill of requests, or asked for a pause
         future.add_done_callback(lambda _: gate.leave(host))

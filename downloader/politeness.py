@@ -35,6 +35,7 @@ from .keys import Keys
 LEASE = float(os.environ.get("DOWNLOADER_HOST_LEASE", "10"))  # seconds a silent worker's permits outlive it
 BATCH = 8  # permits (and tokens) asked for at once
 DEFAULT_PER_HOST = 16
+ENABLED = True  # a worker started with per_host = 0 keeps no books at all (no limit of its own making)
 HOSTS = Script("downloader.hosts", resources.files(__package__).joinpath("scripts/hosts.lua").read_text())
 log = logging.getLogger(__name__)
 _gates: dict[int, "HostGate"] = {}

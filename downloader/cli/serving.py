@@ -48,6 +48,7 @@ def work(settings: Settings, concurrency: int | None, burst: bool, name: str | N
     settings = settings.with_overrides(concurrency=concurrency, queue=queue,
                                        limit_rate=byte_rate(limit_rate) if limit_rate else None)
     politeness.DEFAULT_PER_HOST = settings.per_host  # for hosts no fetch named (a redirect's target)
+    politeness.ENABLED = settings.per_host > 0         # 0: this worker ignores per-host limits
     download.RECV_LIMIT = settings.limit_rate // settings.concurrency if settings.limit_rate else 0
     logging.basicConfig(level="WARNING" if quiet else "INFO", format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     disk.WORKER_ROOT = settings.root or None

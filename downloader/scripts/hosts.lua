@@ -39,6 +39,7 @@ local held_key, leases_key = key .. ':held', key .. ':leases'
 local worker, want, ttl = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local h = redis.call('HMGET', key, 'limit', 'rate', 'until', 'tokens', 'stamp')
 local limit = tonumber(h[1]) or tonumber(ARGV[6])
+if limit <= 0 then limit = math.huge end  -- 0: no limit
 local rate, untl = tonumber(h[2]) or 0, tonumber(h[3]) or 0
 
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', leases_key, '-inf', now)) do
