@@ -29,8 +29,10 @@ def test_a_host_that_allows_two_requests_never_sees_a_third_from_three_workers(r
     workers = [popen(redis_server, "work", "--quiet", "--queue", "polite", "-c", "16", "--dir", str(tmp_path), **LEASE)
                for _ in range(3)]
     try:
-        out = downloader(redis_server, "fetch", "--links", links(tmp_path, urls), "--queue", "polite", "--per-host",
-                         "2", "--dir", str(tmp_path / "dl"), timeout=120, **LEASE)
+        config = tmp_path / "polite.toml"                          # per host in the config file: this one allows 2
+        config.write_text(f'hosts = {{ "127.0.0.1:{web.url.rsplit(":", 1)[1]}" = {{ per_host = 2 }} }}\n')
+        out = downloader(redis_server, "fetch", "--links", links(tmp_path, urls), "--queue", "polite", "--config",
+                         str(config), "--dir", str(tmp_path / "dl"), timeout=120, **LEASE)
         assert out.returncode == 0, out.stdout + out.stderr
         assert "done          90" in out.stdout and "failed         0" in out.stdout
         assert web.most_in_flight <= 2 and web.refused == 0        # never over its limit: never refused
@@ -70,8 +72,10 @@ def test_a_rate_spreads_request_starts_over_the_fleet(redis_server, r, tmp_path)
                for _ in range(2)]
     try:
         out = downloader(redis_server, "fetch", "--links", links(tmp_path, urls), "--queue", "rated", "--rate", "4",
-                         "--dir", str(tmp_path / "dl"), timeout=120)
+                         "--per-host", "3", "--dir", str(tmp_path / "dl"), timeout=120)
         assert out.returncode == 0, out.stdout + out.stderr
+        host = f"downloader:host:127.0.0.1:{web.url.rsplit(':', 1)[1]}"
+        assert r.hmget(host, "limit", "rate") == [b"3", b"4.0"]      # the flags, for the whole fleet
         starts = sorted(t for t, _ in web.starts)
         assert starts[-1] - starts[0] >= 2.0                     # 16 starts at 4 a second, after a burst of 4
         assert all(sum(1 for t in starts if s <= t < s + 1.0) <= 4 + 4 for s in starts)
@@ -129,4 +133,20 @@ def test_a_dead_workers_permits_come_back_after_its_lease(redis_server, r, tmp_p
             if proc is not None and proc.poll() is None:
                 proc.kill()                                       # (a warm stop would wait for the long one)
                 proc.wait()
+        web.stop()
+
+
+def test_limit_rate_caps_one_workers_bandwidth(redis_server, r, tmp_path):
+    web = MisbehavingServer(slow_delay=0, slow_size=760)        # 1.4 MB, as fast as loopback goes
+    try:
+        run_id, _ = Runs(r).create([f"{web.url}/slow/{n}.png" for n in range(2)], "test",
+                                   Settings(queue="capped-bw", dir=str(tmp_path)))
+        start = time.monotonic()
+        out = downloader(redis_server, "work", "--burst", "--quiet", "--queue", "capped-bw", "-c", "2",
+                         "--limit-rate", "1M", "--dir", str(tmp_path), timeout=60)
+        assert out.returncode == 0 and Runs(r).progress(run_id).done == 2
+        assert time.monotonic() - start >= 2.0                   # 2.8 MB at 1 MiB/s in all: not in a flash
+        bad = downloader(redis_server, "work", "--burst", "--limit-rate", "fast", "--queue", "capped-bw")
+        assert bad.returncode == 2 and "is not a rate" in bad.stderr
+    finally:
         web.stop()
