@@ -88,7 +88,7 @@ class Producer:
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
-        self._renewer.join()
+        self._renewer.join(RELEASE_WAIT)  # a renewal stuck on a stalled link must not hold Ctrl+C up
         if not self._sealed:  # the run reads as interrupted at once, not a lease later
             releasing = threading.Thread(target=self._release, name=f"release {self.run_id}", daemon=True)
             releasing.start()

@@ -55,7 +55,7 @@ def stalled_mid_enqueue(redis_server, r, tmp_path, queue, links=5000, query="", 
                   str(tmp_path / "dl"), **env)
     wait_for(lambda: the_run(r) and r.hlen(KEYS.urls(the_run(r))), message="the first batch enqueued")
     relay.stall()
-    time.sleep(0.3)
+    time.sleep(0.5)  # (with a lease of 1 s, its renewal is stuck on the stalled link by now too)
     return fetch, relay, path
 
 
