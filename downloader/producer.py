@@ -167,6 +167,7 @@ def write_batch(runs: Runs, run_id: str, settings: Settings, batch: list[tuple[s
     have been canceled or deleted meanwhile, withdraw them. Returns how many
     were enqueued."""
     keys, connection = runs.keys, runs.connection
+    batch = list(dict(reversed(batch)).items())[::-1]  # a URL twice in one batch: once (the first)
     if only_new:
         known = connection.hmget(keys.urls(run_id), [url for url, _ in batch])
         batch = [entry for entry, have in zip(batch, known) if have is None]

@@ -37,10 +37,7 @@ def retry(runs: Runs, run_id: str, settings: Settings, only: Iterable[str] | Non
     runs.mark_many(run_id, [(url, "pending", "") for url in urls])
     queue_name = runs.queue_of(run_id)
     requeued = set(FailedJobRegistry(queue_name, connection=runs.connection).requeue_many([job_ids[u] for u in urls]))
-    gone = [u for u in urls if job_ids[u] not in requeued]
-    live = {job.id for job in Job.fetch_many([job_ids[u] for u in gone], connection=runs.connection)
-            if job is not None and job.get_status(refresh=False) in LIVE}
-    gone = [u for u in gone if job_ids[u] not in live]
+    gone = [u for u in urls if job_ids[u] not in requeued]  # (one that is live, enqueue.lua refuses to repeat)
     if gone:
         target, shown = runs.info(run_id, "target", "directory")  # where the run's files go, as its jobs say
         write_batch(runs, run_id, settings.with_overrides(queue=queue_name, dir=target or shown or settings.dir),
