@@ -184,17 +184,21 @@ def test_ctrl_c_stops_watching_and_the_run_goes_on(redis_server, r, tmp_path):
         web.stop()
 
 
-def test_a_source_that_fails_on_a_later_page_enqueues_nothing(redis_server, r, tmp_path):
+def test_a_source_that_fails_on_a_later_page_leaves_its_run_to_resume(redis_server, r, tmp_path):
     api = ScriptedApi({
         "/3/gallery/random/random/0": [(200, {}, {"data": [image(1), image(2)]})],
-        "/3/gallery/random/random/1": [(500, {}, {"data": {}})],
+        "/3/gallery/random/random/1": [(500, {}, {"data": {}}), (200, {}, {"data": [image(3)]})],
     })
     try:
         out = downloader(redis_server, "fetch", "--client-id", "x", "--api-url", api.url, "--pages", "2",
-                         "--dir", str(tmp_path))
+                         "--no-wait", "--dir", str(tmp_path))
         assert out.returncode == 1 and "HTTP 500" in out.stderr
-        assert "Nothing was enqueued (2 link(s) had been read)" in out.stderr
-        assert Queue("downloads", connection=r).count == 0 and r.zcard("downloader:runs") == 0
+        assert "stays open (interrupted) with 2 download(s) enqueued" in out.stderr       # what it read, enqueued
+        run_id = run_id_of(out.stdout)
+        assert Queue("downloads", connection=r).count == 2 and Runs(r).progress(run_id).interrupted
+        again = downloader(redis_server, "fetch", "--resume", run_id, "--client-id", "x", "--no-wait")
+        assert again.returncode == 0 and "1 more download(s) enqueued" in again.stdout, again.stderr
+        assert Queue("downloads", connection=r).count == 3 and Runs(r).progress(run_id).state == "enqueued"
     finally:
         api.stop()
 

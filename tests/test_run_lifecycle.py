@@ -44,11 +44,11 @@ def the_run(r):
     return runs[-1].decode() if runs else None
 
 
-def stalled_mid_enqueue(redis_server, r, tmp_path, queue, links=5000, query="", **env):
+def stalled_mid_enqueue(redis_server, r, tmp_path, queue, links=5000, query="", base="http://127.0.0.1:9", **env):
     """A `fetch --no-wait` of ``links`` links whose own link to Redis stalls
     once its first batch is in (the next batch hangs): (process, relay, links file)."""
     path = tmp_path / "links.txt"
-    path.write_text("\n".join(f"http://127.0.0.1:9/img/{n}.png" for n in range(links)) + "\n")
+    path.write_text("\n".join(f"{base}/img/{n}.png" for n in range(links)) + "\n")
     relay = Forwarder(redis_server.port)
     env["DOWNLOADER_REDIS_URL"] = relay.url(query=query)
     fetch = popen(redis_server, "fetch", "--links", str(path), "--no-wait", "--queue", queue, "--dir",
@@ -74,7 +74,7 @@ def test_an_interrupted_enqueue_says_how_far_it_got_and_the_same_fetch_completes
     wait_for(lambda: "interrupted" in downloader(redis_server, "status", run_id).stdout, timeout=10,
              message="the lapsed lease read as interrupted")
     status = downloader(redis_server, "status", run_id).stdout
-    assert f"interrupted while enqueuing: {enqueued} of {len(urls)} link(s) enqueued" in status, status
+    assert f"interrupted while enqueuing: {enqueued} link(s) enqueued" in status, status
     assert f"downloader fetch --resume {run_id}" in status
     assert json.loads(downloader(redis_server, "status", run_id, "--json").stdout)["state"] == "enqueuing"
     assert "interrupted" in downloader(redis_server, "runs").stdout
@@ -310,3 +310,21 @@ def test_ctrl_c_while_enqueuing_exits_130_and_says_how_to_resume_even_with_redis
     assert enqueued - BATCH <= int(said[1]) <= enqueued           # is not counted
     assert f"downloader fetch --resume {run_id}" in stderr
     wait_for(lambda: Runs(r).progress(run_id).interrupted, timeout=5, message="the run reads as interrupted")
+
+
+def test_workers_start_on_the_first_batch_while_the_rest_is_read(redis_server, r, tmp_path):
+    web = MisbehavingServer()
+    fetch, relay, _ = stalled_mid_enqueue(redis_server, r, tmp_path, "stream", 600, base=web.url)
+    worker = popen(redis_server, "work", "--quiet", "--queue", "stream", "--dir", str(tmp_path))
+    try:
+        run_id = the_run(r)
+        wait_for(lambda: Runs(r).progress(run_id).done >= 10, message="downloads while the producer is stuck")
+        assert Runs(r).progress(run_id).state == "enqueuing" and r.hlen(KEYS.urls(run_id)) < 600
+        relay.heal()
+        assert fetch.wait(timeout=30) == 0
+        wait_for(lambda: Runs(r).progress(run_id).complete, timeout=60, message="the whole run")
+    finally:
+        relay.close()
+        worker.terminate()
+        worker.wait()
+        web.stop()

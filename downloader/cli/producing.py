@@ -9,7 +9,7 @@ import click
 
 from .. import disk, politeness, repair
 from ..config import Settings
-from ..exceptions import WorkersGone
+from ..exceptions import SourceError, WorkersGone
 from ..local import LocalWorkers
 from ..politeness import host_of
 from ..producer import Producer
@@ -17,7 +17,7 @@ from ..progress import summary, watch
 from ..runs import Progress, Runs
 from ..sources.imgur.gallery import SECTIONS, SORTS, WINDOWS
 from . import common, connect, main, redis_url
-from .reading import AUTO_RESUME, Want, read, resumed_spec, source_for
+from .reading import AUTO_RESUME, Plan, Want, batches, resumed_spec, source_for
 
 
 @main.command()
@@ -79,35 +79,46 @@ def fetch(settings: Settings, urls: tuple[str, ...], client_id: str | None, api_
     source = source_for(want, spec, settings, resume_id)
     layout = spec.get("layout") or {"name": settings.name_template, "metadata": settings.metadata,
                                     "archive": settings.archive}
-    plan = read(source, layout, runs)
-    if not plan.entries and not resume_id:
+    plan = Plan(source.description, {**source.spec, "layout": layout})
+    stream = batches(source, layout, runs, plan)
+    first = first_batch(stream, plan)
+    if not first and not resume_id:
         archived = f" ({plan.archived} already in archive {layout['archive']!r}; --no-archive fetches them again)" \
             if plan.archived else ""
         click.echo(json.dumps({"runs": []}) if as_json else
                    f"{plan.description} gave nothing new to download{archived}.")
         return
-    politeness.register(runs.connection, {host: settings.host_limits(host)
-                                          for host in {host_of(url) for url, _ in plan.entries}})
     resume_id = resume_id or interrupted_run(runs, plan.spec, settings)
-    expected = len(plan.entries)
-    producer = (Producer.resume(runs, resume_id, settings, expected) if resume_id
-                else Producer.new(runs, plan.description, plan.spec, settings, expected))
-    run_id = producer.run_id
+    producer = (Producer.resume(runs, resume_id, settings) if resume_id
+                else Producer.new(runs, plan.description, plan.spec, settings))
+    run_id, local, failure = producer.run_id, None, None
+    hosts = Hosts(runs, settings)
     try:
         with producer:
-            producer.add(plan.entries)
-            if not plan.cut_short:
-                producer.seal(expected)
+            hosts.add(first)
+            producer.add(first)  # workers start on it while the rest is read
+            local = start_local_workers(workers, settings.with_overrides(queue=producer.settings.queue))
+            try:
+                for batch in stream:
+                    hosts.add(batch)
+                    producer.add(batch)
+            except SourceError as exc:
+                failure = exc
+            if not (plan.cut_short or failure):
+                producer.seal(runs.progress(run_id).total)
     except KeyboardInterrupt:
+        if local is not None:
+            local.stop()
         click.echo(f"\nInterrupted while enqueuing run {run_id} ({producer.added} new download(s) enqueued); "
                    f"`downloader fetch --resume {run_id}` enqueues the rest.", err=True)
         sys.exit(130)
-    if plan.cut_short:
-        click.echo(f"{plan.cut_short}: stopped reading early. Run {run_id} stays open (interrupted); "
-                   f"`downloader fetch --resume {run_id}` reads the rest later.", err=True)
+    if failure or plan.cut_short:
+        click.echo(f"{failure or plan.cut_short}: stopped reading after {plan.read} link(s). Run {run_id} stays "
+                   f"open (interrupted) with {producer.added} download(s) enqueued; `downloader fetch --resume "
+                   f"{run_id}` reads the rest later.", err=True)
     if not as_json:
         total = runs.progress(run_id).total
-        left_out = f"{plan.duplicates} duplicate(s) dropped" + (
+        left_out = f"{plan.read - plan.archived - producer.added} duplicate(s) dropped" + (
             f", {plan.archived} already in archive {layout['archive']!r}" if plan.archived else "")
         if resume_id:
             click.echo(f"Run {run_id} resumed: {producer.added} more download(s) enqueued on "
@@ -115,7 +126,10 @@ def fetch(settings: Settings, urls: tuple[str, ...], client_id: str | None, api_
         else:
             click.echo(f"Run {run_id}: {producer.added} download(s) enqueued on {settings.queue!r} "
                        f"from {plan.description} ({left_out})")
-    local = start_local_workers(workers, settings.with_overrides(queue=producer.settings.queue))
+    if failure:
+        if local is not None:
+            local.stop()
+        sys.exit(1)
     if no_wait:
         if as_json:
             click.echo(outcome_json(runs, [runs.progress(run_id)]))
@@ -123,6 +137,31 @@ def fetch(settings: Settings, urls: tuple[str, ...], client_id: str | None, api_
             click.echo(f"Follow it with `downloader status {run_id} --watch`.")
         return
     finish(runs, [run_id], local, quiet, as_json)
+
+
+def first_batch(stream, plan: Plan) -> list[tuple[str, dict]]:
+    """The first batch with anything to enqueue ([] when the source has
+    none). No run exists yet: a source that fails here enqueues nothing."""
+    try:
+        for batch in stream:
+            if batch:
+                return batch
+    except SourceError as exc:
+        raise click.ClickException(f"{exc}\nNothing was enqueued ({plan.read} link(s) had been read).") from None
+    return []
+
+
+class Hosts:
+    """Registers each host's limits once, as its first link is enqueued."""
+
+    def __init__(self, runs: Runs, settings: Settings) -> None:
+        self.runs, self.settings, self.seen = runs, settings, set()
+
+    def add(self, batch: list[tuple[str, dict]]) -> None:
+        new = {host_of(url) for url, _ in batch} - self.seen
+        if new:
+            politeness.register(self.runs.connection, {host: self.settings.host_limits(host) for host in new})
+            self.seen |= new
 
 
 def interrupted_run(runs: Runs, spec: dict, settings: Settings) -> str | None:

@@ -5,7 +5,8 @@ and the archive (archive.py): the (URL, job extras) pairs to enqueue."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Iterator
 
 import click
 
@@ -13,7 +14,7 @@ from ..archive import Archive
 from ..config import Settings
 from ..exceptions import SourceError
 from ..layout import Layout
-from ..producer import extras
+from ..producer import BATCH, extras
 from ..runs import Runs
 from ..sources import Item
 from ..sources.imgur import ImgurFetch, from_spec
@@ -40,12 +41,10 @@ class Want:
 
 @dataclass
 class Plan:
-    """What one fetch enqueues, and what it left out."""
+    """What one fetch read, and what it left out (counted as it streams)."""
     description: str
     spec: dict
-    entries: list[tuple[str, dict]] = field(default_factory=list)
     read: int = 0
-    duplicates: int = 0
     archived: int = 0
     cut_short: str | None = None
 
@@ -92,31 +91,46 @@ def how_to_give_links(resume_id: str | None, spec: dict, imgur_flags: bool = Fal
     return f"run {resume_id} was not made by `downloader fetch`: give its links with --links FILE"
 
 
-def read(source: LinksFile | ImgurFetch, layout: dict, runs: Runs) -> Plan:
-    """Every item of the source (a failure enqueues nothing), named, minus
-    duplicates and what the archive holds. Names are decided over all the
-    items first, so a file keeps its name whatever the archive leaves out."""
-    items: list[Item] = []
-    try:
-        items.extend(source.items())
-    except SourceError as exc:
-        raise click.ClickException(f"{exc}\nNothing was enqueued ({len(items)} link(s) had been read).") from None
-    rejected = getattr(source, "rejected", [])
-    if rejected:
-        shown = "".join(f"\n  line {n}: {line!r} ({why})" for n, line, why in rejected[:10])
-        more = f"\n  ... and {len(rejected) - 10} more" if len(rejected) > 10 else ""
-        click.echo(f"Skipped {len(rejected)} line(s) of {source.description} that are not http(s) URLs "
-                   f"(--strict makes this an error):{shown}{more}", err=True)
-    plan = Plan(source.description, {**source.spec, "layout": layout}, read=len(items),
-                cut_short=getattr(source, "cut_short", None))
-    unique = list({item.url: item for item in reversed(items)}.values())[::-1]  # the first of each URL
-    plan.duplicates = len(items) - len(unique)
+def batches(source: LinksFile | ImgurFetch, layout: dict, runs: Runs, plan: Plan) -> Iterator[list[tuple[str, dict]]]:
+    """The source's items as they are read, BATCH at a time: named, minus
+    what the archive holds, as (URL, job extras) pairs. Memory
+    stays bounded whatever the source's size (names are kept for Imgur runs,
+    to resolve collisions). Names are decided for every item, archived or
+    not, so a file keeps its name whatever the archive leaves out. A source
+    that fails has what it read so far yielded first, then its error raised.
+    A URL read twice is enqueued once: write_batch drops it, in a batch or
+    across batches (the run's URL map)."""
     names = Layout(layout.get("name") or None)
     archive = layout.get("archive") or ""
-    entries = [(item, extras(item, names, bool(layout.get("metadata")), archive)) for item in unique]
-    if archive:
-        kept = {id(item) for item in Archive(runs.connection, archive, runs.keys).missing(unique)}
-        plan.archived = len(entries) - len(kept)
-        entries = [(item, more) for item, more in entries if id(item) in kept]
-    plan.entries = [(item.url, more) for item, more in entries]
-    return plan
+    metadata = bool(layout.get("metadata"))
+    store = Archive(runs.connection, archive, runs.keys) if archive else None
+    chunk: list[Item] = []
+
+    def ready() -> list[tuple[str, dict]]:
+        named = [(item, extras(item, names, metadata, archive)) for item in chunk]  # (write_batch drops repeats)
+        if store is not None:
+            kept = {id(item) for item in store.missing(chunk)}
+            plan.archived += len(named) - len(kept)
+            named = [(item, more) for item, more in named if id(item) in kept]
+        chunk.clear()
+        return [(item.url, more) for item, more in named]
+
+    try:
+        for item in source.items():
+            plan.read += 1
+            chunk.append(item)
+            if len(chunk) == BATCH:
+                yield ready()
+    except SourceError:
+        if chunk:
+            yield ready()
+        raise
+    if chunk:
+        yield ready()
+    plan.cut_short = getattr(source, "cut_short", None)
+    rejected, count = getattr(source, "rejected", []), getattr(source, "rejected_count", 0)
+    if count:
+        shown = "".join(f"\n  line {n}: {line!r} ({why})" for n, line, why in rejected)
+        more = f"\n  ... and {count - len(rejected)} more" if count > len(rejected) else ""
+        click.echo(f"Skipped {count} line(s) of {source.description} that are not http(s) URLs "
+                   f"(--strict makes this an error):{shown}{more}", err=True)

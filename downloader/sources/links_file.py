@@ -14,15 +14,26 @@ from ..naming import check_url
 from . import Item
 
 
+SHOWN = 10  # rejected lines kept to show; the rest are counted
+
+
 class LinksFile:
     def __init__(self, path: str, strict: bool = False) -> None:
         self.path, self.strict = path, strict
         self.description = "stdin" if path == "-" else f"links file {path}"
         # how `fetch --resume` reads it again
         self.spec = {"kind": "stdin"} if path == "-" else {"kind": "links", "path": os.path.abspath(path)}
-        self.rejected: list[tuple[int, str, str]] = []  # (line number, line, why)
+        self.rejected: list[tuple[int, str, str]] = []  # (line number, line, why) of the first SHOWN
+        self.rejected_count = 0
 
     def items(self) -> Iterator[Item]:
+        """A file is read twice: whole first, keeping nothing, so that an
+        encoding error or a --strict refusal enqueues nothing; then as a
+        stream. Stdin cannot be read twice: it is streamed at once."""
+        if self.path != "-":
+            for _ in self.links():
+                pass
+            self.rejected, self.rejected_count = [], 0
         for url in self.links():
             yield Item(url)
 
@@ -43,7 +54,9 @@ class LinksFile:
                     if self.strict:
                         raise SourceError(f"{self.description}, line {number}: {line[:200]!r} is not a URL to "
                                           f"download ({why}); fix or remove it (or drop --strict)") from None
-                    self.rejected.append((number, line[:200], why))
+                    self.rejected_count += 1
+                    if len(self.rejected) < SHOWN:  # a huge file of junk must not fill the memory
+                        self.rejected.append((number, line[:200], why))
 
     def _decode(self, raw: bytes, number: int) -> str:
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
