@@ -328,3 +328,26 @@ def test_workers_start_on_the_first_batch_while_the_rest_is_read(redis_server, r
         worker.terminate()
         worker.wait()
         web.stop()
+
+
+def test_reading_holds_one_batch_at_a_time_however_long_the_source(r, tmp_path):
+    import tracemalloc
+    from downloader.cli.reading import Plan, batches
+    from downloader.sources import Item
+
+    class Endless:
+        description, spec = "a long links file", {"kind": "links"}
+
+        def items(self):
+            for n in range(300_000):
+                yield Item(f"https://example.com/a/long/path/to/image-{n:07d}.jpg")
+
+    plan = Plan("a long links file", {})
+    tracemalloc.start()
+    try:
+        sizes = [len(batch) for batch in batches(Endless(), {"archive": ""}, Runs(r), plan)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert plan.read == 300_000 and sizes == [200] * 1500
+    assert peak < 5 * 2**20, peak          # 300,000 URLs held at once would take some 60 MB
