@@ -11,7 +11,7 @@ from jobqueue.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJo
 from .config import Settings
 from .exceptions import NotInRun, RunCanceled
 from .keys import STATES
-from .producer import write_batch
+from .producer import BATCH, write_batch
 from .runs import Runs, job_id, reason_of
 
 LIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED}  # a job to leave alone
@@ -40,8 +40,10 @@ def retry(runs: Runs, run_id: str, settings: Settings, only: Iterable[str] | Non
     gone = [u for u in urls if job_ids[u] not in requeued]  # (one that is live, enqueue.lua refuses to repeat)
     if gone:
         target, shown = runs.info(run_id, "target", "directory")  # where the run's files go, as its jobs say
-        write_batch(runs, run_id, settings.with_overrides(queue=queue_name, dir=target or shown or settings.dir),
-                    list(zip(gone, runs.extras_of(run_id, gone))), only_new=False)  # same names, same sidecars
+        where = settings.with_overrides(queue=queue_name, dir=target or shown or settings.dir)
+        entries = list(zip(gone, runs.extras_of(run_id, gone)))  # same names, same sidecars
+        for start in range(0, len(entries), BATCH):
+            write_batch(runs, run_id, where, entries[start:start + BATCH], only_new=False)
     return urls
 
 

@@ -201,7 +201,8 @@ class Runs:
 
     def extras_of(self, run_id: str, urls: list[str]) -> list[dict | None]:
         """Each URL's job extras, None for a URL not in the run."""
-        values = self.connection.hmget(self.keys.urls(run_id), urls)
+        values = [v for start in range(0, len(urls), 1000)  # no command of unbounded size
+                  for v in self.connection.hmget(self.keys.urls(run_id), urls[start:start + 1000])]
         return [None if v is None else json.loads(text(v) or "{}") for v in values]
 
 

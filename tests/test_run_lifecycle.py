@@ -351,3 +351,15 @@ def test_reading_holds_one_batch_at_a_time_however_long_the_source(r, tmp_path):
         tracemalloc.stop()
     assert plan.read == 300_000 and sizes == [200] * 1500
     assert peak < 5 * 2**20, peak          # 300,000 URLs held at once would take some 60 MB
+
+
+def test_retry_reenqueues_more_vanished_jobs_than_a_batch_each_once(r, tmp_path):
+    from downloader import repair
+    runs = Runs(r)
+    urls = [f"http://127.0.0.1:9/img/v{n}.png" for n in range(450)]
+    run_id, _ = runs.create(urls, "test", Settings(queue="many-gone", dir=str(tmp_path)))
+    assert Queue("many-gone", connection=r).empty() == 450
+    assert repair.settle_vanished(runs, run_id) == 450 and runs.progress(run_id).failed == 450
+    assert len(repair.retry(runs, run_id, Settings())) == 450
+    queued = queued_ids(r, "many-gone")
+    assert len(queued) == len(set(queued)) == 450 and runs.progress(run_id).failed == 0
