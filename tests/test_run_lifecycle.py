@@ -363,3 +363,17 @@ def test_retry_reenqueues_more_vanished_jobs_than_a_batch_each_once(r, tmp_path)
     assert len(repair.retry(runs, run_id, Settings())) == 450
     queued = queued_ids(r, "many-gone")
     assert len(queued) == len(set(queued)) == 450 and runs.progress(run_id).failed == 0
+
+
+def test_a_link_repeated_across_batches_and_across_a_resume_is_enqueued_once(redis_server, r, tmp_path):
+    urls = [f"http://127.0.0.1:9/img/d{n}.png" for n in range(500)]
+    links = tmp_path / "links.txt"
+    links.write_text("\n".join(urls + urls[::-1] + urls[:250]) + "\n")      # each link 2-3 times, batches apart
+    out = downloader(redis_server, "fetch", "--links", str(links), "--no-wait", "--queue", "dedup", "--dir",
+                     str(tmp_path / "dl"))
+    assert out.returncode == 0 and "500 download(s) enqueued" in out.stdout and "750 duplicate(s)" in out.stdout
+    run_id = run_id_of(out.stdout)
+    again = downloader(redis_server, "fetch", "--resume", run_id, "--no-wait")
+    assert again.returncode == 0 and "0 more download(s) enqueued" in again.stdout and "(500 in all)" in again.stdout
+    queued = queued_ids(r, "dedup")
+    assert len(queued) == len(set(queued)) == 500 and r.hlen(KEYS.urls(run_id)) == 500
