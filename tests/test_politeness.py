@@ -3,6 +3,7 @@ Retry-After shared by every worker, at no round trip per file. Real
 workers, a real Redis, real local servers."""
 
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -17,6 +18,19 @@ from tests.test_downloader_e2e import downloader, run_id_of
 LEASE = {"DOWNLOADER_HOST_LEASE": "1.5"}  # permits and throttles travel within half a second
 
 
+@contextmanager
+def fleet(redis_server, tmp_path, queue, count, slots):
+    """``count`` `downloader work` processes on ``queue``, stopped (warm) at the end, and the server with them."""
+    workers = [popen(redis_server, "work", "--quiet", "--queue", queue, "-c", str(slots), "--dir", str(tmp_path),
+                     **LEASE) for _ in range(count)]
+    try:
+        yield workers
+    finally:
+        for w in workers:
+            w.terminate()
+            w.wait()
+
+
 def links(tmp_path, urls):
     path = tmp_path / "links.txt"
     path.write_text("\n".join(urls) + "\n")
@@ -26,21 +40,17 @@ def links(tmp_path, urls):
 def test_a_host_that_allows_two_requests_never_sees_a_third_from_three_workers(redis_server, r, tmp_path):
     web = MisbehavingServer()
     urls = [f"{web.url}/capped/{n}.png" for n in range(90)]
-    workers = [popen(redis_server, "work", "--quiet", "--queue", "polite", "-c", "16", "--dir", str(tmp_path), **LEASE)
-               for _ in range(3)]
     try:
-        config = tmp_path / "polite.toml"                          # per host in the config file: this one allows 2
-        config.write_text(f'hosts = {{ "127.0.0.1:{web.url.rsplit(":", 1)[1]}" = {{ per_host = 2 }} }}\n')
-        out = downloader(redis_server, "fetch", "--links", links(tmp_path, urls), "--queue", "polite", "--config",
-                         str(config), "--dir", str(tmp_path / "dl"), timeout=120, **LEASE)
-        assert out.returncode == 0, out.stdout + out.stderr
-        assert "done          90" in out.stdout and "failed         0" in out.stdout
-        assert web.most_in_flight <= 2 and web.refused == 0        # never over its limit: never refused
-        assert len(list((tmp_path / "dl").iterdir())) == 90
+        with fleet(redis_server, tmp_path, "polite", 3, 16):
+            config = tmp_path / "polite.toml"                          # per host in the config file: this one allows 2
+            config.write_text(f'hosts = {{ "127.0.0.1:{web.url.rsplit(":", 1)[1]}" = {{ per_host = 2 }} }}\n')
+            out = downloader(redis_server, "fetch", "--links", links(tmp_path, urls), "--queue", "polite", "--config",
+                             str(config), "--dir", str(tmp_path / "dl"), timeout=120, **LEASE)
+            assert out.returncode == 0, out.stdout + out.stderr
+            assert "done          90" in out.stdout and "failed         0" in out.stdout
+            assert web.most_in_flight <= 2 and web.refused == 0        # never over its limit: never refused
+            assert len(list((tmp_path / "dl").iterdir())) == 90
     finally:
-        for w in workers:
-            w.terminate()
-            w.wait()
         web.stop()
 
 
@@ -48,41 +58,33 @@ def test_a_retry_after_from_a_host_pauses_it_for_every_worker_and_status_says_so
     web = MisbehavingServer()
     urls = [f"{web.url}/pause-once/{n}.png" for n in range(40)]
     run_id, _ = Runs(r).create(urls, "test", Settings(queue="pause", dir=str(tmp_path)))
-    workers = [popen(redis_server, "work", "--quiet", "--queue", "pause", "-c", "4", "--dir", str(tmp_path), **LEASE)
-               for _ in range(2)]
     try:
-        wait_for(lambda: web.paused_at is not None, message="the host asked for a pause")
-        status = downloader(redis_server, "status", run_id).stdout
-        assert f"Host 127.0.0.1:{web.url.rsplit(':', 1)[1]} asked for a pause (Retry-After)" in status, status
-        wait_for(lambda: Runs(r).progress(run_id).complete, timeout=60, message="the run complete")
-        during = [t for t, _ in web.starts if web.paused_at + 0.8 < t < web.paused_at + 2.7]
-        assert during == []                    # once the word went round, nobody called it until the time it named
-        assert Runs(r).progress(run_id).done == 40 and Runs(r).progress(run_id).failed == 0
+        with fleet(redis_server, tmp_path, "pause", 2, 4):
+            wait_for(lambda: web.paused_at is not None, message="the host asked for a pause")
+            status = downloader(redis_server, "status", run_id).stdout
+            assert f"Host 127.0.0.1:{web.url.rsplit(':', 1)[1]} asked for a pause (Retry-After)" in status, status
+            wait_for(lambda: Runs(r).progress(run_id).complete, timeout=60, message="the run complete")
+            during = [t for t, _ in web.starts if web.paused_at + 0.8 < t < web.paused_at + 2.7]
+            assert during == []                    # once the word went round, nobody called it until the time it named
+            assert Runs(r).progress(run_id).done == 40 and Runs(r).progress(run_id).failed == 0
     finally:
-        for w in workers:
-            w.terminate()
-            w.wait()
         web.stop()
 
 
 def test_a_rate_spreads_request_starts_over_the_fleet(redis_server, r, tmp_path):
     web = MisbehavingServer()
     urls = [f"{web.url}/img/rate{n}.png" for n in range(16)]
-    workers = [popen(redis_server, "work", "--quiet", "--queue", "rated", "-c", "8", "--dir", str(tmp_path), **LEASE)
-               for _ in range(2)]
     try:
-        out = downloader(redis_server, "fetch", "--links", links(tmp_path, urls), "--queue", "rated", "--rate", "4",
-                         "--per-host", "3", "--dir", str(tmp_path / "dl"), timeout=120)
-        assert out.returncode == 0, out.stdout + out.stderr
-        host = f"downloader:host:127.0.0.1:{web.url.rsplit(':', 1)[1]}"
-        assert r.hmget(host, "limit", "rate") == [b"3", b"4.0"]      # the flags, for the whole fleet
-        starts = sorted(t for t, _ in web.starts)
-        assert starts[-1] - starts[0] >= 2.0                     # 16 starts at 4 a second, after a burst of 4
-        assert all(sum(1 for t in starts if s <= t < s + 1.0) <= 4 + 4 for s in starts)
+        with fleet(redis_server, tmp_path, "rated", 2, 8):
+            out = downloader(redis_server, "fetch", "--links", links(tmp_path, urls), "--queue", "rated", "--rate", "4",
+                             "--per-host", "3", "--dir", str(tmp_path / "dl"), timeout=120)
+            assert out.returncode == 0, out.stdout + out.stderr
+            host = f"downloader:host:127.0.0.1:{web.url.rsplit(':', 1)[1]}"
+            assert r.hmget(host, "limit", "rate") == [b"3", b"4.0"]      # the flags, for the whole fleet
+            starts = sorted(t for t, _ in web.starts)
+            assert starts[-1] - starts[0] >= 2.0                     # 16 starts at 4 a second, after a burst of 4
+            assert all(sum(1 for t in starts if s <= t < s + 1.0) <= 4 + 4 for s in starts)
     finally:
-        for w in workers:
-            w.terminate()
-            w.wait()
         web.stop()
 
 
