@@ -3,3 +3,9 @@
 
 def noop():
     return None
+
+
+def stamp():
+    """When a worker started it (wall clock of this machine): the fleet benchmark's wake-up."""
+    import time
+    return time.time()
