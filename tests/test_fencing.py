@@ -84,7 +84,7 @@ def test_a_paused_worker_comes_back_to_find_its_job_taken_and_its_outcome_droppe
 
 def test_a_worker_stalled_on_its_link_past_its_deadline_has_its_outcome_dropped(redis_server, r, workers, tmp_path):
     q, log = Queue(connection=r), tmp_path / "attempts.log"
-    job = q.enqueue(jobs.tracked, str(log), "j", 2.5, on_success=jobs.count_success)
+    job = q.enqueue(jobs.tracked, str(log), "j", 6.0, on_success=jobs.count_success)  # outlasts a slow reap
     link = Forwarder(redis_server.port)
     try:
         cut_off = workers.start(link.url())
