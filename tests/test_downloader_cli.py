@@ -386,9 +386,10 @@ def test_the_bar_keeps_what_matters_at_80_columns_and_plain_lines_elsewhere(redi
     later, pair = runs2.create(["http://h/p1.png", "http://h/p2.png"], "test", Settings(queue="term", dir=str(tmp_path)))
     runs2.mark(later, pair[0], "done", 10)
     piped = popen(redis_server, "status", later, "--watch")                # not a terminal: plain lines
-    time.sleep(1.0)
+    first = piped.stderr.readline()                                        # it has shown the run half done
     runs2.mark(later, pair[1], "done", 10)
     _, stderr = piped.communicate(timeout=30)
+    stderr = first + stderr
     assert f"run {later}: 50% (1/2), done 1" in stderr and f"run {later}: 100% (2/2), done 2" in stderr
     assert "\r" not in stderr
 
