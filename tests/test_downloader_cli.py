@@ -267,11 +267,13 @@ def test_status_marks_a_silent_worker_and_ctrl_c_exits_130(redis_server, r, tmp_
     Queue("silent", connection=r).enqueue_in(timedelta(hours=1), "tests.jobs.add", 1, 2)  # yet the run waits
     worker = popen(redis_server, "work", "--queue", "silent", "--dir", str(tmp_path),
                    JOBQUEUE_HEARTBEAT_TTL="30")            # its entry outlives it: only the silence tells
-    wait_for(lambda: any("silent" in w.queues for w in list_workers(r)), message="worker registered")
-    alive = downloader(redis_server, "status", run_id).stdout
-    assert "(idle, last beat 0 s ago" in alive, alive
-    worker.kill()
-    worker.wait()
+    try:
+        wait_for(lambda: any("silent" in w.queues for w in list_workers(r)), message="worker registered")
+        alive = downloader(redis_server, "status", run_id).stdout
+        assert "(idle, last beat 0 s ago" in alive, alive
+    finally:
+        worker.kill()                                      # (also when the test fails: no worker left behind)
+        worker.wait()
     time.sleep(2.0)                                        # more than two beats (0.3 s) and a second
     dead = downloader(redis_server, "status", run_id).stdout
     assert "(not responding, last beat 2 s ago" in dead or "(not responding, last beat 3 s ago" in dead, dead

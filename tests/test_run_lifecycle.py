@@ -104,8 +104,8 @@ def test_fetch_resume_finishes_an_interrupted_run_and_a_watch_never_waits_for_wh
     with Producer.new(runs, f"links file {links}", {"kind": "links", "path": str(links)}, settings, 30) as producer:
         producer.add(urls[:10])                                   # and then the producer stopped (no seal)
     run_id = producer.run_id
+    worker = popen(redis_server, "work", "--queue", "resume2", "--dir", str(folder))
     try:
-        worker = popen(redis_server, "work", "--queue", "resume2", "--dir", str(folder))
         watched = downloader(redis_server, "status", run_id, "--watch", timeout=60)
         assert watched.returncode == 1                            # it ends: the other 20 jobs do not exist
         assert "done          10" in watched.stdout and "interrupted while enqueuing: 10 of 30" in watched.stdout
@@ -124,6 +124,9 @@ def test_fetch_resume_finishes_an_interrupted_run_and_a_watch_never_waits_for_wh
         done = downloader(redis_server, "fetch", "--resume", run_id, "--no-wait")
         assert done.returncode == 0 and "0 more download(s)" in done.stdout
     finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
         web.stop()
 
 
