@@ -79,6 +79,11 @@ class _Host:
     calm_at: float = 0.0   # monotonic time before which the host is throttled
 
 
+def _short(h: _Host) -> bool:
+    """No permit (or no token) left for one more request."""
+    return h.in_use >= h.held or (h.limited and h.tokens <= 0)
+
+
 class HostGate:
     """One per worker process (and Redis client)."""
 
@@ -87,7 +92,8 @@ class HostGate:
         self.default_limit = default_limit or DEFAULT_PER_HOST  # for a host no fetch named
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.hosts: dict[str, _Host] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()     # the books, held briefly
+        self.asking = threading.Lock()   # one lease round trip at a time
         self._keeper: threading.Thread | None = None
 
     @classmethod
@@ -102,12 +108,9 @@ class HostGate:
         """Take a permit (and a token) for one request to ``host``, or raise Postpone."""
         with self.lock:
             h = self.hosts.setdefault(host, _Host())
+        wait = self._lease(host, None, BATCH) if _short(h) else 0.0
+        with self.lock:
             now = time.monotonic()
-            if h.in_use >= h.held or (h.limited and h.tokens <= 0):
-                wait = self._lease(host, h, h.in_use + BATCH, BATCH if h.limited or not h.held else 0)
-                now = time.monotonic()
-            else:
-                wait = 0.0
             if h.calm_at > now:
                 raise Postpone(f"{host} asked to be left alone (Retry-After)", h.calm_at - now)
             if h.in_use >= h.held:
@@ -136,15 +139,28 @@ class HostGate:
         except redis.exceptions.RedisError as exc:
             log.warning("Could not tell the fleet that %s asked for a pause (%s)", host, exc)
 
-    def _lease(self, host: str, h: _Host, want: int, tokens: int) -> float:
-        """One round trip: hold ``want`` permits in all, take ``tokens``;
-        learn the host's throttle. Returns seconds until the next token."""
-        held, calm, granted, wait, rate = HOSTS(self.connection, "lease", self.keys.host(host), self.worker, want,
-                                                LEASE, self.default_limit, tokens)
-        h.held, h.limited = int(held), float(rate) > 0
-        h.tokens = int(granted) if h.limited else 0
-        if float(calm) > 0:
-            h.calm_at = max(h.calm_at, time.monotonic() + float(calm))
+    def _lease(self, host: str, want: int | None, tokens: int) -> float:
+        """One round trip: hold ``want`` permits in all (None: 8 more than in
+        use, and only if still short when its turn comes: another thread may
+        have leased meanwhile), take ``tokens``; learn the host's throttle.
+        Returns seconds until the next token. Round trips go one at a time,
+        and never under ``lock``: leave(), called on the transfer loop's
+        thread, never waits for Redis."""
+        with self.asking:
+            if want is None:
+                with self.lock:
+                    h = self.hosts.setdefault(host, _Host())
+                    if not _short(h):
+                        return 0.0
+                    want, tokens = h.in_use + BATCH, tokens if h.limited or not h.held else 0
+            held, calm, granted, wait, rate = HOSTS(self.connection, "lease", self.keys.host(host), self.worker, want,
+                                                    LEASE, self.default_limit, tokens)
+            with self.lock:
+                h = self.hosts.setdefault(host, _Host())
+                h.held, h.limited = int(held), float(rate) > 0
+                h.tokens = int(granted) if h.limited else 0
+                if float(calm) > 0:
+                    h.calm_at = max(h.calm_at, time.monotonic() + float(calm))
         return float(wait)
 
     def _keep(self) -> None:
@@ -154,15 +170,20 @@ class HostGate:
 
     def _renew(self) -> None:
         """Every third of the lease: keep the permits recently used, give
-        back the rest, learn of throttles; forget hosts no longer used."""
+        back the rest (locally first, so no request starts on a permit being
+        given back), learn of throttles; forget hosts no longer used."""
         while True:
             time.sleep(LEASE / 3)
             with self.lock:
+                keep = {host: max(h.peak, h.in_use) for host, h in self.hosts.items()}
+                for host, h in self.hosts.items():
+                    h.held, h.peak = min(h.held, keep[host]), h.in_use
+            for host, want in keep.items():
+                try:
+                    self._lease(host, want, 0)
+                except redis.exceptions.RedisError:
+                    continue  # the lease outlives a short outage; a long one lapses, as for a dead worker
+            with self.lock:
                 for host, h in list(self.hosts.items()):
-                    try:
-                        self._lease(host, h, max(h.peak, h.in_use), 0)
-                    except redis.exceptions.RedisError:
-                        continue  # the lease outlives a short outage; a long one lapses, as for a dead worker
-                    h.peak = h.in_use
                     if not h.held and not h.in_use and h.calm_at <= time.monotonic():
                         del self.hosts[host]
