@@ -31,7 +31,7 @@ from jobqueue import get_current_job
 from jobqueue.exceptions import AttemptSuperseded
 
 from . import disk, sidecar
-from .exceptions import DiskError, PermanentDownloadError, TransientDownloadError, Unreachable
+from .exceptions import DiskError, TransientDownloadError, Unreachable
 from .naming import check_url, file_name, relative
 from . import politeness
 from .politeness import HostGate, host_of
@@ -92,13 +92,15 @@ def start_download(directory: str, link: str, run: str | None = None, max_size: 
     gate = HostGate.of(job.connection) if job is not None and politeness.ENABLED else None
     if gate is not None:
         gate.enter(host)  # or Postpone: the host has its fill of requests, or asked for a pause
-        future.add_done_callback(lambda _: gate.leave(host))
     try:
         part = part_for(folder, name, job.id if job is not None else None, job.attempt if job is not None else 0,
                         limits)
     except BaseException:
-        _resolve(future, PermanentDownloadError("no part file"))  # lets the permit go
+        if gate is not None:
+            gate.leave(host)
         raise
+    if gate is not None:
+        future.add_done_callback(lambda _: gate.leave(host))  # the permit goes with the download
 
     def finished(nbytes: int | None, error: BaseException | None) -> None:
         """On the loop's thread, once the part is ours alone again."""
