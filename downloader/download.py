@@ -1,4 +1,6 @@
 """download_link: the job. Fetch one URL into the shared directory, safely.
+(A run enqueues ``download_for_run``: the same, with what the run's links
+share read from the run.)
 
 - Each attempt streams into a part file of its own (transfer/part.py) and
   renames it into place only once its real size matches what the server
@@ -31,7 +33,7 @@ from jobqueue import get_current_job
 from jobqueue.exceptions import AttemptSuperseded
 
 from . import disk, sidecar
-from .exceptions import DiskError, TransientDownloadError, Unreachable
+from .exceptions import DiskError, DownloaderError, TransientDownloadError, Unreachable
 from .naming import check_url, file_name, relative
 from . import politeness
 from .politeness import HostGate, host_of
@@ -147,6 +149,19 @@ def download_link(directory: str, link: str, run: str | None = None, **options: 
     returns what happened."""
     future = start_download(directory, link, run, **options)
     return future if get_current_job() is not None else future.result()
+
+
+def download_for_run(link: str, run: str, **extras: Any) -> dict | Future:
+    """The job ``fetch`` enqueues, compact: it carries its URL, its run and
+    what is its own (name, sidecar fields, archive item); what all of the
+    run's downloads share (directory, limits, archive) is the run's, read
+    once per worker process."""
+    job = get_current_job()
+    if job is None:
+        raise DownloaderError(f"download_for_run reads run {run} from its worker's Redis: call it in a worker, or "
+                              f"call download_link(directory, link) to download one link here")
+    options = {**Runs.of(job.connection).job_options(run), **extras}
+    return download_link(options.pop("dir"), link, run, **options)
 
 
 def _settle_part(part: Part, folder: Folder, exc: BaseException) -> None:

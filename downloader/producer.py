@@ -27,13 +27,12 @@ from .config import Settings
 from .exceptions import RunBusy, RunCanceled
 from .archive import member as archive_member
 from .layout import Layout
-from .runs import DELETED, Runs, job_id
+from .runs import DELETED, RUN_JOB, Runs, job_id
 from .sources import Item
 
 LEASE = float(os.environ.get("DOWNLOADER_PRODUCER_LEASE", "10"))  # seconds a silent producer keeps its run
 RELEASE_WAIT = 1.0  # seconds an interrupted producer waits to hand its lease back
 BATCH = 200  # links per MULTI/EXEC: workers start on the first batch, not after the last
-DOWNLOAD_FUNC = "downloader.download.download_link"
 LEASE_SCRIPT = Script("downloader.lease", resources.files(__package__).joinpath("scripts/lease.lua").read_text())
 
 
@@ -62,7 +61,7 @@ class Producer:
         pipe.hset(keys.run(run_id), mapping={
             "id": run_id, "created": time.time(), "source": source, "spec": json.dumps(spec), "directory": shown,
             "target": carried, "queue": settings.queue, "bytes": 0, "state": "enqueuing",
-            "keep": settings.keep_runs, "expected": expected})
+            "keep": settings.keep_runs, "expected": expected, "job": _encode(job_options(settings, carried))})
         pipe.set(keys.producer(run_id), token, px=int(LEASE * 1000))
         pipe.zadd(keys.runs, {run_id: time.time()})
         pipe.execute()
@@ -80,6 +79,8 @@ class Producer:
                           f"(`downloader status {run_id}`), or stop that one first")
         if expected:
             runs.connection.hset(runs.keys.run(run_id), "expected", expected)
+        # a run made before its jobs were compact gets its options now (a made run's never change)
+        runs.connection.hsetnx(runs.keys.run(run_id), "job", _encode(job_options(settings, target or shown)))
         return cls(runs, run_id, settings.with_overrides(queue=queue, dir=target or shown), token)
 
     def __enter__(self) -> "Producer":
@@ -155,7 +156,7 @@ def extras(item: Item, layout: Layout | None = None, metadata: bool = False, arc
     if metadata:
         out["meta"] = {k: v for k, v in item.fields().items() if v not in ("", 0) and k != "ext"}
     if archive and archive_member(item):
-        out["archive"], out["item"] = archive, archive_member(item)
+        out["item"] = archive_member(item)  # recorded in the run's archive (job_options)
     return out
 
 
@@ -188,14 +189,21 @@ def write_batch(runs: Runs, run_id: str, settings: Settings, batch: list[tuple[s
     return len(batch)
 
 
+def job_options(s: Settings, directory: str) -> dict[str, Any]:
+    """What every download of a run shares, recorded once on the run
+    (``Runs.job_options``) instead of in each of its jobs."""
+    return {"dir": directory, "max_size": s.max_size, "connect_timeout": s.connect_timeout,
+            "read_timeout": s.read_timeout, "check_image": s.check_image, "user_agent": s.user_agent,
+            "max_retry_after": s.max_retry_after, "archive": s.archive}
+
+
 def _job(run_id: str, s: Settings, url: str, more: dict, id_: str):
-    options = {"run": run_id, "max_size": s.max_size, "connect_timeout": s.connect_timeout,
-               "read_timeout": s.read_timeout, "check_image": s.check_image, "user_agent": s.user_agent,
-               "max_retry_after": s.max_retry_after, **more}
+    """A compact job: its URL, its run and its own extras; jobqueue stores the
+    options every download shares (function, retries, timeouts) once."""
     retry = Retry(max=s.retries, interval=s.retry_intervals) if s.retries > 0 else None
-    return Queue.prepare_data(DOWNLOAD_FUNC, (s.dir, url), options, job_id=id_, retry=retry,
+    return Queue.prepare_data(RUN_JOB, (url, run_id), more, job_id=id_, retry=retry,
                               timeout=s.job_timeout, on_failure="downloader.runs.on_download_failed",
-                              failure_ttl=int(s.keep_runs) or None, description=f"download {url}")
+                              failure_ttl=int(s.keep_runs) or None)
 
 
 def _withdraw(runs: Runs, run_id: str, queue: Queue, ids: list[str], state: str | None, keep: float) -> None:

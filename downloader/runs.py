@@ -31,6 +31,8 @@ _RUN_LIB = _SCRIPTS.joinpath("run.lua").read_text()
 MARK = Script("downloader.mark", _RUN_LIB + _SCRIPTS.joinpath("mark.lua").read_text())
 STATE = Script("downloader.state", _RUN_LIB + _SCRIPTS.joinpath("state.lua").read_text())
 DELETED = "deleted"  # the state of a deleted run's tombstone
+RUN_JOB = "downloader.download.download_for_run"  # the compact job a run's links become
+_job_options: dict[str, dict] = {}  # run id -> what its downloads share (fixed when the run is made)
 
 
 @dataclass
@@ -100,6 +102,21 @@ class Runs:
         if runs is None or runs.connection is not connection:
             runs = _by_connection[id(connection)] = cls(connection)
         return runs
+
+    def job_options(self, run_id: str) -> dict:
+        """What every download of the run shares (directory, limits, archive),
+        as its producer recorded it: read once per process, since it never
+        changes, so a run's job carries only its URL and what is its own."""
+        options = _job_options.get(run_id)
+        if options is None:
+            raw = text(self.connection.hget(self.keys.run(run_id), "job"))
+            if raw is None:
+                raise PermanentDownloadError(f"run {run_id} is gone (deleted or expired) or was written by an older "
+                                             f"downloader: its download options are missing; start a new run")
+            if len(_job_options) >= 1024:
+                _job_options.clear()
+            options = _job_options[run_id] = json.loads(raw)
+        return options
 
     def create(self, urls, source: str, settings) -> tuple[str, list[str]]:
         """A whole run in one call (a producer that reads, enqueues and seals):
@@ -209,16 +226,29 @@ class Runs:
 def on_download_failed(job: Job, connection: redis.Redis, exc_type, exc, traceback) -> None:
     """jobqueue calls this in the worker once a download has failed for good:
     the run learns why, and the partial file goes."""
-    directory, link = job.args[0], job.args[1]
     try:
-        folder, name = place(disk.directory_for(directory), link, job.kwargs.get("name"))
+        directory, link, run_id, options = call_of(job, connection)
+    except PermanentDownloadError:
+        return  # the run is gone: nobody to tell
+    try:
+        folder, name = place(disk.directory_for(directory), link, options.get("name"))
         discard_parts(folder, name, job.id, job.attempt)
     except PermanentDownloadError:
         pass  # unreachable, or a name refused: nothing of it can be here
-
-    run_id = job.kwargs.get("run")
     if run_id:
         Runs.of(connection).mark(run_id, link, "failed", reason=reason_of(str(exc)))
+
+
+def call_of(job: Job, connection: redis.Redis) -> tuple[str, str, str | None, dict]:
+    """(directory, link, run id, options) of a download job of either shape:
+    a run's compact job (link, run id; the rest is the run's) or a whole call
+    of ``download_link(directory, link, run=..., ...)``."""
+    if job.func_name == RUN_JOB:
+        link, run_id = job.args[0], job.args[1]
+        options = {**Runs.of(connection).job_options(run_id), **job.kwargs}
+        return options.pop("dir"), link, run_id, options
+    options = dict(job.kwargs)
+    return job.args[0], job.args[1], options.pop("run", None), options
 
 
 def reason_of(text: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable
 
 import redis
 
-from . import timeutil
+from . import compact, timeutil
 from .backend import Backend, text, text_dict
 from .exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from .imports import func_path
@@ -75,19 +75,22 @@ class Job:
                on_success: Callable[..., Any] | str | None = None,
                on_failure: Callable[..., Any] | str | None = None) -> "Job":
         """Build a job in memory; serializing here makes a bad argument fail at
-        enqueue time. Optional fields left at their default are not stored."""
+        enqueue time. Optional fields left at their default are not stored,
+        and what is stored is laid out compactly (compact.py)."""
         job = cls(id, connection)
         path = func_path(func)
         args, kwargs = tuple(args), dict(kwargs or {})
         ser = get_serializer(serializer)
         fields = {
             "id": job.id, "func": path, "data": ser.dumps([list(args), kwargs]), "serializer": ser.name,
-            "description": description or _describe(path, args, kwargs), "origin": origin,
+            "origin": origin,
             "status": JobStatus.QUEUED.value, "created_at": created_at or timeutil.iso(),
             "timeout": _ttl_text(DEFAULT_TIMEOUT if timeout is None else timeout, "timeout", 1),
             "result_ttl": _ttl_text(DEFAULT_RESULT_TTL if result_ttl is None else result_ttl, "result_ttl"),
             "failure_ttl": _ttl_text(DEFAULT_FAILURE_TTL if failure_ttl is None else failure_ttl, "failure_ttl"),
         }
+        if description:
+            fields["description"] = description
         if ttl is not None:
             fields["ttl"] = _ttl_text(ttl, "ttl", 1)
         if meta:
@@ -104,8 +107,10 @@ class Job:
 
     @classmethod
     def from_fields(cls, backend: Backend, fields: dict[str, str]) -> "Job":
+        """A job from its fields, as stored (with its shared options in front,
+        as a worker's fetch returns them) or as read before."""
         job = cls(fields.get("id"), backend)
-        job._fields = fields
+        job._fields = compact.unpack(fields)
         return job
 
     @classmethod
@@ -124,8 +129,8 @@ class Job:
         for job_id in ids:
             pipe.hgetall(backend.keys.job(job_id))
         jobs: list[Job | None] = []
-        for job_id, raw in zip(ids, pipe.execute()):
-            fields = text_dict(raw)
+        stored = [text_dict(raw) for raw in pipe.execute()]
+        for job_id, fields in zip(ids, _with_shared(backend, stored)):
             jobs.append(cls.from_fields(backend, {**fields, "id": job_id}) if _live(fields) else None)
         return jobs
 
@@ -138,7 +143,7 @@ class Job:
         return self.backend.keys.job(self.id)
 
     def refresh(self) -> None:
-        fields = text_dict(self.connection.hgetall(self.key))
+        fields = _with_shared(self.backend, [text_dict(self.connection.hgetall(self.key))])[0]
         if not _live(fields):
             raise NoSuchJobError(self.id)
         self._fields = {**fields, "id": self.id}
@@ -181,7 +186,18 @@ class Job:
     def kwargs(self) -> dict[str, Any]:
         return self._payload()[1]
 
-    description = property(lambda self: self._get("description"))
+    @property
+    def description(self) -> str:
+        """As given at enqueue, else made from the call (as RQ makes it)."""
+        given = self._get("description")
+        if given is not None:
+            return given
+        try:
+            args, kwargs = self._payload()
+        except DeserializationError:
+            return f"{self.func_name}(?)"
+        return _describe(self.func_name, args, kwargs)
+
     origin = property(lambda self: self._get("origin") or "default")
     worker_name = property(lambda self: self._get("worker"))
     exc_info = property(lambda self: self._get("exc_info"))
@@ -286,6 +302,7 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly: stored fields as text, args/kwargs/meta/result decoded when JSON."""
         out: dict[str, Any] = {k: v for k, v in self._fields.items() if k not in ("data", "meta", "result")}
+        out["description"] = self.description
         if self.serializer.name == "json":
             try:
                 out["args"], out["kwargs"] = self._payload()
@@ -334,6 +351,25 @@ class Job:
         """Remove the job and every reference to it (one script); a running
         attempt is dropped and stopped like a canceled one."""
         self.backend.run("delete", self.id, self.origin)
+
+
+def _with_shared(backend: Backend, stored: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Stored hashes, unpacked with their shared options: one round trip for
+    the options this process has not read yet, none for the rest (they never
+    change). A job whose shared options are gone reads without them (and
+    fails with a message saying so if a worker takes it)."""
+    names = {fields.get("shared") for fields in stored} - {None, ""}
+    unread = sorted(name for name in names if compact.cached(name) is None)
+    read: dict[str, dict[str, str]] = {}
+    if unread:
+        pipe = backend.connection.pipeline(transaction=False)
+        for name in unread:
+            pipe.hgetall(backend.keys.shared(name))
+        for name, raw in zip(unread, pipe.execute()):
+            read[name] = text_dict(raw)
+            compact.remember(name, read[name])
+    return [compact.unpack(fields, compact.cached(fields.get("shared") or "") or read.get(fields.get("shared") or ""))
+            if fields else fields for fields in stored]
 
 
 def _live(fields: dict[str, str]) -> bool:

@@ -7,7 +7,8 @@ is the single source of truth for the layout:
     {p}queues                     set of queue names seen
     {p}queue:{q}                  list of job ids waiting (head = next)
     {p}wake:{q}                   list of wake-up tokens for blocked workers
-    {p}job:{id}                   hash: one job
+    {p}job:{id}                   hash: one job (laid out as compact.py says)
+    {p}shared:{digest}            hash: options many jobs share, named by a digest of its content
     {p}registry:{kind}:{q}        sorted sets: started (member = '<id>:<attempt>',
                                   score = deadline), finished/failed/canceled
                                   (score = expiry), scheduled (score = run-at);
@@ -44,6 +45,7 @@ class Keys:
         self.queue_prefix = p + "queue:"
         self.wake_prefix = p + "wake:"
         self.job_prefix = p + "job:"
+        self.shared_prefix = p + "shared:"
         self.worker_prefix = p + "worker:"
 
     def queue(self, name: str) -> str:
@@ -54,6 +56,9 @@ class Keys:
 
     def job(self, job_id: str) -> str:
         return self.job_prefix + job_id
+
+    def shared(self, digest: str) -> str:
+        return self.shared_prefix + digest
 
     def worker(self, name: str) -> str:
         return self.worker_prefix + name
@@ -81,6 +86,7 @@ class Keys:
             self.registry_prefix("canceled"),
             self.queues,
             self.quarantine,
+            self.shared_prefix,
         ]
 
 

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import redis
 
-from . import timeutil
+from . import compact, timeutil
 from .backend import Backend, text
 from .exceptions import DuplicateJobError, JobQueueError
 from .job import DEFAULT_FAILURE_TTL, Job, JobStatus
@@ -25,6 +25,12 @@ REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 _JOB_OPTIONS = ("timeout", "result_ttl", "failure_ttl", "ttl", "description", "job_id", "retry", "meta", "at_front",
                 "on_success", "on_failure", "unique")
+
+
+def _shared_of(pairs: list[tuple[str, dict[str, str]]]) -> str:
+    """The distinct shared hashes of a chunk, as enqueue.lua takes them."""
+    distinct = {name: [x for kv in fields.items() for x in kv] for name, fields in pairs if name}
+    return _encode(distinct) if distinct else "{}"
 
 
 class EnqueueData(NamedTuple):
@@ -181,16 +187,18 @@ class Queue:
         twice = sorted(i for i, n in Counter(job.id for job in jobs).items() if n > 1)
         if twice:
             raise DuplicateJobError(twice)
-        records = []
+        records, shared = [], []
         for job, opts in zip(jobs, options):
             fields = job._fields
             fields["enqueued_at"] = now_iso
             if when is not None:
                 fields["status"] = JobStatus.SCHEDULED.value
-            records.append({"id": job.id, "q": self.name, "f": [x for kv in fields.items() for x in kv],
+            own, options_shared, name = compact.pack(fields)
+            shared.append((name, options_shared))
+            records.append({"id": job.id, "q": self.name, "f": [x for kv in own.items() for x in kv],
                             "front": 1 if opts.get("at_front") else 0, "ttl": job.ttl, **(when or {})})
         request = uuid.uuid4().hex[:16]
-        calls = [("enqueue", [request, _encode(records[s:s + ENQUEUE_CHUNK])])
+        calls = [("enqueue", [request, _encode(records[s:s + ENQUEUE_CHUNK]), _shared_of(shared[s:s + ENQUEUE_CHUNK])])
                  for s in range(0, len(records), ENQUEUE_CHUNK)]
         for pause in (*REPLAY_PAUSES, None):
             try:

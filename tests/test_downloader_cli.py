@@ -296,7 +296,7 @@ def test_links_files_are_checked_where_they_enter(redis_server, r, tmp_path):
         assert "1 download(s) enqueued" in out.stdout                       # the BOM did not spoil the first URL
         assert "Skipped 3 line(s)" in out.stderr and "line 4: 'not a url'" in out.stderr
         assert "line 5: 'javascript:alert(1)'" in out.stderr and "line 6: 'file:///etc/passwd'" in out.stderr
-        assert [job.args[1] for job in Queue("in", connection=r).get_jobs()] == [good]
+        assert [job.args[0] for job in Queue("in", connection=r).get_jobs()] == [good]
         strict = downloader(redis_server, "fetch", "--links", str(bom), "--strict", "--queue", "in2", "--dir", str(tmp_path))
         assert strict.returncode == 1 and "line 4: 'not a url' is not a URL to download" in strict.stderr
         assert Queue("in2", connection=r).count == 0

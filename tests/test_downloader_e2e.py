@@ -202,7 +202,7 @@ def test_retry_with_url_reenqueues_only_that_failed_download(redis_server, r, tm
     out = downloader(redis_server, "retry", run_id, "--url", urls[1], "--no-wait", "--dir", str(tmp_path))
     assert out.returncode == 0 and "1 failed download(s) re-enqueued" in out.stdout
     queued = Queue("rq1", connection=r).get_jobs()
-    assert [job.args[1] for job in queued] == [urls[1]]
+    assert [job.args[0] for job in queued] == [urls[1]]
     progress = runs.progress(run_id)
     assert (progress.failed, progress.done) == (1, 1) and list(runs.failures(run_id)) == [urls[0]]
     nothing = downloader(redis_server, "retry", run_id, "--url", urls[2], "--no-wait")
@@ -217,7 +217,7 @@ def test_retry_never_puts_a_job_on_a_queue_where_it_already_stands(redis_server,
     runs = Runs(r)
     run_id, urls = runs.create(["http://h/a.png", "http://h/b.png"], "test", Settings(queue="rq2", dir=str(tmp_path)))
     queue = Queue("rq2", connection=r)
-    ids = {job.args[1]: job.id for job in queue.get_jobs()}
+    ids = {job.args[0]: job.id for job in queue.get_jobs()}
     queue.empty()                                   # taken, failed, and their failure records expired
     for url in urls:
         runs.mark(run_id, url, "failed", reason="HTTP 503")

@@ -137,7 +137,9 @@ def test_bad_input_fails_the_job_and_the_worker_keeps_running(q, r):
     corrupt = q.enqueue(jobs.add, 1, 1)
     r.hset(corrupt.key, "data", "{not json")
     gutted = q.enqueue(jobs.add, 1, 1)
-    r.hdel(gutted.key, "func")
+    r.hdel(gutted.key, "shared")  # its function, timeouts, ... were in the shared options it named
+    orphan = q.enqueue(jobs.add, 1, 1, job_timeout=77)  # options of its own
+    r.delete(q.backend.keys.shared(r.hget(orphan.key, "shared").decode()))
     odd_timeout = q.enqueue(jobs.add, 1, 1)
     r.hset(odd_timeout.key, "timeout", "soon")
     bad_result = q.enqueue(jobs.unserializable)
@@ -145,7 +147,7 @@ def test_bad_input_fails_the_job_and_the_worker_keeps_running(q, r):
     work([q], q.connection)
     assert fine.return_value() == 4
     messages = {}
-    for job in (missing, no_attr, corrupt, gutted, odd_timeout, bad_result):
+    for job in (missing, no_attr, corrupt, gutted, orphan, odd_timeout, bad_result):
         job.refresh()
         assert job.get_status() == JobStatus.FAILED
         messages[job.id] = job.exc_info
@@ -153,6 +155,7 @@ def test_bad_input_fails_the_job_and_the_worker_keeps_running(q, r):
     assert "has no no_such_function" in messages[no_attr.id]
     assert "not valid JSON" in messages[corrupt.id]
     assert "no 'func' field" in messages[gutted.id]
+    assert "shared options" in messages[orphan.id] and "re-enqueue" in messages[orphan.id]
     assert "corrupted" in messages[odd_timeout.id]
     assert "JSON" in messages[bad_result.id]
 

@@ -1,6 +1,6 @@
 -- enqueue.lua: store jobs and put them on their queue (or in the scheduled
 -- registry when they carry a run-at time), one atomic step per batch.
--- Keys: job:{id}, queue:{q}, registry:*:{q}, queues, wake:{q}.
+-- Keys: job:{id}, shared:{digest}, queue:{q}, registry:*:{q}, queues, wake:{q}.
 -- Invariant: a job id is visible in a queue or registry only once its hash
 -- is complete, so a worker never dequeues a half-written job.
 -- Invariant (live ids are unique): an id that is queued, scheduled or
@@ -9,14 +9,22 @@
 -- Invariant (replay-safe): every job stamps the call's request id; the same
 -- call sent again (lost reply, client retry) finds its own stamp and
 -- changes nothing.
+-- Invariant (a job's shared options exist before it does): the shared
+-- hashes the jobs name are written in the same step, before any job; their
+-- content is fixed by their digest, so writing one again changes nothing
+-- (and mends one someone altered).
 -- ARGV[A] request id, A+1 = JSON list of {id, q, f = [field, value, ...],
--- front, at (epoch run-at) or delay (seconds from now, Redis's clock), ttl}.
+-- front, at (epoch run-at) or delay (seconds from now, Redis's clock), ttl},
+-- A+2 = JSON object {digest: [field, value, ...]} of the shared hashes.
 -- Returns {number enqueued by this call, ids refused as live...}.
 local request = ARGV[A]
 local jobs = cjson.decode(ARGV[A + 1])
 local live = {queued = true, scheduled = true, started = true}
 local registry = {finished = P.finished, failed = P.failed, canceled = P.canceled}
 local done, refused = 0, {}
+for name, f in pairs(cjson.decode(ARGV[A + 2])) do
+  if #f > 0 then guarded('HSET', P.shared .. name, unpack(f)) end
+end
 for _, j in ipairs(jobs) do
   local key = P.job .. j.id
   local old = redis.call('HMGET', key, 'status', 'enq', 'origin')

@@ -20,10 +20,31 @@
 -- A+6..N queue names.
 -- Returns a flat list: queue, id, attempt, hash (flat), ...; a quarantined
 -- key comes as '', its note, 0, {} (logged by the next maintenance pass).
+-- A hash comes with its shared options (compact.py) in front of its own
+-- fields, which win when read: the worker needs no second round trip.
 local worker, ttl, need = ARGV[A], tonumber(ARGV[A + 1]), tonumber(ARGV[A + 2])
 local woken = ARGV[A + 3] == '1'
 local request = ARGV[A + 4]
 local out = {}
+
+local shared_seen = {}
+local function with_shared(h)
+  for f = 1, #h, 2 do
+    if h[f] == 'shared' then
+      local key = P.shared .. h[f + 1]
+      local s = shared_seen[key]
+      if not s then
+        s = redis.pcall('HGETALL', key)
+        if poisoned(s) then quarantine(key, s.err); s = {} end
+        shared_seen[key] = s
+      end
+      local merged = {unpack(s)}
+      for i = 1, #h do merged[#s + i] = h[i] end
+      return merged
+    end
+  end
+  return h
+end
 
 if ARGV[A + 5] == '1' then  -- rare: scan the started attempts for this request's stamp
   for i = A + 6, N do
@@ -33,7 +54,7 @@ if ARGV[A + 5] == '1' then  -- rare: scan the started attempts for this request'
       local h = redis.call('HMGET', P.job .. id, 'fetch', 'attempt')
       if h[1] == request and member(id, h[2]) == m then
         out[#out + 1] = q; out[#out + 1] = id; out[#out + 1] = tonumber(h[2])
-        out[#out + 1] = redis.call('HGETALL', P.job .. id)
+        out[#out + 1] = with_shared(redis.call('HGETALL', P.job .. id))
       end
     end
   end
@@ -70,7 +91,7 @@ for i = A + 6, N do
           'fetch', request)
         entries[#entries + 1] = deadline
         entries[#entries + 1] = member(id, attempt)
-        out[#out + 1] = q; out[#out + 1] = id; out[#out + 1] = attempt; out[#out + 1] = h
+        out[#out + 1] = q; out[#out + 1] = id; out[#out + 1] = attempt; out[#out + 1] = with_shared(h)
         need = need - 1
       end
     end

@@ -1,13 +1,14 @@
 -- lib.lua: prepended to every script below (see scripts/__init__.py).
--- ARGV[1..10] are the key prefixes from keys.py (Keys.script_prefixes); a
+-- ARGV[1..11] are the key prefixes from keys.py (Keys.script_prefixes); a
 -- script's own arguments are ARGV[A..N]. Keys are derived here only by
 -- appending a queue name or a job id to one of those prefixes.
 local P = {
   job = ARGV[1], queue = ARGV[2], wake = ARGV[3],
   started = ARGV[4], finished = ARGV[5], failed = ARGV[6],
   scheduled = ARGV[7], canceled = ARGV[8], queues = ARGV[9], quarantine = ARGV[10],
+  shared = ARGV[11],
 }
-local A = 11
+local A = 12
 local N = #ARGV  -- the last argument (scripts composed of two take their ranges from their caller)
 
 -- Redis's clock is the one clock: every deadline, expiry, run-at and stamp

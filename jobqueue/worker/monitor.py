@@ -9,6 +9,7 @@ import redis
 
 from .. import timeutil
 from ..backend import Backend, text, text_dict
+from ..job import Job
 from ..keys import member_job_id
 
 
@@ -101,12 +102,10 @@ def _attach_current_jobs(backend: Backend, workers: dict[str, WorkerInfo]) -> No
     for q in queues:
         pipe.zrange(keys.registry("started", q), 0, -1)
     ids = [member_job_id(text(m)) for batch in pipe.execute() for m in batch]
-    for job_id in ids:
-        pipe.hmget(keys.job(job_id), "worker", "description")
-    for job_id, (worker, description) in zip(ids, pipe.execute()):
-        w = workers.get(text(worker) or "")
+    for job in Job.fetch_many(ids, backend):
+        w = workers.get(job.worker_name or "") if job is not None else None
         if w is not None:
-            w.current_jobs.append((job_id, text(description) or ""))
+            w.current_jobs.append((job.id, job.description))
 
 
 def age_seconds(iso_text: str) -> float | None:

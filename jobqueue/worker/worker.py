@@ -285,7 +285,10 @@ class Worker:
                 raise JobQueueError(f"job uses the {job.serializer.name} serializer, which this worker does not "
                                     "accept; start the worker with --allow-pickle to run it")
             if not job.func_name:
-                raise JobQueueError("job hash has no 'func' field (corrupted); delete the job")
+                shared = job._get("shared")
+                raise JobQueueError(f"job has no 'func' field: its shared options ({job.backend.keys.shared(shared)}) "
+                                    f"are gone (deleted); re-enqueue the job" if shared else
+                                    "job hash has no 'func' field (corrupted); delete the job")
         except Exception as exc:  # refused before anything of it is decoded or run: no retry, no callbacks
             msg = exc if isinstance(exc, JobQueueError) else f"job hash is corrupted ({exc!r}); delete or re-enqueue it"
             self._settle(Running(job, queue, None), Outcome(attempt_key(job), False, None, f"{type(exc).__name__}: {msg}",
