@@ -38,6 +38,9 @@ def main() -> int:
         redis.client.config_resetstat()
         time.sleep(args.idle)
         idle = redis.commands() / args.idle
+        stats = redis.client.info("commandstats")
+        split = sorted(((v["calls"] / args.idle, k.removeprefix("cmdstat_").upper()) for k, v in stats.items()
+                        if k != "cmdstat_info"), reverse=True)
         queue, waits = Queue("idle", connection=redis.client), []
         for _ in range(10):
             time.sleep(random.uniform(1, 3))
@@ -50,6 +53,8 @@ def main() -> int:
         print("| workers x slots | idle Redis commands/s (all) | wake-up median ms | worst ms |")
         print("|---|---:|---:|---:|")
         print(f"| {args.workers} x 8 | {idle:.0f} | {median(waits) * 1000:.0f} | {max(waits) * 1000:.0f} |")
+        print("\nIdle commands a second, by command (inside scripts too): "
+              + ", ".join(f"{name} {rate:.1f}" for rate, name in split[:8]))
     finally:
         for p in procs:
             p.terminate()

@@ -24,10 +24,15 @@ class Maintenance:
         self.next_pass = 0.0
         self.grace_logged = False
 
-    def promote(self) -> float | None:
+    def promote(self, busy: bool = True) -> float | None:
         """Move due scheduled jobs to their queues; returns the monotonic time
-        the next one is due (from Redis's clock: ours may be off)."""
-        self.next_promote = time.monotonic() + self.timing.scheduler_interval  # also when the call fails
+        the next one is due (from Redis's clock: ours may be off). A busy
+        worker looks every scheduler interval; an idle one when a wake-up
+        token comes (scheduling a job leaves one), when the earliest job it
+        knows of is due, and else once every maintenance interval (should
+        the worker that knew of a job have died)."""
+        interval = self.timing.scheduler_interval if busy else self.timing.maintenance_interval
+        self.next_promote = time.monotonic() + interval  # also when the call fails
         due_in = self.backend.run("promote", *self.queues)
         return None if due_in is None else time.monotonic() + float(due_in)
 

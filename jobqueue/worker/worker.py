@@ -99,6 +99,8 @@ class Worker:
         self.outage = Outage()
         self.hold = Hold(hold)
         self._woken = False        # a wake-up token brought us here: pass it on if work is left
+        self._proven_empty = False  # our last fetch found the queues empty, and nothing has stirred since
+        self._next_poll = 0.0      # ... yet we ask again at this time (a token may die with its worker)
         self._next_stats = 0.0
 
     def __repr__(self) -> str:
@@ -183,7 +185,7 @@ class Worker:
             want = self._free_slots(max_jobs)
             try:
                 self._tick()
-                fetched = self._record_and_dequeue(want)
+                fetched = self._record_and_dequeue(want if self._worth_asking(burst) else 0)
             except REDIS_FAILED as exc:
                 if self.shutdown.cold or (self.shutdown.stop_fetching and not self._active()):
                     return  # stopping: _shut_down records what it can; the reaper returns what was started
@@ -194,6 +196,8 @@ class Worker:
             # a fetch that found less than it wanted proves the queues empty, our own retries included:
             # it runs in the same script as, and after, the finish that pushed them (finish+fetch)
             queues_empty = len(fetched) < want
+            if want > 0:
+                self._proven_empty = queues_empty
             finished = not self._active() and not self.round_trip.outcomes
             if finished and (self.shutdown.stop_fetching or (burst and queues_empty)
                              or (max_jobs is not None and self.jobs_taken >= max_jobs)):
@@ -246,6 +250,19 @@ class Worker:
         if max_jobs is not None:
             free = min(free, max_jobs - self.jobs_taken)
         return max(free, 0)
+
+    def _worth_asking(self, burst: bool) -> bool:
+        """Whether to ask Redis for jobs now. An idle worker whose last fetch
+        found its queues empty asks again only once something may have brought
+        work: a wake-up token (every push onto an empty queue leaves one), a
+        job of its own ending, a round trip that failed; or, in case a token
+        died with a worker that took it, once every maintenance interval. So
+        an idle fleet costs Redis its blocking waits, not polls."""
+        now = time.monotonic()
+        if not burst and self._proven_empty and not self._woken and now < self._next_poll:
+            return False
+        self._next_poll = now + self.timing.maintenance_interval
+        return True
 
     def _record_and_dequeue(self, want: int) -> list[tuple[str, Job]]:
         """One round trip: record what finished, take up to ``want`` jobs."""
@@ -372,8 +389,8 @@ class Worker:
         now = time.monotonic()
         m = self.maintenance
         self.callbacks.check()
-        if now >= m.next_promote or (self._next_scheduled is not None and now >= self._next_scheduled):
-            self._next_scheduled = m.promote()
+        if now >= m.next_promote or self._woken or (self._next_scheduled is not None and now >= self._next_scheduled):
+            self._next_scheduled = m.promote(busy=bool(self.running))
         if now >= m.next_pass:
             m.run_pass()
 
@@ -382,7 +399,10 @@ class Worker:
         timer (or ``exactly`` seconds, when Redis failed: no timer then)."""
         m = self.maintenance
         wake_at = [r.deadline for r in self._active() if r.deadline is not None]
-        wake_at += [m.next_promote, m.next_pass] if exactly is None else [time.monotonic() + exactly]
+        if exactly is None:
+            wake_at += [m.next_promote, m.next_pass] + ([self._next_scheduled] if self._next_scheduled else [])
+        else:
+            wake_at.append(time.monotonic() + exactly)
         timeout = max(0.0, min(wake_at) - time.monotonic())
         try:
             event = self.events.get(timeout=timeout)
@@ -397,6 +417,8 @@ class Worker:
 
     def _handle(self, event: tuple) -> None:
         kind, payload = event
+        if kind in ("done", "superseded"):
+            self._proven_empty = False
         if kind == "done":
             running = self.running.pop(payload.key, None)  # the slot is free: the attempt's code returned
             if running is None:
@@ -413,6 +435,7 @@ class Worker:
                 pass_token(self.connection, payload)  # we cannot use it: leave it for another worker
             else:
                 self._woken = True
+                self._proven_empty = False
 
     def _arm_waker(self) -> None:
         if self._waker is None:
@@ -423,6 +446,7 @@ class Worker:
     def _redis_failed(self, exc: Exception) -> None:
         """Back off (jittered, doubling, capped) before the next round trip;
         jobs that finish meanwhile are taken in, timeouts still enforced."""
+        self._proven_empty = False
         pause = self.outage.failed(exc, len(self._active()), len(self.round_trip.outcomes))
         self._enforce_timeouts()
         self._wait(exactly=pause)
