@@ -11,7 +11,7 @@ from dataclasses import replace
 from queue import SimpleQueue
 from datetime import timedelta
 
-from jobqueue import Job, JobStatus, Timing, Worker
+from jobqueue import Job, JobStatus, Queue, Timing, Worker
 from jobqueue.backend import Backend
 from jobqueue.worker.heartbeat import Heartbeat
 from jobqueue.worker.maintenance import Maintenance
@@ -61,6 +61,68 @@ def test_idle_worker_wakes_on_a_token_not_by_polling(q):
         thread.join(10)
     # a stopped worker leaves no connection blocked behind it (the block is a minute long)
     wait_for(lambda: not worker_blocked(q.connection), timeout=5, message="waker's connection closed")
+
+
+def idle_worker(q, timing):
+    w = Worker([q], connection=q.connection, timing=timing)
+    thread = threading.Thread(target=w.work, daemon=True)
+    thread.start()
+    return w, thread
+
+
+def test_an_idle_worker_costs_redis_its_blocking_wait_and_no_polls(own_redis):
+    """Fast scheduler and block clocks, which a polling worker would answer
+    with a fetch and a promote each time; a minute-long maintenance clock."""
+    r = own_redis.client()
+    q = Queue(connection=r)
+    timing = replace(FAST_TIMING, heartbeat_interval=20, heartbeat_ttl=60, maintenance_interval=60,
+                     scheduler_interval=0.1, idle_block=0.3)
+    w, thread = idle_worker(q, timing)
+    try:
+        wait_for(lambda: worker_blocked(r), message="worker blocked, idle")
+        time.sleep(0.5)  # past its start-up
+        r.config_resetstat()
+        time.sleep(2)
+        calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in r.info("commandstats").items()}
+        polls = {k: calls.get(k, 0) for k in ("evalsha", "lpop", "zrangebyscore")}
+        assert polls == {"evalsha": 0, "lpop": 0, "zrangebyscore": 0}, calls
+        assert 3 <= calls.get("blpop", 0) <= 10, calls  # its blocking waits, one per idle_block
+        job = q.enqueue(jobs.add, 2, 2)
+        wait_for(lambda: job.get_status() == JobStatus.FINISHED, timeout=10, message="worker woken")
+    finally:
+        w.request_stop()
+        thread.join(10)
+
+
+def test_an_idle_worker_runs_a_scheduled_job_when_due_without_polling_for_it(q):
+    # every clock a minute long: the token the scheduling leaves must tell the worker when to look
+    slow_clocks = Timing(heartbeat_interval=60, heartbeat_ttl=180, maintenance_interval=60, scheduler_interval=60,
+                         idle_block=60)
+    w, thread = idle_worker(q, slow_clocks)
+    try:
+        wait_for(lambda: worker_blocked(q.connection), message="worker blocked, idle")
+        job = q.enqueue_in(timedelta(seconds=1), jobs.add, 3, 3)
+        wait_for(lambda: job.get_status() == JobStatus.FINISHED, timeout=15, message="scheduled job ran")
+    finally:
+        w.request_stop()
+        thread.join(10)
+
+
+def test_a_job_whose_wake_token_was_lost_is_fetched_within_a_maintenance_interval(q, r):
+    """A token dies with a worker that popped it and died before fetching: an
+    idle worker asks again once a maintenance interval."""
+    timing = replace(FAST_TIMING, maintenance_interval=1, scheduler_interval=60, idle_block=60)
+    w, thread = idle_worker(q, timing)
+    try:
+        wait_for(lambda: worker_blocked(r), message="worker blocked, idle")
+        wake = q.backend.keys.wake(q.name)
+        (job,) = q.enqueue_many([Queue.prepare_data(jobs.add, (4, 4))], also=[("DEL", wake)])  # token gone at once
+        time.sleep(0.3)
+        assert worker_blocked(r) and job.get_status() == JobStatus.QUEUED  # no token came
+        wait_for(lambda: job.get_status() == JobStatus.FINISHED, timeout=15, message="job fetched without a token")
+    finally:
+        w.request_stop()
+        thread.join(10)
 
 
 def test_at_most_one_wake_token_waits_whatever_is_enqueued(q, r):
