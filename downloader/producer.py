@@ -6,12 +6,17 @@ number of URLs) are written in one MULTI/EXEC, so the run never counts a
 job that does not exist. A producer that stops early (Ctrl+C, SIGKILL, a
 lost connection) leaves its run ``enqueuing``; once its lease lapses the run
 reads as interrupted, and `fetch --resume` (or the same fetch again) takes
-the lease and enqueues only the links the run does not have yet."""
+the lease and enqueues only the links the run does not have yet.
+
+Batches are written by a thread of the producer's own, in the order they
+were added, while the caller reads the next links: reading and Redis's work
+overlap. At most two batches wait for it, so memory stays bounded."""
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import secrets
 import threading
 import time
@@ -48,6 +53,9 @@ class Producer:
         self._sealed, self._lost = False, False
         self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew, name=f"lease {run_id}", daemon=True)
+        self._batches: queue.Queue[list[tuple[str, dict]] | None] = queue.Queue(maxsize=2)
+        self._writer = threading.Thread(target=self._write_all, name=f"enqueue {run_id}", daemon=True)
+        self._failure: BaseException | None = None
 
     @classmethod
     def new(cls, runs: Runs, source: str, spec: dict[str, Any], settings: Settings, expected: int = 0) -> "Producer":
@@ -85,15 +93,21 @@ class Producer:
 
     def __enter__(self) -> "Producer":
         self._renewer.start()
+        self._writer.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._renewer.join(RELEASE_WAIT)  # a renewal stuck on a stalled link must not hold Ctrl+C up
-        if not self._sealed:  # the run reads as interrupted at once, not a lease later
-            releasing = threading.Thread(target=self._release, name=f"release {self.run_id}", daemon=True)
-            releasing.start()
-            releasing.join(RELEASE_WAIT)  # Ctrl+C on a stalled link must not hang: then the lease lapses
+        try:
+            if exc[0] is None:
+                self.flush()  # every batch added is written (or its error raised) before the run is let go
+        finally:
+            self._stop.set()  # (after an error or Ctrl+C, batches still waiting are not written)
+            self._put(None)
+            self._renewer.join(RELEASE_WAIT)  # a renewal stuck on a stalled link must not hold Ctrl+C up
+            if not self._sealed:  # the run reads as interrupted at once, not a lease later
+                releasing = threading.Thread(target=self._release, name=f"release {self.run_id}", daemon=True)
+                releasing.start()
+                releasing.join(RELEASE_WAIT)  # Ctrl+C on a stalled link must not hang: then the lease lapses
 
     def _release(self) -> None:
         try:
@@ -113,31 +127,71 @@ class Producer:
 
     # -- enqueueing -------------------------------------------------------------------
 
-    def add(self, entries: Iterable[str | tuple[str, dict]]) -> int:
-        """Enqueue those of ``entries`` (URLs, or (URL, job extras) pairs; see
-        ``extras``) the run does not have yet; returns how many."""
+    def add(self, entries: Iterable[str | tuple[str, dict]]) -> None:
+        """Have those of ``entries`` (URLs, or (URL, job extras) pairs; see
+        ``extras``) the run does not have yet enqueued, in batches, by the
+        writer thread; an error of an earlier batch is raised here."""
         batch: list[tuple[str, dict]] = []
-        before = self.added
         for entry in entries:
             batch.append((entry, {}) if isinstance(entry, str) else entry)
             if len(batch) == BATCH:
-                self._write(batch)
+                self._hand_over(batch)
                 batch = []
         if batch:
-            self._write(batch)
-        return self.added - before
+            self._hand_over(batch)
 
-    def _write(self, batch: list[tuple[str, dict]]) -> None:
-        if self._lost:
-            raise RunBusy(f"another producer took over run {self.run_id} (this one was silent for over {LEASE:g} s); "
-                          "it enqueues the rest")
-        write_batch(self.runs, self.run_id, self.settings, batch, written=self._count)
+    def flush(self) -> None:
+        """Wait until every batch added is written; raise what went wrong."""
+        self._batches.join()
+        self._raise_failure()
+
+    def _hand_over(self, batch: list[tuple[str, dict]]) -> None:
+        self._raise_failure()
+        self._put(batch)
+
+    def _put(self, item: list[tuple[str, dict]] | None) -> None:
+        """Queue a batch (or the writer's end), never waiting on a writer that
+        has stopped (failed, or stuck on a stalled link at Ctrl+C)."""
+        while True:
+            try:
+                self._batches.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if not self._writer.is_alive() or (item is None and self._stop.is_set()):
+                    return
+                self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _write_all(self) -> None:
+        """The writer thread: batches in the order added. After a failure it
+        writes nothing more (what follows may depend on what failed)."""
+        while True:
+            batch = self._batches.get()
+            try:
+                if batch is None:
+                    return
+                if self._failure is None and not self._stop.is_set():
+                    if self._lost:
+                        raise RunBusy(f"another producer took over run {self.run_id} (this one was silent for over "
+                                      f"{LEASE:g} s); it enqueues the rest")
+                    write_batch(self.runs, self.run_id, self.settings, batch, written=self._count)
+            except BaseException as exc:  # handed to the caller's thread
+                self._failure = exc
+            finally:
+                self._batches.task_done()
 
     def _count(self, enqueued: int) -> None:
         self.added += enqueued  # as each batch lands, for the word on Ctrl+C
 
-    def seal(self, expected: int) -> None:
-        """Every link read is enqueued: the run can complete."""
+    def seal(self, expected: int | None = None) -> None:
+        """Every link read is enqueued: the run can complete (``expected``:
+        its total, by default what the run holds once every batch is written)."""
+        self.flush()
+        if expected is None:
+            expected = self.runs.progress(self.run_id).total
         was = self.runs.set_state(self.run_id, "enqueued", expected, self.token)
         if was == "lost":
             raise RunBusy(f"another producer took over run {self.run_id}; it completes the run")
@@ -178,7 +232,9 @@ def write_batch(runs: Runs, run_id: str, settings: Settings, batch: list[tuple[s
     also = [("HSET", keys.urls(run_id), *(x for url, more in batch for x in (url, _encode(more) if more else "")))]
     queue = Queue(settings.queue, connection=connection)
     try:
-        queue.enqueue_many([_job(run_id, settings, url, more, i) for (url, more), i in zip(batch, ids)], also=also)
+        retry = Retry(max=settings.retries, interval=settings.retry_intervals) if settings.retries > 0 else None
+        queue.enqueue_many([_job(run_id, settings, url, more, i, retry) for (url, more), i in zip(batch, ids)],
+                           also=also)
     except DuplicateJobError:
         pass  # live already (a producer that took over raced this one): one job all the same
     if written is not None:
@@ -197,10 +253,9 @@ def job_options(s: Settings, directory: str) -> dict[str, Any]:
             "max_retry_after": s.max_retry_after, "archive": s.archive}
 
 
-def _job(run_id: str, s: Settings, url: str, more: dict, id_: str):
+def _job(run_id: str, s: Settings, url: str, more: dict, id_: str, retry: Retry | None):
     """A compact job: its URL, its run and its own extras; jobqueue stores the
     options every download shares (function, retries, timeouts) once."""
-    retry = Retry(max=s.retries, interval=s.retry_intervals) if s.retries > 0 else None
     return Queue.prepare_data(RUN_JOB, (url, run_id), more, job_id=id_, retry=retry,
                               timeout=s.job_timeout, on_failure="downloader.runs.on_download_failed",
                               failure_ttl=int(s.keep_runs) or None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -33,6 +34,7 @@ STATE = Script("downloader.state", _RUN_LIB + _SCRIPTS.joinpath("state.lua").rea
 DELETED = "deleted"  # the state of a deleted run's tombstone
 RUN_JOB = "downloader.download.download_for_run"  # the compact job a run's links become
 _job_options: dict[str, dict] = {}  # run id -> what its downloads share (fixed when the run is made)
+_job_options_lock = threading.Lock()
 
 
 @dataclass
@@ -109,13 +111,18 @@ class Runs:
         changes, so a run's job carries only its URL and what is its own."""
         options = _job_options.get(run_id)
         if options is None:
-            raw = text(self.connection.hget(self.keys.run(run_id), "job"))
-            if raw is None:
-                raise PermanentDownloadError(f"run {run_id} is gone (deleted or expired) or was written by an older "
-                                             f"downloader: its download options are missing; start a new run")
-            if len(_job_options) >= 1024:
-                _job_options.clear()
-            options = _job_options[run_id] = json.loads(raw)
+            with _job_options_lock:  # the downloads that start together ask once
+                return _job_options.get(run_id) or self._read_job_options(run_id)
+        return options
+
+    def _read_job_options(self, run_id: str) -> dict:
+        raw = text(self.connection.hget(self.keys.run(run_id), "job"))
+        if raw is None:
+            raise PermanentDownloadError(f"run {run_id} is gone (deleted or expired) or was written by an older "
+                                         f"downloader: its download options are missing; start a new run")
+        if len(_job_options) >= 1024:
+            _job_options.clear()
+        options = _job_options[run_id] = json.loads(raw)
         return options
 
     def create(self, urls, source: str, settings) -> tuple[str, list[str]]:

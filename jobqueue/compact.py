@@ -24,6 +24,7 @@ Three rules (README, "Compact jobs"):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Mapping
@@ -31,6 +32,7 @@ from typing import Mapping
 SHARED = ("func", "serializer", "timeout", "result_ttl", "failure_ttl", "retries_left", "retry_intervals",
           "on_success", "on_failure")
 DERIVED = ("id", "created_at")  # kept in memory, never stored: the key and enqueued_at say them
+_NOT_OWN = frozenset(SHARED + DERIVED)
 PIECE = 64  # Redis's default hash-max-ziplist-value (hash-max-listpack-value from Redis 7)
 MAX_PIECES = 48  # with a job's other fields, under hash-max-ziplist-entries (128 by default)
 _CACHE_LIMIT = 4096
@@ -39,13 +41,17 @@ _cache: dict[str, dict[str, str]] = {}
 
 def digest(shared: Mapping[str, str]) -> str:
     """Content address of a set of shared options: equal options, equal digest."""
-    canonical = json.dumps(sorted(shared.items()), separators=(",", ":"))
-    return hashlib.sha1(canonical.encode()).hexdigest()[:20]
+    return _digest(tuple(sorted(shared.items())))
+
+
+@functools.lru_cache(maxsize=256)  # a batch of a million jobs has one set of options
+def _digest(items: tuple[tuple[str, str], ...]) -> str:
+    return hashlib.sha1(json.dumps(items, separators=(",", ":")).encode()).hexdigest()[:20]
 
 
 def pack(fields: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str], str]:
     """A job's fields as stored: (its own hash, the shared hash, its digest)."""
-    own = {k: v for k, v in fields.items() if k not in SHARED and k not in DERIVED}
+    own = {k: v for k, v in fields.items() if k not in _NOT_OWN}
     shared = {k: fields[k] for k in SHARED if fields.get(k)}
     if fields.get("created_at") and fields.get("created_at") != fields.get("enqueued_at"):
         own["created_at"] = fields["created_at"]

@@ -20,6 +20,8 @@ thus name code but not carry it; pickle (an explicit opt-in) can.
 
 from __future__ import annotations
 
+import functools
+
 import importlib
 import importlib.util
 import os
@@ -33,12 +35,17 @@ from .exceptions import ImportFunctionError
 ANYTHING = "*"
 
 
+@functools.lru_cache(maxsize=1024)  # every job of a big batch names the same function
+def _dotted(func: str) -> str:
+    if "." not in func or not all(part.isidentifier() for part in func.split(".")):
+        raise ImportFunctionError(f"{func!r} is not a dotted path like 'package.module.function'")
+    return func
+
+
 def func_path(func: Callable[..., Any] | str) -> str:
     """The dotted path a worker will import; rejects what it could not."""
     if isinstance(func, str):
-        if "." not in func or not all(part.isidentifier() for part in func.split(".")):
-            raise ImportFunctionError(f"{func!r} is not a dotted path like 'package.module.function'")
-        return func
+        return _dotted(func)
     module = getattr(func, "__module__", None)
     qualname = getattr(func, "__qualname__", None)
     if not module or not qualname or "<" in qualname:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from enum import Enum
@@ -50,6 +51,28 @@ def _ttl_text(value: int | str | None, name: str = "ttl", minimum: int = 0) -> s
     return "" if seconds is None else str(seconds)
 
 
+@functools.lru_cache(maxsize=256)  # every job of a big batch has the same options: worked out once
+def _shared_options(path: str, serializer: str, timeout: int | str | None, result_ttl: int | str | None,
+                    failure_ttl: int | str | None, retry: tuple[int, tuple[float, ...]] | None,
+                    on_success: str | None, on_failure: str | None) -> dict[str, str]:
+    """The fields compact.py stores once for all the jobs that share them
+    (never mutated: callers copy)."""
+    fields = {
+        "func": path, "serializer": serializer,
+        "timeout": _ttl_text(DEFAULT_TIMEOUT if timeout is None else timeout, "timeout", 1),
+        "result_ttl": _ttl_text(DEFAULT_RESULT_TTL if result_ttl is None else result_ttl, "result_ttl"),
+        "failure_ttl": _ttl_text(DEFAULT_FAILURE_TTL if failure_ttl is None else failure_ttl, "failure_ttl"),
+    }
+    if on_success is not None:
+        fields["on_success"] = on_success
+    if on_failure is not None:
+        fields["on_failure"] = on_failure
+    if retry:
+        fields["retries_left"] = str(retry[0])
+        fields["retry_intervals"] = json.dumps(list(retry[1]))
+    return fields
+
+
 class Job:
     """Create jobs with ``Queue.enqueue``; load them with ``Job.fetch``."""
 
@@ -78,16 +101,14 @@ class Job:
         enqueue time. Optional fields left at their default are not stored,
         and what is stored is laid out compactly (compact.py)."""
         job = cls(id, connection)
-        path = func_path(func)
-        args, kwargs = tuple(args), dict(kwargs or {})
         ser = get_serializer(serializer)
         fields = {
-            "id": job.id, "func": path, "data": ser.dumps([list(args), kwargs]), "serializer": ser.name,
-            "origin": origin,
+            **_shared_options(func_path(func), ser.name, timeout, result_ttl, failure_ttl,
+                              (retry.max, tuple(retry.intervals)) if retry else None,
+                              None if on_success is None else func_path(on_success),
+                              None if on_failure is None else func_path(on_failure)),
+            "id": job.id, "data": ser.dumps([list(args), dict(kwargs or {})]), "origin": origin,
             "status": JobStatus.QUEUED.value, "created_at": created_at or timeutil.iso(),
-            "timeout": _ttl_text(DEFAULT_TIMEOUT if timeout is None else timeout, "timeout", 1),
-            "result_ttl": _ttl_text(DEFAULT_RESULT_TTL if result_ttl is None else result_ttl, "result_ttl"),
-            "failure_ttl": _ttl_text(DEFAULT_FAILURE_TTL if failure_ttl is None else failure_ttl, "failure_ttl"),
         }
         if description:
             fields["description"] = description
@@ -95,13 +116,6 @@ class Job:
             fields["ttl"] = _ttl_text(ttl, "ttl", 1)
         if meta:
             fields["meta"] = ser.dumps(meta)
-        if on_success is not None:
-            fields["on_success"] = func_path(on_success)
-        if on_failure is not None:
-            fields["on_failure"] = func_path(on_failure)
-        if retry:
-            fields["retries_left"] = str(retry.max)
-            fields["retry_intervals"] = json.dumps(retry.intervals)
         job._fields = fields
         return job
 

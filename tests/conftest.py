@@ -56,12 +56,15 @@ def own_redis(tmp_path):
 def recording_client(url: str) -> tuple[redis.Redis, list[str]]:
     """A real client whose connections note the name of the thread behind
     every request they send. A pipeline goes out in one send, so the list
-    holds one entry per round trip."""
+    holds one entry per round trip. A new connection's own set-up (HELLO,
+    CLIENT ...) is not a request and is not noted."""
     senders: list[str] = []
 
     class Recording(redis.Connection):
         def send_packed_command(self, command, check_health=True):
-            senders.append(threading.current_thread().name)
+            head = bytes(command if isinstance(command, (bytes, bytearray, memoryview)) else command[0])[:40]
+            if head.split(b"\r\n")[2:3] not in ([b"HELLO"], [b"CLIENT"]):
+                senders.append(threading.current_thread().name)
             return super().send_packed_command(command, check_health)
 
     kwargs = redis.Redis.from_url(url).connection_pool.connection_kwargs

@@ -105,7 +105,7 @@ def fetch(settings: Settings, urls: tuple[str, ...], client_id: str | None, api_
             except SourceError as exc:
                 failure = exc
             if not (plan.cut_short or failure):
-                producer.seal(runs.progress(run_id).total)
+                producer.seal()
     except KeyboardInterrupt:
         if local is not None:
             local.stop()
@@ -156,9 +156,15 @@ class Hosts:
 
     def __init__(self, runs: Runs, settings: Settings) -> None:
         self.runs, self.settings, self.seen = runs, settings, set()
+        self.netlocs: set[str] = set()  # the host part of links already looked at: most links repeat one
 
     def add(self, batch: list[tuple[str, dict]]) -> None:
-        new = {host_of(url) for url, _ in batch} - self.seen
+        if len(self.netlocs) > 100_000:  # memory stays bounded whatever the links: registering again is harmless
+            self.netlocs.clear()
+            self.seen.clear()
+        netlocs = {url.split("/", 3)[2] for url, _ in batch} - self.netlocs  # (checked URLs: scheme://netloc...)
+        self.netlocs |= netlocs
+        new = {host_of(url) for url, _ in batch if url.split("/", 3)[2] in netlocs} - self.seen if netlocs else set()
         if new:
             politeness.register(self.runs.connection, {host: self.settings.host_limits(host) for host in new})
             self.seen |= new

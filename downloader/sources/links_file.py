@@ -31,13 +31,13 @@ class LinksFile:
         encoding error or a --strict refusal enqueues nothing; then as a
         stream. Stdin cannot be read twice: it is streamed at once."""
         if self.path != "-":
-            for _ in self.links():
+            for _ in self.links(check=self.strict):  # (without --strict a bad line only is not enqueued)
                 pass
             self.rejected, self.rejected_count = [], 0
         for url in self.links():
             yield Item(url)
 
-    def links(self) -> Iterator[str]:
+    def links(self, check: bool = True) -> Iterator[str]:
         try:
             handle: BinaryIO = sys.stdin.buffer if self.path == "-" else open(self.path, "rb")
         except OSError as exc:
@@ -45,7 +45,7 @@ class LinksFile:
         with handle:
             for number, raw in enumerate(handle, 1):
                 line = self._decode(raw, number).strip()
-                if not line or line.startswith("#"):
+                if not line or line.startswith("#") or not check:
                     continue
                 try:
                     yield check_url(line)

@@ -22,6 +22,7 @@ local jobs = cjson.decode(ARGV[A + 1])
 local live = {queued = true, scheduled = true, started = true}
 local registry = {finished = P.finished, failed = P.failed, canceled = P.canceled}
 local done, refused = 0, {}
+local tails, order = {}, {}
 for name, f in pairs(cjson.decode(ARGV[A + 2])) do
   if #f > 0 then guarded('HSET', P.shared .. name, unpack(f)) end
 end
@@ -45,11 +46,16 @@ for _, j in ipairs(jobs) do
       guarded('ZADD', P.scheduled .. j.q, at, j.id)
       redis.call('SADD', P.queues, j.q)
       wake(j.q)  -- blocked workers recompute when the next scheduled job is due
-    else
-      push(j.q, j.id, j.front == 1)
+    elseif j.front == 1 then
+      push(j.q, j.id, true)
+    else  -- pushed with the others of its queue, in order, in one RPUSH below
+      if not tails[j.q] then tails[j.q] = {}; order[#order + 1] = j.q end
+      local ids = tails[j.q]
+      ids[#ids + 1] = j.id
     end
     done = done + 1
   end
 end
+for _, q in ipairs(order) do push_all(q, tails[q]) end
 table.insert(refused, 1, done)
 return refused

@@ -95,6 +95,17 @@ local function push(queue, id, at_front)
   return n
 end
 
+-- Put job ids on the back of their queue, in order, in one RPUSH (a batch
+-- of at most a few hundred: a Lua call takes a bounded number of arguments).
+local function push_all(queue, ids)
+  local n = guarded('RPUSH', P.queue .. queue, unpack(ids))
+  if n == #ids then
+    redis.call('SADD', P.queues, queue)
+    wake(queue)
+  end
+  return n
+end
+
 -- Record a terminal state (finished/failed/canceled): fields, then the
 -- registry entry whose score is the moment the job hash may be deleted.
 local function settle(registry, queue, id, fields, expires_at)
