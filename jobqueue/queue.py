@@ -20,6 +20,7 @@ from .registry import (CanceledJobRegistry, FailedJobRegistry, FinishedJobRegist
 from .retry import Retry
 
 ENQUEUE_CHUNK = 500
+EMPTY_STEP = 10_000  # waiting jobs removed per call of empty.lua
 REPLAY_PAUSES = (0.1, 0.3, 1.0, 2.0, 4.0)  # an enqueue whose outcome is unknown is sent again this often
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 _encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -241,8 +242,14 @@ class Queue:
         return job if job is not None and job.origin == self.name else None
 
     def empty(self) -> int:
-        """Remove every waiting job; returns how many."""
-        return int(self.backend.run("empty", self.name))
+        """Remove every waiting job; returns how many. A long queue goes in
+        steps of EMPTY_STEP jobs, each one atomic."""
+        removed = 0
+        while True:
+            step = int(self.backend.run("empty", self.name, EMPTY_STEP))
+            removed += step
+            if step < EMPTY_STEP:
+                return removed
 
     def delete(self, delete_jobs: bool = True) -> None:
         if delete_jobs:
