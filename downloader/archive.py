@@ -39,6 +39,9 @@ class Archive:
         for start in range(0, len(items), CHUNK):
             chunk = items[start:start + CHUNK]
             ids = [member(item) for item in chunk]
+            if not any(ids):  # links of a file: nothing an archive records, no round trip
+                kept += chunk
+                continue
             known = self.connection.smismember(self.key, [i or "-" for i in ids])
             kept += [item for item, i, have in zip(chunk, ids, known) if not (i and have)]
         return kept

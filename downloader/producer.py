@@ -8,9 +8,9 @@ lost connection) leaves its run ``enqueuing``; once its lease lapses the run
 reads as interrupted, and `fetch --resume` (or the same fetch again) takes
 the lease and enqueues only the links the run does not have yet.
 
-Batches are written by a thread of the producer's own, in the order they
-were added, while the caller reads the next links: reading and Redis's work
-overlap. At most two batches wait for it, so memory stays bounded."""
+Batches are built on the caller's thread and written by a thread of the
+producer's own, in the order they were added: reading and building the next
+batch overlap with Redis's work on the last. At most two batches wait for it, so memory stays bounded."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ import secrets
 import threading
 import time
 from importlib import resources
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 import redis
 
-from jobqueue import DuplicateJobError, Queue, Retry, Script
+from jobqueue import DuplicateJobError, Job, Queue, Retry, Script
 
 from . import disk
 from .config import Settings
@@ -53,7 +53,7 @@ class Producer:
         self._sealed, self._lost = False, False
         self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew, name=f"lease {run_id}", daemon=True)
-        self._batches: queue.Queue[list[tuple[str, dict]] | None] = queue.Queue(maxsize=2)
+        self._batches: queue.Queue[Prepared | None] = queue.Queue(maxsize=2)
         self._writer = threading.Thread(target=self._write_all, name=f"enqueue {run_id}", daemon=True)
         self._failure: BaseException | None = None
 
@@ -147,9 +147,9 @@ class Producer:
 
     def _hand_over(self, batch: list[tuple[str, dict]]) -> None:
         self._raise_failure()
-        self._put(batch)
+        self._put(prepare(self.runs, self.run_id, self.settings, batch))
 
-    def _put(self, item: list[tuple[str, dict]] | None) -> None:
+    def _put(self, item: "Prepared | None") -> None:
         """Queue a batch (or the writer's end), never waiting on a writer that
         has stopped (failed, or stuck on a stalled link at Ctrl+C)."""
         while True:
@@ -177,7 +177,7 @@ class Producer:
                     if self._lost:
                         raise RunBusy(f"another producer took over run {self.run_id} (this one was silent for over "
                                       f"{LEASE:g} s); it enqueues the rest")
-                    write_batch(self.runs, self.run_id, self.settings, batch, written=self._count)
+                    write_prepared(self.runs, self.run_id, self.settings, batch, written=self._count)
             except BaseException as exc:  # handed to the caller's thread
                 self._failure = exc
             finally:
@@ -214,6 +214,22 @@ def extras(item: Item, layout: Layout | None = None, metadata: bool = False, arc
     return out
 
 
+class Prepared(NamedTuple):
+    """A batch's jobs, built and serialized, not yet written."""
+    entries: list[tuple[str, dict]]  # (URL, extras), each URL once
+    jobs: list[Job]
+
+
+def prepare(runs: Runs, run_id: str, settings: Settings, batch: list[tuple[str, dict]]) -> Prepared:
+    """Build the download jobs of ``batch`` ((URL, extras) pairs): Python's
+    work, done while the previous batch is being written."""
+    entries = list(dict(reversed(batch)).items())[::-1]  # a URL twice in one batch: once (the first)
+    retry = Retry(max=settings.retries, interval=settings.retry_intervals) if settings.retries > 0 else None
+    queue = Queue(settings.queue, connection=runs.connection)  # (building sends nothing)
+    return Prepared(entries, queue.prepare_many(_job(run_id, settings, url, more, job_id(run_id, url), retry)
+                                                for url, more in entries))
+
+
 def write_batch(runs: Runs, run_id: str, settings: Settings, batch: list[tuple[str, dict]], only_new: bool = True,
                 written: Callable[[int], None] | None = None) -> int:
     """Enqueue download jobs for ``batch`` ((URL, extras) pairs; with
@@ -221,28 +237,32 @@ def write_batch(runs: Runs, run_id: str, settings: Settings, batch: list[tuple[s
     run, in one MULTI/EXEC (then ``written`` hears how many); should the run
     have been canceled or deleted meanwhile, withdraw them. Returns how many
     were enqueued."""
+    return write_prepared(runs, run_id, settings, prepare(runs, run_id, settings, batch), only_new, written)
+
+
+def write_prepared(runs: Runs, run_id: str, settings: Settings, prepared: Prepared, only_new: bool = True,
+                   written: Callable[[int], None] | None = None) -> int:
+    """``write_batch`` for a batch already prepared."""
     keys, connection = runs.keys, runs.connection
-    batch = list(dict(reversed(batch)).items())[::-1]  # a URL twice in one batch: once (the first)
+    entries, jobs = prepared
     if only_new:
-        known = connection.hmget(keys.urls(run_id), [url for url, _ in batch])
-        batch = [entry for entry, have in zip(batch, known) if have is None]
-    if not batch:
+        known = connection.hmget(keys.urls(run_id), [url for url, _ in entries])
+        kept = [i for i, have in enumerate(known) if have is None]
+        entries, jobs = [entries[i] for i in kept], [jobs[i] for i in kept]
+    if not entries:
         return 0
-    ids = [job_id(run_id, url) for url, _ in batch]
-    also = [("HSET", keys.urls(run_id), *(x for url, more in batch for x in (url, _encode(more) if more else "")))]
+    also = [("HSET", keys.urls(run_id), *(x for url, more in entries for x in (url, _encode(more) if more else "")))]
     queue = Queue(settings.queue, connection=connection)
     try:
-        retry = Retry(max=settings.retries, interval=settings.retry_intervals) if settings.retries > 0 else None
-        queue.enqueue_many([_job(run_id, settings, url, more, i, retry) for (url, more), i in zip(batch, ids)],
-                           also=also)
+        queue.enqueue_prepared(jobs, also=also)
     except DuplicateJobError:
         pass  # live already (a producer that took over raced this one): one job all the same
     if written is not None:
-        written(len(batch))
+        written(len(entries))
     state = runs.info(run_id, "state")[0]
     if state in ("canceled", DELETED, None):  # while this batch was on its way
-        _withdraw(runs, run_id, queue, ids, state, settings.keep_runs)
-    return len(batch)
+        _withdraw(runs, run_id, queue, [job.id for job in jobs], state, settings.keep_runs)
+    return len(entries)
 
 
 def job_options(s: Settings, directory: str) -> dict[str, Any]:

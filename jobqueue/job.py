@@ -86,6 +86,7 @@ class Job:
         self._result: Any = None
         self._writes: list[tuple[Script, list[Any]]] | None = None  # a list while a worker runs the job
         self._superseded = False  # set by the worker when it learns this attempt is no longer current
+        self._front = 0  # enqueued at the front of its queue (at_front)
 
     # -- creation and loading -------------------------------------------------------
 

@@ -85,14 +85,14 @@ class Queue:
                      kwargs: dict[str, Any] | None = None, **options: Any) -> Job:
         now_iso = timeutil.iso()
         job = self._build(EnqueueData(func, tuple(args or ()), dict(kwargs or {}), options), now_iso)
-        self._submit([job], [options], now_iso)
+        self._submit([job], now_iso)
         return job
 
     def enqueue_at(self, when: datetime, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
         options, args, kwargs = self._split_options(args, kwargs)
         now_iso = timeutil.iso()
         job = self._build(EnqueueData(f, args, kwargs, options), now_iso)
-        self._submit([job], [options], now_iso, when={"at": timeutil.to_epoch(when)})
+        self._submit([job], now_iso, when={"at": timeutil.to_epoch(when)})
         return job
 
     def enqueue_in(self, delay: timedelta, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
@@ -100,7 +100,7 @@ class Queue:
         options, args, kwargs = self._split_options(args, kwargs)
         now_iso = timeutil.iso()
         job = self._build(EnqueueData(f, args, kwargs, options), now_iso)
-        self._submit([job], [options], now_iso, when={"delay": max(0.0, delay.total_seconds())})
+        self._submit([job], now_iso, when={"delay": max(0.0, delay.total_seconds())})
         return job
 
     @staticmethod
@@ -119,11 +119,19 @@ class Queue:
         MULTI/EXEC as the jobs, so the application's record of them and the
         jobs appear together or not at all. A write whose outcome is unknown
         (a stalled connection) is sent again, so they must be safe to repeat."""
-        datas = list(job_datas)
+        return self.enqueue_prepared(self.prepare_many(job_datas), also=also)
+
+    def prepare_many(self, job_datas: Iterable[EnqueueData]) -> list[Job]:
+        """Build and serialize jobs without writing them (a bad argument
+        raises here); ``enqueue_prepared`` writes them. A producer can build
+        its next batch while Redis takes the last."""
         now_iso = timeutil.iso()
-        jobs = [self._build(d, now_iso) for d in datas]
+        return [self._build(d, now_iso) for d in job_datas]
+
+    def enqueue_prepared(self, jobs: list[Job], *, also: Sequence[Sequence[Any]] = ()) -> list[Job]:
+        """Write jobs made by ``prepare_many``, as ``enqueue_many`` does."""
         if jobs:
-            self._submit(jobs, [d.options for d in datas], now_iso, also=also)
+            self._submit(jobs, timeutil.iso(), also=also)
         return jobs
 
     def cancel_many(self, job_ids: Iterable[str], failure_ttl: int | None = None) -> int:
@@ -169,7 +177,7 @@ class Queue:
         retry = opts.get("retry")
         if retry is not None and not isinstance(retry, Retry):
             raise JobQueueError("retry= takes a Retry(max=..., interval=...)")
-        return Job.create(
+        job = Job.create(
             data.func, data.args, data.kwargs, connection=self.backend, id=opts.get("job_id"), origin=self.name,
             description=opts.get("description"),
             timeout=opts.get("timeout", self.default_timeout), result_ttl=opts.get("result_ttl"),
@@ -177,8 +185,10 @@ class Queue:
             serializer=self.serializer, created_at=created_at,
             on_success=opts.get("on_success"), on_failure=opts.get("on_failure"),
         )
+        job._front = 1 if opts.get("at_front") else 0
+        return job
 
-    def _submit(self, jobs: list[Job], options: list[dict], now_iso: str, when: dict | None = None,
+    def _submit(self, jobs: list[Job], now_iso: str, when: dict | None = None,
                 also: Sequence[Sequence[Any]] = ()) -> None:
         """Write jobs with the enqueue script: one call per chunk, all chunks
         in one round trip (with ``also``, one MULTI/EXEC). The call carries a
@@ -189,7 +199,7 @@ class Queue:
         if twice:
             raise DuplicateJobError(twice)
         records, shared = [], []
-        for job, opts in zip(jobs, options):
+        for job in jobs:
             fields = job._fields
             fields["enqueued_at"] = now_iso
             if when is not None:
@@ -197,7 +207,7 @@ class Queue:
             own, options_shared, name = compact.pack(fields)
             shared.append((name, options_shared))
             records.append({"id": job.id, "q": self.name, "f": [x for kv in own.items() for x in kv],
-                            "front": 1 if opts.get("at_front") else 0, "ttl": job.ttl, **(when or {})})
+                            "front": job._front, "ttl": job.ttl, **(when or {})})
         request = uuid.uuid4().hex[:16]
         calls = [("enqueue", [request, _encode(records[s:s + ENQUEUE_CHUNK]), _shared_of(shared[s:s + ENQUEUE_CHUNK])])
                  for s in range(0, len(records), ENQUEUE_CHUNK)]
