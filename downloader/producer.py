@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterable, NamedTuple
 
 import redis
 
-from jobqueue import DuplicateJobError, Job, Queue, Retry, Script
+from jobqueue import DuplicateJobError, Queue, Retry, Script
+from jobqueue.queue import PreparedCalls
 
 from . import disk
 from .config import Settings
@@ -217,7 +218,7 @@ def extras(item: Item, layout: Layout | None = None, metadata: bool = False, arc
 class Prepared(NamedTuple):
     """A batch's jobs, built and serialized, not yet written."""
     entries: list[tuple[str, dict]]  # (URL, extras), each URL once
-    jobs: list[Job]
+    jobs: PreparedCalls
 
 
 def prepare(runs: Runs, run_id: str, settings: Settings, batch: list[tuple[str, dict]]) -> Prepared:
@@ -226,8 +227,10 @@ def prepare(runs: Runs, run_id: str, settings: Settings, batch: list[tuple[str, 
     entries = list(dict(reversed(batch)).items())[::-1]  # a URL twice in one batch: once (the first)
     retry = Retry(max=settings.retries, interval=settings.retry_intervals) if settings.retries > 0 else None
     queue = Queue(settings.queue, connection=runs.connection)  # (building sends nothing)
-    return Prepared(entries, queue.prepare_many(_job(run_id, settings, url, more, job_id(run_id, url), retry)
-                                                for url, more in entries))
+    calls = (((url, run_id), more, job_id(run_id, url)) for url, more in entries)
+    return Prepared(entries, queue.prepare_calls(RUN_JOB, calls, retry=retry, timeout=settings.job_timeout,
+                                                 on_failure="downloader.runs.on_download_failed",
+                                                 failure_ttl=int(settings.keep_runs) or None))
 
 
 def write_batch(runs: Runs, run_id: str, settings: Settings, batch: list[tuple[str, dict]], only_new: bool = True,
@@ -248,7 +251,9 @@ def write_prepared(runs: Runs, run_id: str, settings: Settings, prepared: Prepar
     if only_new:
         known = connection.hmget(keys.urls(run_id), [url for url, _ in entries])
         kept = [i for i, have in enumerate(known) if have is None]
-        entries, jobs = [entries[i] for i in kept], [jobs[i] for i in kept]
+        if len(kept) < len(entries):
+            entries = [entries[i] for i in kept]
+            jobs = jobs._replace(ids=[jobs.ids[i] for i in kept], records=[jobs.records[i] for i in kept])
     if not entries:
         return 0
     also = [("HSET", keys.urls(run_id), *(x for url, more in entries for x in (url, _encode(more) if more else "")))]
@@ -261,7 +266,7 @@ def write_prepared(runs: Runs, run_id: str, settings: Settings, prepared: Prepar
         written(len(entries))
     state = runs.info(run_id, "state")[0]
     if state in ("canceled", DELETED, None):  # while this batch was on its way
-        _withdraw(runs, run_id, queue, [job.id for job in jobs], state, settings.keep_runs)
+        _withdraw(runs, run_id, queue, jobs.ids, state, settings.keep_runs)
     return len(entries)
 
 
@@ -271,14 +276,6 @@ def job_options(s: Settings, directory: str) -> dict[str, Any]:
     return {"dir": directory, "max_size": s.max_size, "connect_timeout": s.connect_timeout,
             "read_timeout": s.read_timeout, "check_image": s.check_image, "user_agent": s.user_agent,
             "max_retry_after": s.max_retry_after, "archive": s.archive}
-
-
-def _job(run_id: str, s: Settings, url: str, more: dict, id_: str, retry: Retry | None):
-    """A compact job: its URL, its run and its own extras; jobqueue stores the
-    options every download shares (function, retries, timeouts) once."""
-    return Queue.prepare_data(RUN_JOB, (url, run_id), more, job_id=id_, retry=retry,
-                              timeout=s.job_timeout, on_failure="downloader.runs.on_download_failed",
-                              failure_ttl=int(s.keep_runs) or None)
 
 
 def _withdraw(runs: Runs, run_id: str, queue: Queue, ids: list[str], state: str | None, keep: float) -> None:

@@ -57,7 +57,7 @@ def pack(fields: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str], str
         own["created_at"] = fields["created_at"]
     data = own.pop("data", None)
     if data is not None:
-        own.update(_pieces(data))
+        own.update(pieces(data))
     name = digest(shared) if shared else ""
     if name:
         own["shared"] = name
@@ -79,7 +79,7 @@ def unpack(stored: Mapping[str, str], shared: Mapping[str, str] | None = None) -
     return fields
 
 
-def _pieces(data: str) -> dict[str, str]:
+def pieces(data: str) -> dict[str, str]:
     """``data`` cut so each piece is at most PIECE bytes of UTF-8."""
     size = PIECE if data.isascii() else PIECE // 4
     if len(data) <= size or len(data) > size * MAX_PIECES:

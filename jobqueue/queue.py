@@ -34,6 +34,13 @@ def _shared_of(pairs: list[tuple[str, dict[str, str]]]) -> str:
     return _encode(distinct) if distinct else "{}"
 
 
+class PreparedCalls(NamedTuple):
+    """Jobs made by ``Queue.prepare_calls``, ready for ``enqueue_prepared``."""
+    ids: list[str]
+    records: list[dict]
+    shared: tuple[str, dict[str, str]]
+
+
 class EnqueueData(NamedTuple):
     """One job for ``enqueue_many``, made by ``Queue.prepare_data``."""
     func: Callable[..., Any] | str
@@ -128,11 +135,39 @@ class Queue:
         now_iso = timeutil.iso()
         return [self._build(d, now_iso) for d in job_datas]
 
-    def enqueue_prepared(self, jobs: list[Job], *, also: Sequence[Sequence[Any]] = ()) -> list[Job]:
-        """Write jobs made by ``prepare_many``, as ``enqueue_many`` does."""
-        if jobs:
-            self._submit(jobs, timeutil.iso(), also=also)
-        return jobs
+    def prepare_calls(self, func: Callable[..., Any] | str,
+                      calls: Iterable[tuple[Sequence[Any], dict[str, Any], str | None]],
+                      **options: Any) -> "PreparedCalls":
+        """Many calls of one function with the same options, a job each, built
+        without a Job object per call: how a producer makes millions of jobs
+        cheaply. ``calls``: (args, kwargs, job id or None) each; ``options`` as
+        for ``enqueue`` (each job's id comes with its call). Checked as
+        ``prepare_many`` checks; ``enqueue_prepared`` writes them."""
+        if "job_id" in options:
+            raise JobQueueError("prepare_calls takes each job's id with its call, not job_id=")
+        template = self._build(EnqueueData(func, (), {}, options))
+        template._fields["enqueued_at"] = timeutil.iso()
+        own, shared, name = compact.pack(template._fields)
+        base = [x for k, v in own.items() if not k.startswith("data") for x in (k, v)]
+        dumps, ids, records = template.serializer.dumps, [], []
+        for args, kwargs, job_id in calls:
+            job_id = job_id or uuid.uuid4().hex
+            ids.append(job_id)
+            data = [x for kv in compact.pieces(dumps([list(args), dict(kwargs)])).items() for x in kv]
+            records.append({"id": job_id, "q": self.name, "f": base + data, "front": template._front,
+                            "ttl": template.ttl})
+        return PreparedCalls(ids, records, (name, shared))
+
+    def enqueue_prepared(self, prepared: "list[Job] | PreparedCalls", *,
+                         also: Sequence[Sequence[Any]] = ()) -> "list[Job] | PreparedCalls":
+        """Write jobs made by ``prepare_many`` or ``prepare_calls``, as
+        ``enqueue_many`` does."""
+        if isinstance(prepared, PreparedCalls):
+            if prepared.ids:
+                self._write(prepared.records, [prepared.shared] * len(prepared.ids), also)
+        elif prepared:
+            self._submit(prepared, timeutil.iso(), also=also)
+        return prepared
 
     def cancel_many(self, job_ids: Iterable[str], failure_ttl: int | None = None) -> int:
         """Cancel those of ``job_ids`` (jobs of this queue) that wait or run, in
@@ -190,14 +225,7 @@ class Queue:
 
     def _submit(self, jobs: list[Job], now_iso: str, when: dict | None = None,
                 also: Sequence[Sequence[Any]] = ()) -> None:
-        """Write jobs with the enqueue script: one call per chunk, all chunks
-        in one round trip (with ``also``, one MULTI/EXEC). The call carries a
-        request id, so when a stalled or dropped connection leaves its outcome
-        unknown it is simply sent again (here, or by the client's own retries):
-        a replay finds its own stamp and writes nothing twice."""
-        twice = sorted(i for i, n in Counter(job.id for job in jobs).items() if n > 1)
-        if twice:
-            raise DuplicateJobError(twice)
+        """Jobs as the enqueue script takes them (compact.py), written."""
         records, shared = [], []
         for job in jobs:
             fields = job._fields
@@ -208,6 +236,18 @@ class Queue:
             shared.append((name, options_shared))
             records.append({"id": job.id, "q": self.name, "f": [x for kv in own.items() for x in kv],
                             "front": job._front, "ttl": job.ttl, **(when or {})})
+        self._write(records, shared, also, jobs)
+
+    def _write(self, records: list[dict], shared: list[tuple[str, dict[str, str]]],
+               also: Sequence[Sequence[Any]] = (), jobs: Sequence[Job] = ()) -> None:
+        """Write jobs with the enqueue script: one call per chunk, all chunks
+        in one round trip (with ``also``, one MULTI/EXEC). The call carries a
+        request id, so when a stalled or dropped connection leaves its outcome
+        unknown it is simply sent again (here, or by the client's own retries):
+        a replay finds its own stamp and writes nothing twice."""
+        twice = sorted(i for i, n in Counter(record["id"] for record in records).items() if n > 1)
+        if twice:
+            raise DuplicateJobError(twice)
         request = uuid.uuid4().hex[:16]
         calls = [("enqueue", [request, _encode(records[s:s + ENQUEUE_CHUNK]), _shared_of(shared[s:s + ENQUEUE_CHUNK])])
                  for s in range(0, len(records), ENQUEUE_CHUNK)]

@@ -245,3 +245,24 @@ def test_cancel_many_cancels_what_waits_or_runs_and_delete_many_removes_every_tr
     assert q.delete_many(ids) == 1200
     assert not any(r.exists(Job.key_for(i)) for i in ("c0", "c1", "c1199"))
     assert q.canceled_job_registry.count == 0 and q.finished_job_registry.count == 0
+
+
+def test_prepare_calls_makes_the_jobs_enqueue_many_makes(q, r):
+    from jobqueue import Worker
+    from jobqueue.exceptions import DuplicateJobError
+    from tests.conftest import FAST_TIMING
+    prepared = q.prepare_calls(jobs.add, [((1, 2), {}, "call-1"), ((3,), {"b": 4}, None)], job_timeout=7,
+                               retry=Retry(max=2, interval=1), meta={"batch": 9})
+    assert q.count == 0 and not r.exists(q.backend.keys.job("call-1"))  # built, not written
+    q.enqueue_prepared(prepared, also=[("SET", "written-with-them", "1")])
+    assert q.job_ids == prepared.ids and prepared.ids[0] == "call-1" and r.get("written-with-them") == b"1"
+    one, two = Job.fetch_many(prepared.ids, r)
+    assert (one.args, two.args, two.kwargs) == ([1, 2], [3], {"b": 4})
+    assert (one.timeout, two.retries_left, two.retry_intervals, one.meta) == (7, 2, [1.0], {"batch": 9})
+    assert one.description == "tests.jobs.add(1, 2)" and r.object("encoding", one.key) in (b"ziplist", b"listpack")
+    with pytest.raises(DuplicateJobError):  # live ids are refused, as by enqueue_many
+        q.enqueue_prepared(q.prepare_calls(jobs.add, [((5, 5), {}, "call-1")]))
+    with pytest.raises(SerializationError):  # a bad argument fails while preparing
+        q.prepare_calls(jobs.add, [((object(), 1), {}, None)])
+    Worker([q], connection=r, timing=FAST_TIMING).work(burst=True)
+    assert one.return_value() == 3 and two.return_value() == 7
