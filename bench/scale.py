@@ -1,8 +1,9 @@
 """Issue 14's figures at scale, on a private Redis: what a waiting job costs
 Redis (jobqueue's no-op job beside RQ's and Dramatiq's, a downloader job),
 how fast `fetch --links` enqueues and in how much memory, and how fast
-`status` and `jobqueue info` answer at that depth. The idle fleet has its own
-script (bench/idle_fleet.py).
+`status` and `jobqueue info` answer at that depth, and what a job costs
+Redis's CPU when it runs. The idle fleet has its own script
+(bench/idle_fleet.py).
 
     .venv/bin/python bench/scale.py [--noop 1000000] [--links 1000000]
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, PrivateRedis, median  # noqa: E402
+from bench.common import ROOT, PrivateRedis, median, python, spawn  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from downloader.cli import main as downloader_cli  # noqa: E402
@@ -69,6 +70,24 @@ def dramatiq_noop(redis: PrivateRedis):
     return enqueue
 
 
+def under_load(redis: PrivateRedis, n: int) -> tuple[float, float]:
+    """(Redis CPU ms per job, jobs/s) while 2 workers x 8 slots run ``n``
+    waiting no-op jobs: what each job costs Redis when it runs."""
+    redis.reset()
+    jobqueue_noop(redis)(n)
+    before = redis.client.info("cpu")
+    start = time.perf_counter()
+    workers = [spawn(python("-m", "jobqueue", "worker", "scale", "--burst", "-c", "8", "--quiet", "--url", redis.url))
+               for _ in range(2)]
+    for worker in workers:
+        worker.wait()
+    took = time.perf_counter() - start
+    after = redis.client.info("cpu")
+    cpu = sum(after[k] - before[k] for k in ("used_cpu_sys", "used_cpu_user"))
+    assert Queue("scale", connection=redis.client).count == 0
+    return cpu / n * 1000, n / took
+
+
 def timed(command, args: list[str], env: dict, runs: int = 5) -> float:
     """Median seconds of a CLI command, run in this process: what the command
     costs, without the interpreter's start-up (printed apart)."""
@@ -118,6 +137,7 @@ def main() -> int:
     parser.add_argument("--noop", type=int, default=1_000_000, help="no-op jobs per system")
     parser.add_argument("--dramatiq", type=int, default=200_000, help="Dramatiq's (it enqueues one at a time)")
     parser.add_argument("--links", default="1000000", help="links files to enqueue, comma-separated sizes")
+    parser.add_argument("--load", type=int, default=100_000, help="no-op jobs run to measure Redis CPU per job")
     args = parser.parse_args()
     redis = PrivateRedis()
     work = Path(tempfile.mkdtemp(prefix="scale-"))
@@ -129,6 +149,9 @@ def main() -> int:
                                ("Dramatiq", dramatiq_noop, args.dramatiq)):
             size, rate = per_job(redis, make(redis), n)
             print(f"| {label}, {n:,} | {size:,.0f} | {rate:,.0f} |", flush=True)
+        cpu, rate = under_load(redis, args.load)
+        print(f"\nUnder load (2 workers x 8 slots, {args.load:,} no-op jobs): {cpu:.3f} ms of Redis CPU per job, "
+              f"{rate:,.0f} jobs/s", flush=True)
         print("\n| links (`fetch --links`, --no-wait) | links/s | producer peak RSS MB | Redis bytes per waiting "
               "download | `status` ms | `jobqueue info` ms | Python start-up ms (apart) |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
