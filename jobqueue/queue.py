@@ -229,7 +229,7 @@ class Queue:
         records, shared = [], []
         for job in jobs:
             fields = job._fields
-            fields["enqueued_at"] = now_iso
+            fields["created_at"] = fields["enqueued_at"] = now_iso  # one stamp: compact.py stores it once
             if when is not None:
                 fields["status"] = JobStatus.SCHEDULED.value
             own, options_shared, name = compact.pack(fields)

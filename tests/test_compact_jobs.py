@@ -35,6 +35,7 @@ def test_options_many_jobs_share_are_stored_once(q, r):
     assert len(r.keys(q.backend.keys.shared("*"))) == 2
     assert Job.fetch(other.id, r).timeout == 77
     assert {j.retries_left for j in q.jobs[:300]} == {2} and q.jobs[0].retry_intervals == [1, 2]
+    assert not r.hexists(q.jobs[0].key, "created_at")  # a batch's jobs too store one time stamp
 
 
 def test_a_compact_job_shows_its_whole_call_in_fetch_info_and_the_workers_log(q, r, redis_server, workers, tmp_path,

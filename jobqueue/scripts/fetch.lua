@@ -20,30 +20,30 @@
 -- A+6..N queue names.
 -- Returns a flat list: queue, id, attempt, hash (flat), ...; a quarantined
 -- key comes as '', its note, 0, {} (logged by the next maintenance pass).
--- A hash comes with its shared options (compact.py) in front of its own
--- fields, which win when read: the worker needs no second round trip.
+-- Shared options come in entries of their own (below): the worker needs no
+-- second round trip for them.
 local worker, ttl, need = ARGV[A], tonumber(ARGV[A + 1]), tonumber(ARGV[A + 2])
 local woken = ARGV[A + 3] == '1'
 local request = ARGV[A + 4]
 local out = {}
 
-local shared_seen = {}
-local function with_shared(h)
+-- A job's shared options (compact.py) come once per call, in an entry of
+-- their own ('\0shared', digest, 0, hash) before the first job naming them.
+local shared_sent = {}
+local function send_shared(h)
   for f = 1, #h, 2 do
     if h[f] == 'shared' then
-      local key = P.shared .. h[f + 1]
-      local s = shared_seen[key]
-      if not s then
-        s = redis.pcall('HGETALL', key)
+      local name = h[f + 1]
+      if not shared_sent[name] then
+        shared_sent[name] = true
+        local key = P.shared .. name
+        local s = redis.pcall('HGETALL', key)
         if poisoned(s) then quarantine(key, s.err); s = {} end
-        shared_seen[key] = s
+        out[#out + 1] = '\0shared'; out[#out + 1] = name; out[#out + 1] = 0; out[#out + 1] = s
       end
-      local merged = {unpack(s)}
-      for i = 1, #h do merged[#s + i] = h[i] end
-      return merged
+      return
     end
   end
-  return h
 end
 
 if ARGV[A + 5] == '1' then  -- rare: scan the started attempts for this request's stamp
@@ -53,8 +53,10 @@ if ARGV[A + 5] == '1' then  -- rare: scan the started attempts for this request'
       local id = member_id(m)
       local h = redis.call('HMGET', P.job .. id, 'fetch', 'attempt')
       if h[1] == request and member(id, h[2]) == m then
+        local hash = redis.call('HGETALL', P.job .. id)
+        send_shared(hash)
         out[#out + 1] = q; out[#out + 1] = id; out[#out + 1] = tonumber(h[2])
-        out[#out + 1] = with_shared(redis.call('HGETALL', P.job .. id))
+        out[#out + 1] = hash
       end
     end
   end
@@ -91,7 +93,8 @@ for i = A + 6, N do
           'fetch', request)
         entries[#entries + 1] = deadline
         entries[#entries + 1] = member(id, attempt)
-        out[#out + 1] = q; out[#out + 1] = id; out[#out + 1] = attempt; out[#out + 1] = with_shared(h)
+        send_shared(h)
+        out[#out + 1] = q; out[#out + 1] = id; out[#out + 1] = attempt; out[#out + 1] = h
         need = need - 1
       end
     end

@@ -22,6 +22,9 @@ from ..job import Job
 from .recording import batch_writes, report_write_errors
 
 
+SHARED_ENTRY = b"\0shared"  # fetch.lua's entry for shared options
+
+
 class RoundTrip:
     def __init__(self, backend: Backend, worker: str, queues: list[str], deadline_ttl: float) -> None:
         self.jobs = backend  # what the fetched jobs talk to afterwards
@@ -66,12 +69,16 @@ class RoundTrip:
         self.outcomes, self.writes, self.failures = [], [], []
         if fetch:
             self._request = None
-        fetched, self.met_poison = [], False
+        fetched, self.met_poison, shared = [], False, {}
         for i in range(0, len(flat), 4):
             if not flat[i]:  # a key the fetch moved out of the way (noted in the quarantine list)
                 self.met_poison = True
                 continue
+            if flat[i] == SHARED_ENTRY:  # options the jobs after it share (compact.py)
+                shared[text(flat[i + 1])] = text_dict(flat[i + 3])
+                continue
             fields = text_dict(flat[i + 3])
+            fields = {**shared.get(fields.get("shared", ""), {}), **fields}  # the job's own fields win
             fields["id"], fields["attempt"] = text(flat[i + 1]), str(flat[i + 2])
             fetched.append((text(flat[i]), Job.from_fields(self.jobs, fields)))
         return fetched, dropped, recorded
