@@ -146,7 +146,7 @@ class Queue:
         if "job_id" in options:
             raise JobQueueError("prepare_calls takes each job's id with its call, not job_id=")
         template = self._build(EnqueueData(func, (), {}, options))
-        template._fields["enqueued_at"] = timeutil.iso()
+        template._fields["created_at"] = template._fields["enqueued_at"] = timeutil.iso()  # one stamp, stored once
         own, shared, name = compact.pack(template._fields)
         base = [x for k, v in own.items() if not k.startswith("data") for x in (k, v)]
         dumps, ids, records = template.serializer.dumps, [], []

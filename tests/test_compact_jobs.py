@@ -71,7 +71,7 @@ def test_a_runs_download_job_carries_its_url_and_run_and_nothing_the_run_shares(
     run_id, _ = Runs(r).create([url], "test", Settings(queue="compact", dir=str(tmp_path), max_size=1234))
     (job,) = Queue("compact", connection=r).jobs
     assert job.args == [url, run_id] and job.kwargs == {}
-    assert r.object("encoding", job.key) in COMPACT
+    assert r.object("encoding", job.key) in COMPACT and not r.hexists(job.key, "created_at")
     options = Runs(r).job_options(run_id)
     assert options["max_size"] == 1234 and options["dir"]
 
