@@ -10,7 +10,8 @@ the lease and enqueues only the links the run does not have yet.
 
 Batches are built on the caller's thread and written by a thread of the
 producer's own, in the order they were added: reading and building the next
-batch overlap with Redis's work on the last. At most two batches wait for it, so memory stays bounded."""
+batch overlap with Redis's work on the last. At most two batches wait for
+it, so memory stays bounded."""
 
 from __future__ import annotations
 
@@ -170,7 +171,12 @@ class Producer:
         """The writer thread: batches in the order added. After a failure it
         writes nothing more (what follows may depend on what failed)."""
         while True:
-            batch = self._batches.get()
+            try:
+                batch = self._batches.get(timeout=0.5)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return  # the producer was let go (its end could not be queued)
+                continue
             try:
                 if batch is None:
                     return

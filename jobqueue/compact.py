@@ -31,7 +31,7 @@ from typing import Mapping
 
 SHARED = ("func", "serializer", "timeout", "result_ttl", "failure_ttl", "retries_left", "retry_intervals",
           "on_success", "on_failure")
-DERIVED = ("id", "created_at")  # kept in memory, never stored: the key and enqueued_at say them
+DERIVED = ("id", "created_at")  # in memory; stored only to say what the key and enqueued_at do not
 _NOT_OWN = frozenset(SHARED + DERIVED)
 PIECE = 64  # Redis's default hash-max-ziplist-value (hash-max-listpack-value from Redis 7)
 MAX_PIECES = 48  # with a job's other fields, under hash-max-ziplist-entries (128 by default)
@@ -69,11 +69,11 @@ def unpack(stored: Mapping[str, str], shared: Mapping[str, str] | None = None) -
     whole again. Safe to apply to fields already unpacked."""
     fields = {**(shared or {}), **stored}
     if "data.1" in fields:
-        pieces, i = [fields.pop("data", "")], 1
+        parts, i = [fields.pop("data", "")], 1
         while f"data.{i}" in fields:
-            pieces.append(fields.pop(f"data.{i}"))
+            parts.append(fields.pop(f"data.{i}"))
             i += 1
-        fields["data"] = "".join(pieces)
+        fields["data"] = "".join(parts)
     if "created_at" not in fields and "enqueued_at" in fields:
         fields["created_at"] = fields["enqueued_at"]
     return fields
