@@ -3,9 +3,10 @@ waiting jobs costs what one job's hash costs, times millions.
 
 Three rules (README, "Compact jobs"):
 
-* **Shared options are stored once.** What many jobs have in common (the
-  function, serializer, timeouts, retries, callbacks) goes into a hash named
-  by a digest of its content, ``{prefix}shared:<digest>``, which the job
+* **Shared options are stored once.** What the jobs of a batch
+  (``enqueue_many``, ``prepare_*``) have in common (the function,
+  serializer, timeouts, retries, callbacks) goes into a hash named by a
+  digest of its content, ``{prefix}shared:<digest>``, which the job
   names in its ``shared`` field. The same options always give the same
   digest, so the hash never changes once written and a reader may cache it
   for ever. A field the job holds itself wins (``retries_left`` once the job
@@ -49,19 +50,29 @@ def _digest(items: tuple[tuple[str, str], ...]) -> str:
     return hashlib.sha1(json.dumps(items, separators=(",", ":")).encode()).hexdigest()[:20]
 
 
-def pack(fields: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str], str]:
-    """A job's fields as stored: (its own hash, the shared hash, its digest)."""
+def pack(fields: Mapping[str, str], share: bool = True) -> tuple[dict[str, str], dict[str, str], str]:
+    """A job's fields as stored: (its own hash, the shared hash, its digest).
+    ``share=False`` (a job enqueued alone) keeps its options in its own hash:
+    writing a shared hash would cost the enqueue a command for one job's sake."""
+    if not share:
+        own = {k: v for k, v in fields.items() if k not in DERIVED and v != ""}
+        return _with_pieces(own, fields), {}, ""
     own = {k: v for k, v in fields.items() if k not in _NOT_OWN}
     shared = {k: fields[k] for k in SHARED if fields.get(k)}
+    own = _with_pieces(own, fields)
+    name = digest(shared) if shared else ""
+    if name:
+        own["shared"] = name
+    return own, shared, name
+
+
+def _with_pieces(own: dict[str, str], fields: Mapping[str, str]) -> dict[str, str]:
     if fields.get("created_at") and fields.get("created_at") != fields.get("enqueued_at"):
         own["created_at"] = fields["created_at"]
     data = own.pop("data", None)
     if data is not None:
         own.update(pieces(data))
-    name = digest(shared) if shared else ""
-    if name:
-        own["shared"] = name
-    return own, shared, name
+    return own
 
 
 def unpack(stored: Mapping[str, str], shared: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -232,7 +232,7 @@ class Queue:
             fields["created_at"] = fields["enqueued_at"] = now_iso  # one stamp: compact.py stores it once
             if when is not None:
                 fields["status"] = JobStatus.SCHEDULED.value
-            own, options_shared, name = compact.pack(fields)
+            own, options_shared, name = compact.pack(fields, share=len(jobs) > 1)
             shared.append((name, options_shared))
             records.append({"id": job.id, "q": self.name, "f": [x for kv in own.items() for x in kv],
                             "front": job._front, "ttl": job.ttl, **(when or {})})

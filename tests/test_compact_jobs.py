@@ -19,19 +19,24 @@ COMPACT = (b"ziplist", b"listpack")
 
 def test_a_waiting_job_keeps_redis_compact_encoding_and_stores_nothing_redundant(q, r):
     long_arg = "x" * 1500  # far past the 64 bytes one value may have in a compact hash
-    job = q.enqueue(jobs.echo, long_arg, n=1)
-    stored = {k.decode(): v.decode() for k, v in r.hgetall(job.key).items()}
-    assert r.object("encoding", job.key) in COMPACT
-    assert max(len(v.encode()) for v in stored.values()) <= 64
-    assert not {"id", "description", "created_at", "func", "timeout"} & set(stored)
-    fetched = Job.fetch(job.id, r)
-    assert fetched.args == [long_arg] and fetched.kwargs == {"n": 1} and fetched.func_name == "tests.jobs.echo"
-    assert fetched.created_at == fetched.enqueued_at and fetched.timeout == 180
+    alone = q.enqueue(jobs.echo, long_arg, n=1)
+    _, in_batch = q.enqueue_many([Queue.prepare_data(jobs.echo, (long_arg,), {"n": 2}) for _ in range(2)])
+    for job in (alone, in_batch):
+        stored = {k.decode(): v.decode() for k, v in r.hgetall(job.key).items()}
+        assert r.object("encoding", job.key) in COMPACT
+        assert max(len(v.encode()) for v in stored.values()) <= 64
+        assert not {"id", "description", "created_at"} & set(stored)
+        fetched = Job.fetch(job.id, r)
+        assert fetched.args == [long_arg] and fetched.func_name == "tests.jobs.echo" and fetched.timeout == 180
+        assert fetched.created_at == fetched.enqueued_at
+    assert not {"func", "timeout"} & set(r.hgetall(in_batch.key))  # the batch's shared options hold them
+    assert r.hget(alone.key, "func") == b"tests.jobs.echo"           # alone: its own (no extra command)
 
 
 def test_options_many_jobs_share_are_stored_once(q, r):
     q.enqueue_many([Queue.prepare_data(jobs.add, (i, i), retry=Retry(max=2, interval=[1, 2])) for i in range(300)])
-    other = q.enqueue(jobs.add, 1, 1, job_timeout=77)
+    other, _ = q.enqueue_many([Queue.prepare_data(jobs.add, (1, 1), job_timeout=77)] * 2)
+    q.enqueue(jobs.add, 1, 1, job_timeout=78)  # alone: its options in its own hash
     assert len(r.keys(q.backend.keys.shared("*"))) == 2
     assert Job.fetch(other.id, r).timeout == 77
     assert {j.retries_left for j in q.jobs[:300]} == {2} and q.jobs[0].retry_intervals == [1, 2]

@@ -137,8 +137,8 @@ def test_bad_input_fails_the_job_and_the_worker_keeps_running(q, r):
     corrupt = q.enqueue(jobs.add, 1, 1)
     r.hset(corrupt.key, "data", "{not json")
     gutted = q.enqueue(jobs.add, 1, 1)
-    r.hdel(gutted.key, "shared")  # its function, timeouts, ... were in the shared options it named
-    orphan = q.enqueue(jobs.add, 1, 1, job_timeout=77)  # options of its own
+    r.hdel(gutted.key, "func")
+    orphan, _ = q.enqueue_many([Queue.prepare_data(jobs.add, (1, 1), job_timeout=77)] * 2)  # a batch's options
     r.delete(q.backend.keys.shared(r.hget(orphan.key, "shared").decode()))
     odd_timeout = q.enqueue(jobs.add, 1, 1)
     r.hset(odd_timeout.key, "timeout", "soon")
