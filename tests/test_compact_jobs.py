@@ -89,3 +89,14 @@ def test_a_download_whose_run_is_gone_fails_at_once_and_says_so(r, tmp_path):
     job.refresh()
     assert job.get_status() == JobStatus.FAILED and f"run {run_id} is gone" in job.exc_info
     assert job.retries_left == Settings().retries  # not retried: nothing would make it work
+
+
+def test_a_batch_jobs_used_retries_are_its_own_not_its_shared_options(q, r, tmp_path):
+    """The batch's shared options say retries_left=2; each job's own count,
+    written as it uses them, wins: both fail after three attempts."""
+    batch = q.enqueue_many([Queue.prepare_data(jobs.fail_until, (str(tmp_path / f"n{i}"), 99), retry=Retry(max=2))
+                            for i in range(2)])
+    Worker([q], connection=r, timing=FAST_TIMING).work(burst=True, max_jobs=10)  # 10: never-ending retries stop
+    for job in batch:
+        job.refresh()
+        assert job.get_status() == JobStatus.FAILED and job.retries_left == 0 and job.attempt == 3
