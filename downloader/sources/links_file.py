@@ -5,6 +5,7 @@ enqueued (``rejected``), or, with ``strict``, stops the read."""
 
 from __future__ import annotations
 
+import codecs
 import os
 import sys
 from typing import BinaryIO, Iterator
@@ -31,8 +32,9 @@ class LinksFile:
         encoding error or a --strict refusal enqueues nothing; then as a
         stream. Stdin cannot be read twice: it is streamed at once."""
         if self.path != "-":
-            for _ in self.links(check=self.strict):  # (without --strict a bad line only is not enqueued)
-                pass
+            if self.strict or not self._decodes():  # (without --strict a bad line only is not enqueued)
+                for _ in self.links(check=self.strict):  # says where, and why
+                    pass
             self.rejected, self.rejected_count = [], 0
         for url in self.links():
             yield Item(url)
@@ -57,6 +59,19 @@ class LinksFile:
                     self.rejected_count += 1
                     if len(self.rejected) < SHOWN:  # a huge file of junk must not fill the memory
                         self.rejected.append((number, line[:200], why))
+
+    def _decodes(self) -> bool:
+        """Whether the whole file is UTF-8, read in blocks and kept nowhere
+        (fast; the line-by-line pass says where it is not)."""
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            with open(self.path, "rb") as handle:
+                while block := handle.read(1 << 20):
+                    decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except (OSError, UnicodeDecodeError):
+            return False
+        return True
 
     def _decode(self, raw: bytes, number: int) -> str:
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
