@@ -122,8 +122,8 @@ class Job:
 
     @classmethod
     def from_fields(cls, backend: Backend, fields: dict[str, str]) -> "Job":
-        """A job from its fields, as stored (with its shared options in front,
-        as a worker's fetch returns them) or as read before."""
+        """A job from its fields: as stored, with its shared options merged in
+        (the worker's round trip does that), or as read before."""
         job = cls(fields.get("id"), backend)
         job._fields = compact.unpack(fields)
         return job
