@@ -160,8 +160,8 @@ def download_for_run(link: str, run: str, **extras: Any) -> dict | Future:
     if job is None:
         raise DownloaderError(f"download_for_run reads run {run} from its worker's Redis: call it in a worker, or "
                               f"call download_link(directory, link) to download one link here")
-    options = {**Runs.of(job.connection).job_options(run), **extras}
-    return download_link(options.pop("dir"), link, run, **options)
+    directory, options = Runs.of(job.connection).job_call(run, extras)
+    return download_link(directory, link, run, **options)
 
 
 def _settle_part(part: Part, folder: Folder, exc: BaseException) -> None:

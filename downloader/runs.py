@@ -115,6 +115,11 @@ class Runs:
                 return _job_options.get(run_id) or self._read_job_options(run_id)
         return options
 
+    def job_call(self, run_id: str, extras: dict) -> tuple[str, dict]:
+        """(directory, download options) of a run's job with these extras."""
+        options = {**self.job_options(run_id), **extras}
+        return options.pop("dir"), options
+
     def _read_job_options(self, run_id: str) -> dict:
         raw = text(self.connection.hget(self.keys.run(run_id), "job"))
         if raw is None:
@@ -252,8 +257,8 @@ def call_of(job: Job, connection: redis.Redis) -> tuple[str, str, str | None, di
     of ``download_link(directory, link, run=..., ...)``."""
     if job.func_name == RUN_JOB:
         link, run_id = job.args[0], job.args[1]
-        options = {**Runs.of(connection).job_options(run_id), **job.kwargs}
-        return options.pop("dir"), link, run_id, options
+        directory, options = Runs.of(connection).job_call(run_id, job.kwargs)
+        return directory, link, run_id, options
     options = dict(job.kwargs)
     return job.args[0], job.args[1], options.pop("run", None), options
 

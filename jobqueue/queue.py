@@ -28,10 +28,14 @@ _JOB_OPTIONS = ("timeout", "result_ttl", "failure_ttl", "ttl", "description", "j
                 "on_success", "on_failure", "unique")
 
 
-def _shared_of(pairs: list[tuple[str, dict[str, str]]]) -> str:
-    """The distinct shared hashes of a chunk, as enqueue.lua takes them."""
-    distinct = {name: [x for kv in fields.items() for x in kv] for name, fields in pairs if name}
-    return _encode(distinct) if distinct else "{}"
+def _shared_of(names: list[str], shared: dict[str, list[str]]) -> str:
+    """The shared hashes a chunk's jobs name, as enqueue.lua takes them."""
+    return _encode({name: shared[name] for name in set(names) if name})
+
+
+def _flat(fields: dict[str, str]) -> list[str]:
+    """field, value, field, value, ... as HSET takes them."""
+    return [x for kv in fields.items() for x in kv]
 
 
 class PreparedCalls(NamedTuple):
@@ -148,12 +152,12 @@ class Queue:
         template = self._build(EnqueueData(func, (), {}, options))
         template._fields["created_at"] = template._fields["enqueued_at"] = timeutil.iso()  # one stamp, stored once
         own, shared, name = compact.pack(template._fields)
-        base = [x for k, v in own.items() if not k.startswith("data") for x in (k, v)]
+        base = _flat({k: v for k, v in own.items() if not k.startswith("data")})
         dumps, ids, records = template.serializer.dumps, [], []
         for args, kwargs, job_id in calls:
             job_id = job_id or uuid.uuid4().hex
             ids.append(job_id)
-            data = [x for kv in compact.pieces(dumps([list(args), dict(kwargs)])).items() for x in kv]
+            data = _flat(compact.pieces(dumps([list(args), dict(kwargs)])))
             records.append({"id": job_id, "q": self.name, "f": base + data, "front": template._front,
                             "ttl": template.ttl})
         return PreparedCalls(ids, records, (name, shared))
@@ -164,7 +168,8 @@ class Queue:
         ``enqueue_many`` does."""
         if isinstance(prepared, PreparedCalls):
             if prepared.ids:
-                self._write(prepared.records, [prepared.shared] * len(prepared.ids), also)
+                name, fields = prepared.shared
+                self._write(prepared.records, [name] * len(prepared.ids), {name: _flat(fields)}, also)
         elif prepared:
             self._submit(prepared, timeutil.iso(), also=also)
         return prepared
@@ -226,19 +231,21 @@ class Queue:
     def _submit(self, jobs: list[Job], now_iso: str, when: dict | None = None,
                 also: Sequence[Sequence[Any]] = ()) -> None:
         """Jobs as the enqueue script takes them (compact.py), written."""
-        records, shared = [], []
+        records, names, shared = [], [], {}
         for job in jobs:
             fields = job._fields
             fields["created_at"] = fields["enqueued_at"] = now_iso  # one stamp: compact.py stores it once
             if when is not None:
                 fields["status"] = JobStatus.SCHEDULED.value
             own, options_shared, name = compact.pack(fields, share=len(jobs) > 1)
-            shared.append((name, options_shared))
-            records.append({"id": job.id, "q": self.name, "f": [x for kv in own.items() for x in kv],
-                            "front": job._front, "ttl": job.ttl, **(when or {})})
-        self._write(records, shared, also, jobs)
+            names.append(name)
+            if name and name not in shared:
+                shared[name] = _flat(options_shared)
+            records.append({"id": job.id, "q": self.name, "f": _flat(own), "front": job._front, "ttl": job.ttl,
+                            **(when or {})})
+        self._write(records, names, shared, also, jobs)
 
-    def _write(self, records: list[dict], shared: list[tuple[str, dict[str, str]]],
+    def _write(self, records: list[dict], names: list[str], shared: dict[str, list[str]],
                also: Sequence[Sequence[Any]] = (), jobs: Sequence[Job] = ()) -> None:
         """Write jobs with the enqueue script: one call per chunk, all chunks
         in one round trip (with ``also``, one MULTI/EXEC). The call carries a
@@ -249,7 +256,8 @@ class Queue:
         if twice:
             raise DuplicateJobError(twice)
         request = uuid.uuid4().hex[:16]
-        calls = [("enqueue", [request, _encode(records[s:s + ENQUEUE_CHUNK]), _shared_of(shared[s:s + ENQUEUE_CHUNK])])
+        calls = [("enqueue", [request, _encode(records[s:s + ENQUEUE_CHUNK]),
+                              _shared_of(names[s:s + ENQUEUE_CHUNK], shared)])
                  for s in range(0, len(records), ENQUEUE_CHUNK)]
         for pause in (*REPLAY_PAUSES, None):
             try:

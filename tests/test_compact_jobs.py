@@ -100,3 +100,21 @@ def test_a_batch_jobs_used_retries_are_its_own_not_its_shared_options(q, r, tmp_
     for job in batch:
         job.refresh()
         assert job.get_status() == JobStatus.FAILED and job.retries_left == 0 and job.attempt == 3
+
+
+def test_shared_options_outlive_another_queues_jobs_and_an_altered_copy_is_mended(r):
+    """One shared hash serves every queue whose jobs have those options, so
+    emptying or deleting one queue leaves it for the others; written again
+    by the next batch, a hash someone altered is mended."""
+    left, kept = Queue("left", connection=r), Queue("kept", connection=r)
+    options = {"job_timeout": 55, "retry": Retry(max=1)}
+    left.enqueue_many([Queue.prepare_data(jobs.add, (1, 1), **options)] * 2)
+    waiting = kept.enqueue_many([Queue.prepare_data(jobs.add, (2, 2), **options)] * 2)
+    (key,) = r.keys(kept.backend.keys.shared("*"))
+    left.delete()
+    assert r.hget(key, "timeout") == b"55"
+    r.hset(key, "timeout", "1")                                       # someone alters it
+    kept.enqueue_many([Queue.prepare_data(jobs.add, (3, 3), **options)] * 2)
+    assert r.hget(key, "timeout") == b"55"                            # mended by the next batch
+    Worker([kept], connection=r, timing=FAST_TIMING).work(burst=True)
+    assert [job.return_value() for job in waiting] == [4, 4]

@@ -4,6 +4,7 @@ a worker that died" is made with the real fetch script and a deadline in the
 past, which is exactly what such a worker leaves behind."""
 
 import json
+import signal
 import threading
 import time
 import uuid
@@ -130,6 +131,24 @@ def test_a_job_whose_wake_token_was_lost_is_fetched_within_a_maintenance_interva
     finally:
         w.request_stop()
         thread.join(10)
+
+
+def test_a_token_held_by_a_paused_worker_does_not_hold_up_an_idle_one(redis_server, r, workers):
+    """Blocked clients are served in order: the token of the next push goes to
+    a worker blocked first, even one that is paused (SIGSTOP). Another idle
+    worker still takes the job, within a maintenance interval (0.5 s here)."""
+    paused = workers.start(redis_server.url)
+    wait_for(lambda: worker_blocked(r), message="first worker blocked")
+    paused.send_signal(signal.SIGSTOP)
+    try:
+        other = workers.start(redis_server.url)
+        wait_for(lambda: sum(c.get("cmd") == "blpop" for c in r.client_list()) == 2, message="both blocked")
+        job = Queue(connection=r).enqueue(jobs.add, 5, 5)
+        wait_for(lambda: job.get_status() == JobStatus.FINISHED, timeout=15, message="the other worker took it")
+        job.refresh()
+        assert job.worker_name.endswith(f":{other.pid}")
+    finally:
+        paused.send_signal(signal.SIGCONT)
 
 
 def test_at_most_one_wake_token_waits_whatever_is_enqueued(q, r):

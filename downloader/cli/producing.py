@@ -162,9 +162,13 @@ class Hosts:
         if len(self.netlocs) > 100_000:  # memory stays bounded whatever the links: registering again is harmless
             self.netlocs.clear()
             self.seen.clear()
-        netlocs = {url.split("/", 3)[2] for url, _ in batch} - self.netlocs  # (checked URLs: scheme://netloc...)
-        self.netlocs |= netlocs
-        new = {host_of(url) for url, _ in batch if url.split("/", 3)[2] in netlocs} - self.seen if netlocs else set()
+        new = set()
+        for url, _ in batch:
+            netloc = url.split("/", 3)[2]  # (checked URLs: scheme://netloc/...)
+            if netloc not in self.netlocs:
+                self.netlocs.add(netloc)
+                new.add(host_of(url))
+        new -= self.seen
         if new:
             politeness.register(self.runs.connection, {host: self.settings.host_limits(host) for host in new})
             self.seen |= new

@@ -84,27 +84,20 @@ local function wake(queue)
   if redis.call('LLEN', w) == 0 then redis.call('RPUSH', w, '1') end
 end
 
--- Put a job id on its queue. Only the empty -> non-empty transition costs
+-- Put job ids on their queue (at the back, in order, or at the front), in
+-- one command: a batch is at most a few hundred ids, as a Lua call takes a
+-- bounded number of arguments. Only the empty -> non-empty transition costs
 -- extra commands: registering the queue name and waking a blocked worker.
-local function push(queue, id, at_front)
-  local n = guarded(at_front and 'LPUSH' or 'RPUSH', P.queue .. queue, id)
-  if n == 1 then
-    redis.call('SADD', P.queues, queue)
-    wake(queue)
-  end
-  return n
-end
-
--- Put job ids on the back of their queue, in order, in one RPUSH (a batch
--- of at most a few hundred: a Lua call takes a bounded number of arguments).
-local function push_all(queue, ids)
-  local n = guarded('RPUSH', P.queue .. queue, unpack(ids))
+local function push_all(queue, ids, at_front)
+  local n = guarded(at_front and 'LPUSH' or 'RPUSH', P.queue .. queue, unpack(ids))
   if n == #ids then
     redis.call('SADD', P.queues, queue)
     wake(queue)
   end
   return n
 end
+
+local function push(queue, id, at_front) return push_all(queue, {id}, at_front) end
 
 -- Record a terminal state (finished/failed/canceled): fields, then the
 -- registry entry whose score is the moment the job hash may be deleted.
