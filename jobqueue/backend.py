@@ -37,6 +37,16 @@ class Backend:
                 f"tag, e.g. JOBQUEUE_PREFIX='{{jobqueue}}:' (the prefix is {self.keys.prefix!r})")
         self.run = ScriptRunner(self.connection, self.keys)
 
+    def time(self) -> float:
+        """Redis's clock (the one every script reads), on the node that holds
+        the namespace: a cluster's nodes each have their own."""
+        conn = self.connection
+        if connection_mod.is_cluster(conn):
+            seconds, micros = conn.time(target_nodes=conn.get_node_from_key(self.keys.workers))
+        else:
+            seconds, micros = conn.time()
+        return seconds + micros / 1e6
+
     @classmethod
     def of(cls, connection: "redis.Redis | Backend | None", prefix: str | None = None) -> "Backend":
         if isinstance(connection, Backend):

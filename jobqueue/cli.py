@@ -23,10 +23,15 @@ from .registry import REGISTRIES, FailedJobRegistry
 from .retry import Retry
 from .worker import Timing, Worker, list_workers
 from .worker.monitor import age_seconds
+from .worker.outage import wait_for_redis
 
 url_option = click.option("--url", "-u", envvar="JOBQUEUE_REDIS_URL", metavar="URL",
                           help="Redis URL (redis://, rediss://, unix://) [env JOBQUEUE_REDIS_URL; "
                                "default: the embedded private redis-server]")
+prefixes_option = click.option(
+    "--prefix", "prefixes", envvar="JOBQUEUE_PREFIX", multiple=True, metavar="PREFIX",
+    help="key prefix (namespace), to share one Redis between apps; repeat it for queues in several namespaces, "
+         "e.g. shards on a Redis Cluster's masters [env JOBQUEUE_PREFIX, space-separated; default jobqueue:]")
 prefix_option = click.option("--prefix", envvar="JOBQUEUE_PREFIX", default=None, metavar="PREFIX",
                              help="key prefix, to share one Redis between apps [env JOBQUEUE_PREFIX; default jobqueue:]")
 
@@ -45,12 +50,23 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def backend_for(url: str | None, prefix: str | None, check: bool = True) -> Backend:
-    """``check=False``: the caller waits for Redis itself (the worker)."""
+def client_for(url: str | None, startup_wait: float = 0.0) -> redis.Redis:
+    """A checked client (waiting up to ``startup_wait`` seconds for Redis);
+    a cluster client when the URL names a Redis Cluster node."""
     client = connection_mod.resolve(url=url)
-    if check:
+    if startup_wait:
+        wait_for_redis(client, startup_wait)
+    else:
         connection_mod.check(client)
-    return Backend(client, prefix)
+    return connection_mod.cluster_if_enabled(client, connection_mod.configured_url(url))
+
+
+def backend_for(url: str | None, prefix: str | None) -> Backend:
+    """The one namespace a command other than worker and info works on."""
+    if prefix is not None and len(prefix.split()) > 1:
+        raise click.UsageError(f"--prefix / JOBQUEUE_PREFIX names several namespaces ({prefix!r}); this command "
+                               "works on one: pass --prefix PREFIX")
+    return Backend(client_for(url), prefix)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,7 +82,7 @@ def main() -> None:
 @main.command()
 @click.argument("queues", nargs=-1)
 @url_option
-@prefix_option
+@prefixes_option
 @click.option("--burst", "-b", is_flag=True, help="quit when the queues are empty")
 @click.option("--name", "-n", help="worker name (default host:pid)")
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), default=1, show_default=True,
@@ -90,11 +106,12 @@ def main() -> None:
 @click.option("--verbose", "-v", "verbosity", flag_value="DEBUG", help="log more (results, timings)")
 @click.option("--quiet", "-q", "verbosity", flag_value="WARNING", help="log only warnings and errors")
 @friendly_errors
-def worker(queues: tuple[str, ...], url: str | None, prefix: str | None, burst: bool, name: str | None,
+def worker(queues: tuple[str, ...], url: str | None, prefixes: tuple[str, ...], burst: bool, name: str | None,
            concurrency: int, fork: bool, threads: int | None, max_jobs: int | None, paths: tuple[str, ...], allowed: tuple[str, ...],
            allow_pickle: bool, heartbeat_interval: float | None, heartbeat_ttl: float | None,
            maintenance_interval: float | None, with_scheduler: bool, verbosity: str | None) -> None:
-    """Run jobs from QUEUES (default: default), earlier queues first."""
+    """Run jobs from QUEUES (default: default), earlier queues first; with
+    several --prefix, from the QUEUES of each namespace, taking turns."""
     for path in reversed(paths):
         if path not in sys.path:
             sys.path.insert(0, path)
@@ -102,8 +119,10 @@ def worker(queues: tuple[str, ...], url: str | None, prefix: str | None, burst: 
     timing = Timing.from_env(heartbeat_interval=heartbeat_interval, heartbeat_ttl=heartbeat_ttl,
                              maintenance_interval=maintenance_interval)
     allowed = allowed or tuple(p for p in os.environ.get("JOBQUEUE_ALLOW", "").replace(",", " ").split() if p)
-    w = Worker(list(queues) or ["default"], backend_for(url, prefix, check=False), name=name, concurrency=concurrency, fork=fork,
-               timing=timing, allowed_modules=allowed, allow_pickle=allow_pickle, threads=threads)
+    client = client_for(url, startup_wait=timing.startup_wait)
+    served = [Queue(q, Backend(client, prefix)) for prefix in prefixes or [None] for q in queues or ["default"]]
+    w = Worker(served, name=name, concurrency=concurrency, fork=fork, timing=timing, allowed_modules=allowed,
+               allow_pickle=allow_pickle, threads=threads)
     w.work(burst=burst, max_jobs=max_jobs)
 
 
@@ -148,24 +167,36 @@ def render_info(backend: Backend, only: tuple[str, ...]) -> str:
 @main.command()
 @click.argument("queues", nargs=-1)
 @url_option
-@prefix_option
+@prefixes_option
 @click.option("--interval", "-i", type=float, help="refresh every S seconds until Ctrl+C")
 @click.option("--json", "as_json", is_flag=True, help="print queues and workers as JSON")
 @friendly_errors
-def info(queues: tuple[str, ...], url: str | None, prefix: str | None, interval: float | None, as_json: bool) -> None:
-    """Show queues (jobs per state) and workers (state, current jobs)."""
-    backend = backend_for(url, prefix)
+def info(queues: tuple[str, ...], url: str | None, prefixes: tuple[str, ...], interval: float | None,
+         as_json: bool) -> None:
+    """Show queues (jobs per state) and workers (state, current jobs), of
+    each namespace given by --prefix."""
+    client = client_for(url)
+    backends = [Backend(client, prefix) for prefix in prefixes or [None]]
     if as_json:
-        names = list(queues) or [q.name for q in Queue.all(backend)]
-        workers = [w.__dict__ | {"state": w.state} for w in list_workers(backend)]
-        click.echo(json.dumps({"queues": queue_counts(backend, names), "workers": workers}, indent=2))
+        shown = []
+        for backend in backends:
+            names = list(queues) or [q.name for q in Queue.all(backend)]
+            workers = [w.__dict__ | {"state": w.state} for w in list_workers(backend)]
+            shown.append({"prefix": backend.keys.prefix, "queues": queue_counts(backend, names), "workers": workers})
+        click.echo(json.dumps(shown[0] if len(shown) == 1 else {"namespaces": shown}, indent=2))
         return
+
+    def render() -> str:
+        if len(backends) == 1:
+            return render_info(backends[0], queues)
+        return "\n\n".join(f"namespace {b.keys.prefix}\n{render_info(b, queues)}" for b in backends)
+
     if interval is None:
-        click.echo(render_info(backend, queues))
+        click.echo(render())
         return
     try:  # Ctrl+C at any moment ends the watch quietly
         while True:
-            text = render_info(backend, queues)
+            text = render()
             click.clear()
             click.echo(f"{timeutil.iso()}  (every {interval:g} s, Ctrl+C to stop)\n{text}")
             time.sleep(interval)

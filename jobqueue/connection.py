@@ -34,6 +34,22 @@ def from_url(url: str, **options) -> redis.Redis:
         raise ConnectionConfigError(f"malformed Redis URL {url!r}: {exc}") from None
 
 
+def cluster_if_enabled(client: redis.Redis, url: str | None) -> redis.Redis:
+    """A client of a Redis Cluster node, swapped for a cluster client (one
+    that routes each key to the master of its slot), so that any node's URL
+    serves. Asks the node once (INFO cluster); call it once Redis answers."""
+    if url is None or is_cluster(client) or urlsplit(url).scheme == "unix":
+        return client
+    try:
+        enabled = client.info("cluster").get("cluster_enabled")
+    except redis.exceptions.ResponseError:  # INFO renamed or refused: a plain server, as far as we can tell
+        return client
+    if not enabled:
+        return client
+    client.close()  # (a node refuses any database but 0 before we get here: the check says so)
+    return RedisCluster.from_url(urlsplit(url)._replace(path="").geturl(), socket_connect_timeout=5)
+
+
 def configured_url(url: str | None = None) -> str | None:
     return url or os.environ.get(URL_ENV) or None
 

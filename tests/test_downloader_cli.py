@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import time
 from datetime import timedelta
@@ -276,7 +277,8 @@ def test_status_marks_a_silent_worker_and_ctrl_c_exits_130(redis_server, r, tmp_
         worker.wait()
     time.sleep(2.0)                                        # more than two beats (0.3 s) and a second
     dead = downloader(redis_server, "status", run_id).stdout
-    assert "(not responding, last beat 2 s ago" in dead or "(not responding, last beat 3 s ago" in dead, dead
+    silence = re.search(r"\(not responding, last beat (\d+) s ago", dead)
+    assert silence and int(silence.group(1)) >= 2, dead   # at least the 2 s slept (more on a loaded machine)
     watcher = popen(redis_server, "status", run_id, "--watch")
     first = watcher.stderr.readline()                      # watching (a plain progress line): Ctrl+C now
     watcher.send_signal(signal.SIGINT)

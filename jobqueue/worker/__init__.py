@@ -1,4 +1,5 @@
 """The worker, split by concern: ``worker`` (the lifecycle loop),
+``lane`` (one namespace's round trip, heartbeat, waker and maintenance),
 ``execution`` (thread slots / fork work horses), ``recording`` (outcome ->
 Redis record), ``maintenance`` (heartbeat, scheduler, reaper), ``shutdown``
 (signals), ``timing`` (intervals), ``monitor`` (what `info` shows)."""

@@ -178,22 +178,23 @@ class ForkSlots(ThreadSlots):
 
     stops_by_exception = False
 
-    def __init__(self, size: int, events: SimpleQueue, importer: FunctionImporter, backend: Backend) -> None:
+    def __init__(self, size: int, events: SimpleQueue, importer: FunctionImporter, backends: list[Backend]) -> None:
         super().__init__(size, events, importer)
-        self.backend = backend  # what the horse's Job talks to (save_meta, get_current_job)
+        self.backends = backends  # what the horse's Job talks to (save_meta, get_current_job): its lane's
         self._spare = threading.local()
 
     def _execute(self, job: Job) -> Outcome:
-        horse = getattr(self._spare, "horse", None) or _Horse.fork(self.importer, self.backend)
+        horse = getattr(self._spare, "horse", None) or _Horse.fork(self.importer, self.backends)
         self._spare.horse = None
         with self._lock:
             self._running[attempt_key(job)] = horse.pid
-        outcome = horse.run(job)
+        lane = next((i for i, b in enumerate(self.backends) if b is job.backend), 0)
+        outcome = horse.run(job, lane)
         self._warm_import(job.func_name)
         return outcome
 
     def _after_job(self) -> None:
-        self._spare.horse = _Horse.fork(self.importer, self.backend)
+        self._spare.horse = _Horse.fork(self.importer, self.backends)
 
     def _retire(self) -> None:
         horse = getattr(self._spare, "horse", None)
@@ -236,7 +237,7 @@ class _Horse:
         self.pid, self.job_w, self.result_r = pid, job_w, result_r
 
     @classmethod
-    def fork(cls, importer: FunctionImporter, backend: Backend) -> "_Horse":
+    def fork(cls, importer: FunctionImporter, backends: list[Backend]) -> "_Horse":
         with cls._fork_lock:
             job_r, job_w = os.pipe()
             result_r, result_w = os.pipe()
@@ -248,7 +249,7 @@ class _Horse:
                         os.close(fd)
                     except OSError:
                         pass
-                cls._child(importer, backend, job_r, result_w, parent)
+                cls._child(importer, backends, job_r, result_w, parent)
             os.close(job_r)
             os.close(result_w)
             cls._worker_fds.update((job_w, result_r))
@@ -266,9 +267,9 @@ class _Horse:
         self._release(self.result_r)
         os.waitpid(self.pid, 0)
 
-    def run(self, job: Job) -> Outcome:
+    def run(self, job: Job, lane: int) -> Outcome:
         try:
-            _write_all(self.job_w, json.dumps(job.fields()).encode())
+            _write_all(self.job_w, json.dumps([lane, job.fields()]).encode())
         except BrokenPipeError:
             pass  # the horse died before the job: reported below
         finally:
@@ -287,7 +288,7 @@ class _Horse:
         return Outcome(attempt_key(job), False, None, f"WorkHorseTerminatedError: work horse {self.pid} died ({how}) while running the job")
 
     @staticmethod
-    def _child(importer: FunctionImporter, backend: Backend, job_r: int, result_w: int, parent: int) -> None:
+    def _child(importer: FunctionImporter, backends: list[Backend], job_r: int, result_w: int, parent: int) -> None:
         try:
             _die_with_parent(parent)
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -296,7 +297,8 @@ class _Horse:
                 data = pipe.read()
             if not data:
                 return  # the worker is shutting down: no job for this horse
-            job = Job.from_fields(backend, json.loads(data))
+            lane, fields = json.loads(data)
+            job = Job.from_fields(backends[lane], fields)
             outcome = run_job(job, importer, wait=True)
             fields = dict(outcome.__dict__)
             del fields["key"]
@@ -326,6 +328,7 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def make_slots(size: int, fork: bool, events: SimpleQueue, importer: FunctionImporter, backend: Backend) -> ThreadSlots:
-    return ForkSlots(size, events, importer, backend) if fork else ThreadSlots(size, events, importer)
+def make_slots(size: int, fork: bool, events: SimpleQueue, importer: FunctionImporter,
+               backends: list[Backend]) -> ThreadSlots:
+    return ForkSlots(size, events, importer, backends) if fork else ThreadSlots(size, events, importer)
 

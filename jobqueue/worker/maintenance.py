@@ -82,8 +82,7 @@ class Maintenance:
         pipe = conn.pipeline(transaction=False)
         for name in names:
             pipe.hget(keys.worker(name), "last_seen")
-        seconds, micros = conn.time()  # Redis's clock, which wrote last_seen
-        oldest = seconds + micros / 1e6 - 3 * self.timing.heartbeat_ttl
+        oldest = self.backend.time() - 3 * self.timing.heartbeat_ttl  # Redis's clock, which wrote last_seen
         dead = [n for n, seen in zip(names, pipe.execute()) if seen is None or _float(seen) < oldest]
         if dead:  # a hash that outlived its TTL (re-created by a late write) goes too
             conn.delete(*[keys.worker(n) for n in dead])

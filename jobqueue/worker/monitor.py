@@ -61,11 +61,10 @@ def list_workers(connection: redis.Redis | Backend | None = None, *, queue=None,
     conn, keys = backend.connection, backend.keys
     names = sorted(text(n) for n in conn.smembers(keys.workers))
     pipe = conn.pipeline(transaction=False)
-    pipe.time()
     for name in names:
         pipe.hgetall(keys.worker(name))
-    (seconds, micros), *hashes = pipe.execute()
-    clock = seconds + micros / 1e6
+    hashes = pipe.execute()
+    clock = backend.time()
     workers: dict[str, WorkerInfo] = {}
     for name, raw in zip(names, hashes):
         h = text_dict(raw)

@@ -22,7 +22,8 @@ FIRST_PAUSE, LONGEST_PAUSE = 0.25, 5.0
 
 
 class Outage:
-    def __init__(self) -> None:
+    def __init__(self, where: str = "") -> None:
+        self.where = where  # which Redis, for a worker of several namespaces
         self.since: float | None = None
         self.failures = 0
         self._kinds: set[str] = set()
@@ -34,15 +35,16 @@ class Outage:
             self.since = time.monotonic()
         if kind not in self._kinds:
             self._kinds.add(kind)
-            log.warning("Redis failed us (%s: %s); keeping %d running job(s) and %d outcome(s), retrying with "
-                        "backoff", type(exc).__name__, _short(exc), running, outcomes)
+            log.warning("Redis failed us%s (%s: %s); keeping %d running job(s) and %d outcome(s), retrying with "
+                        "backoff", self.where, type(exc).__name__, _short(exc), running, outcomes)
         self.failures += 1
         pause = min(LONGEST_PAUSE, FIRST_PAUSE * 2 ** min(self.failures - 1, 10))
         return pause * random.uniform(0.5, 1.0)
 
     def recovered(self) -> None:
         if self.since is not None:
-            log.warning("Redis is back after %.1f s (%d failed tries)", time.monotonic() - self.since, self.failures)
+            log.warning("Redis%s is back after %.1f s (%d failed tries)", self.where, time.monotonic() - self.since,
+                        self.failures)
         self.since, self.failures = None, 0
         self._kinds.clear()
 

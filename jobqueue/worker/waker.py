@@ -1,6 +1,6 @@
 """The waker: blocks on the queues' wake-up lists (BLPOP, no polling) while
 the worker has free slots and nothing to do, and turns a token into an event
-on the worker's queue."""
+on the worker's queue, saying which lane (``owner``) it came from."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ READ_MARGIN = 5.0  # seconds a blocked read may outlast the block before it coun
 
 
 class Waker(threading.Thread):
-    def __init__(self, backend: Backend, queues: list[str], events: SimpleQueue, block: float) -> None:
+    def __init__(self, backend: Backend, queues: list[str], events: SimpleQueue, block: float,
+                 owner: object = None) -> None:
         super().__init__(name="waker", daemon=True)
-        self.events, self.block = events, block
+        self.events, self.block, self.owner = events, block, owner
         self.keys = [backend.keys.wake(q) for q in queues]
         client = _blocking_client(backend.connection, block)
         if is_cluster(client):  # every key of the namespace is in one slot: block on the node that holds it
@@ -57,7 +58,7 @@ class Waker(threading.Thread):
                 time.sleep(min(self.block, 1.0))
                 got = None
             self.armed.clear()
-            self.events.put(("wake", text(got[0]) if got else None))
+            self.events.put(("wake", (self.owner, text(got[0]) if got else None)))
 
     def close(self) -> None:
         """The worker stops: end the thread and let go of its connection at

@@ -9,6 +9,10 @@ paused or is cut off past the deadline, any live worker's maintenance pass
 returns the job to its queue, and whatever the old attempt does afterwards
 (outcome, writes, callbacks) is dropped: the heartbeat tells the worker,
 which stops it.
+
+Queues may live in several namespaces (say, shards on a Redis Cluster's
+masters): the worker then has one lane per namespace (lane.py), each with its
+own round trip, heartbeat, waker and maintenance, and takes turns among them.
 """
 
 from __future__ import annotations
@@ -34,15 +38,14 @@ from .callbacks import Callbacks
 from .execution import Outcome, attempt_key, make_slots
 from .heartbeat import Heartbeat
 from .hold import Hold
+from .lane import Lane, lanes_of
 from .logs import guard
-from .maintenance import Maintenance
-from .outage import Outage, wait_for_redis
+from .outage import wait_for_redis
 from .monitor import list_workers
 from .recording import requeue_record, settle_record
-from .round_trip import RoundTrip
 from .shutdown import Shutdown
 from .timing import Timing
-from .waker import Waker, pass_token
+from .waker import pass_token
 
 log = guard(logging.getLogger("jobqueue.worker"))  # every module's lines: escaped, bounded arguments
 REDIS_FAILED = redis.exceptions.RedisError  # unreachable, or refusing: OOM, READONLY, BUSY, LOADING, NOAUTH...
@@ -53,6 +56,7 @@ class Running:
     """One attempt this worker holds a slot for, until its code has returned."""
     job: Job
     queue: str
+    lane: Lane
     deadline: float | None    # monotonic; None = no timeout
     state: str = "running"    # running | settled (outcome taken: timed out, returned) | superseded
 
@@ -65,43 +69,42 @@ class Worker:
                  threads: int | None = None) -> None:
         """``concurrency`` jobs run at once; ``threads`` (default: as many) call
         their functions (a job that returns a Future holds a slot, not a
-        thread). ``hold``: see hold.py."""
+        thread). ``hold``: see hold.py. Queue names are queues of
+        ``connection`` and ``prefix``; a Queue object keeps its own (its
+        namespace may be another: each namespace is a lane)."""
         if isinstance(queues, (str, Queue)):
             queues = [queues]
         queues = list(queues)
-        if connection is None and queues and isinstance(queues[0], Queue):
-            connection = queues[0].backend
+        if queues and all(isinstance(q, Queue) for q in queues) and (connection is None or prefix is None):
+            connection = queues[0].backend  # Queue objects name their namespaces: the worker needs none of its own
         self.backend = Backend.of(connection, prefix)
         self.connection = self.backend.connection
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.timing = timing or Timing.from_env()
         self.queues = [q if isinstance(q, Queue) else Queue(q, self.backend) for q in queues] or [Queue("default", self.backend)]
         self.queue_names = [q.name for q in self.queues]
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.lanes = lanes_of(self.queues, self.name, self.timing, self._abandoned_jobs_failed)
         if concurrency < 1:
             raise JobQueueError("concurrency must be at least 1")
         self.concurrency, self.fork = concurrency, fork
-        self.timing = timing or Timing.from_env()
         self.serializers = {"json", "pickle"} if allow_pickle else {"json"}
         self.events: SimpleQueue = SimpleQueue()
         self.shutdown = Shutdown(self.events)
         self.slots = make_slots(concurrency if fork else min(threads or concurrency, concurrency), fork, self.events,
-                                FunctionImporter(allowed_modules), self.backend)
+                                FunctionImporter(allowed_modules), [lane.backend for lane in self.lanes])
         self.callbacks = Callbacks(self.slots.importer, self.timing.callback_timeout)
-        self.maintenance = Maintenance(self.backend, self.name, self.queue_names, self.timing,
-                                       on_abandoned=self._abandoned_jobs_failed)
-        self.heartbeat: Heartbeat | None = None
-        self.round_trip = RoundTrip(self.backend, self.name, self.queue_names, self.timing.heartbeat_ttl)
         self.running: dict[str, Running] = {}  # by attempt key
         self._first_deadline = float("inf")    # no running job times out before this (monotonic)
         self.successful_job_count = self.failed_job_count = self.jobs_taken = 0
         self.total_working_time = 0.0
-        self._waker: Waker | None = None
-        self._next_scheduled: float | None = None
-        self.outage = Outage()
         self.hold = Hold(hold)
-        self._woken = False        # a wake-up token brought us here: pass it on if work is left
-        self._proven_empty = False  # our last fetch found the queues empty, and nothing has stirred since
-        self._next_poll = 0.0      # ... yet we ask again at this time (a token may die with its worker)
-        self._next_stats = 0.0
+        self._turns = 0  # which lane asks first this turn
+
+    # the first lane's parts, by their old names (a worker of one namespace has only that lane)
+    round_trip = property(lambda self: self.lanes[0].round_trip)
+    maintenance = property(lambda self: self.lanes[0].maintenance)
+    heartbeat = property(lambda self: self.lanes[0].heartbeat)
+    _waker = property(lambda self: self.lanes[0].waker)
 
     def __repr__(self) -> str:
         return f"Worker({self.name!r}, queues={self.queue_names})"
@@ -137,44 +140,41 @@ class Worker:
         self.shutdown.request(cold)
 
     def _boot(self) -> None:
-        wait_for_redis(self.connection, self.timing.startup_wait)
+        for connection in {id(lane.backend.connection): lane.backend.connection for lane in self.lanes}.values():
+            wait_for_redis(connection, self.timing.startup_wait)
         self.shutdown.install()
         mode = f"fork, {self.concurrency} work horse(s)" if self.fork else f"{self.concurrency} thread slot(s)"
         log.info("Worker %s started with PID %d (%s), Redis %s", self.name, os.getpid(), mode, describe(self.connection))
-        log.info("*** Listening on %s...", ", ".join(self.queue_names))
+        several = len(self.lanes) > 1
+        log.info("*** Listening on %s...", ", ".join(f"{q.backend.keys.prefix}{q.name}" if several else q.name
+                                                     for lane in self.lanes for q in lane.queues))
         importer = self.slots.importer
         level = logging.WARNING if importer.anything else logging.INFO
         log.log(level, "Runs functions of %s%s", importer.describe(),
                 "; anyone who can write to Redis can run code here" if importer.anything else "")
 
     def _register_birth(self) -> None:
-        """The first beat registers the worker; any later beat that finds the
-        entry gone (expired while cut off) registers it again, whole."""
-        registration = ["name", self.name, "hostname", socket.gethostname(), "pid", os.getpid(),
-                        "queues", ",".join(self.queue_names), "concurrency", self.concurrency,
-                        "mode", "fork" if self.fork else "thread", "heartbeat_interval", self.timing.heartbeat_interval]
-        self.heartbeat = Heartbeat(self.backend, self.name, self.timing, self.events, registration,
-                                   attempts=self._beating, stats=self._stats)
-        while True:  # Redis may refuse us for a while (a replica before its failover, MASTERDOWN, OOM)
-            try:
-                if self.connection.exists(self.backend.keys.worker(self.name)):
-                    raise JobQueueError(f"a worker named {self.name!r} is already alive; pick another --name")
-                self.heartbeat.beat()
-                break
-            except REDIS_FAILED as exc:
-                pause = self.outage.failed(exc, 0, 0)
-                if self.shutdown.stop_fetching:
-                    raise JobQueueError(f"could not register with Redis ({exc}); stopping as asked") from None
-                time.sleep(pause)
-        self.outage.recovered()
-        self.heartbeat.start()
+        """The first beat registers the worker (in every namespace it serves);
+        any later beat that finds the entry gone (expired while cut off)
+        registers it again, whole. One heartbeat per lane: a stalled master
+        delays no other lane's deadlines."""
+        for lane in self.lanes:
+            registration = ["name", self.name, "hostname", socket.gethostname(), "pid", os.getpid(),
+                            "queues", ",".join(lane.queue_names), "concurrency", self.concurrency,
+                            "mode", "fork" if self.fork else "thread", "heartbeat_interval", self.timing.heartbeat_interval]
+            lane.heartbeat = Heartbeat(lane.backend, self.name, self.timing, self.events, registration,
+                                       attempts=lambda lane=lane: self._beating(lane), stats=self._stats)
+            lane.register(lambda: self.shutdown.stop_fetching)
+        for lane in self.lanes:
+            lane.heartbeat.start()
 
-    def _beating(self) -> list[tuple[str, str]]:
-        """(queue, attempt key) of the attempts whose deadlines the heartbeat
-        extends: those running, and those whose outcome is not yet recorded (a
-        round trip delayed by a Redis outage must not get them reaped and run again)."""
-        beating = {(r.queue, key) for key, r in list(self.running.items()) if r.state == "running"}
-        beating.update((o["q"], started_member(o["id"], o["a"])) for o in list(self.round_trip.outcomes))
+    def _beating(self, lane: Lane) -> list[tuple[str, str]]:
+        """(queue, attempt key) of the lane's attempts whose deadlines its
+        heartbeat extends: those running, and those whose outcome is not yet
+        recorded (a round trip delayed by a Redis outage must not get them
+        reaped and run again)."""
+        beating = {(r.queue, key) for key, r in list(self.running.items()) if r.state == "running" and r.lane is lane}
+        beating.update((o["q"], started_member(o["id"], o["a"])) for o in list(lane.round_trip.outcomes))
         return sorted(beating)
 
     def _loop(self, burst: bool, max_jobs: int | None) -> None:
@@ -182,59 +182,76 @@ class Worker:
             if self.shutdown.cold:
                 self._return_running_jobs()
             self._enforce_timeouts()
+            self.callbacks.check()
             want = self._free_slots(max_jobs)
-            try:
-                self._tick()
-                fetched = self._record_and_dequeue(want if self._worth_asking(burst) else 0)
-            except REDIS_FAILED as exc:
-                if self.shutdown.cold or (self.shutdown.stop_fetching and not self._active()):
-                    return  # stopping: _shut_down records what it can; the reaper returns what was started
-                self._redis_failed(exc)
-                continue
-            for queue, job in fetched:
-                self._execute(queue, job)
-            # a fetch that found less than it wanted proves the queues empty, our own retries included:
-            # it runs in the same script as, and after, the finish that pushed them (finish+fetch)
-            queues_empty = len(fetched) < want
-            if want > 0:
-                self._proven_empty = queues_empty
-            finished = not self._active() and not self.round_trip.outcomes
+            fetched, left, failing = self._turn(want, burst)
+            if failing and (self.shutdown.cold or (self.shutdown.stop_fetching and not self._active())):
+                return  # stopping: _shut_down records what it can; the reaper returns what was started
+            for lane, queue, job in fetched:
+                self._execute(lane, queue, job)
+            queues_empty = left > 0 and not failing  # every lane asked found less than it asked for
+            finished = not self._active() and not any(lane.round_trip.outcomes for lane in self.lanes)
             if finished and (self.shutdown.stop_fetching or (burst and queues_empty)
                              or (max_jobs is not None and self.jobs_taken >= max_jobs)):
                 return
-            if fetched and not queues_empty:
+            if fetched and left == 0:
                 continue  # slots may still be free: fetch again before waiting
-            if not burst and want > 0 and queues_empty and not self.shutdown.stop_fetching:
-                self._arm_waker()
+            if not burst and left > 0 and not self.shutdown.stop_fetching:
+                for lane in self.lanes:
+                    if lane.proven_empty:
+                        lane.arm_waker(self.events)
             self._wait()
+
+    def _turn(self, want: int, burst: bool) -> tuple[list[tuple[Lane, str, Job]], int, bool]:
+        """One round trip per lane that has outcomes to record or may have
+        work; lanes take turns at asking first, so a fleet spreads its load
+        over the namespaces. A lane that fails backs off on its own (Redis
+        errors of any kind: unreachable, OOM, READONLY, BUSY...) while the
+        others go on. Returns (what was fetched, how many of ``want`` are
+        left, whether a lane is failing)."""
+        fetched: list[tuple[Lane, str, Job]] = []
+        left, failing = want, False
+        start = self._turns % len(self.lanes)
+        self._turns += want > 0
+        for lane in self.lanes[start:] + self.lanes[:start]:
+            if lane.outage.since is not None and time.monotonic() < lane.retry_at:
+                failing = True
+                continue
+            ask = left if left > 0 and lane.worth_asking(burst) else 0
+            try:
+                lane.tick(busy=bool(self.running))
+                got = self._record_and_dequeue(lane, ask)
+            except REDIS_FAILED as exc:
+                lane.failed(exc, len(self._active()))
+                self._enforce_timeouts()
+                failing = True
+                continue
+            # a fetch that found less than it asked for proves its queues empty, our own retries included:
+            # it runs in the same script as, and after, the finish that pushed them (finish+fetch)
+            if ask > 0:
+                lane.proven_empty = len(got) < ask
+            fetched += [(lane, queue, job) for queue, job in got]
+            left -= len(got)
+        return fetched, left, failing
 
     def _shut_down(self) -> None:
         if self.shutdown.cold:
             self._return_running_jobs()
-        for attempt in range(5):  # record what finished; if Redis stays down, the reaper re-runs those jobs
-            try:
-                self._record_and_dequeue(0)
-                break
-            except REDIS_FAILED as exc:
-                log.warning("Could not record %d outcome(s) (%s); retrying", len(self.round_trip.outcomes), exc)
-                time.sleep(0.5 * (attempt + 1))
+        for lane in self.lanes:
+            for attempt in range(5):  # record what finished; if Redis stays down, the reaper re-runs those jobs
+                try:
+                    self._record_and_dequeue(lane, 0)
+                    break
+                except REDIS_FAILED as exc:
+                    log.warning("Could not record %d outcome(s) (%s); retrying", len(lane.round_trip.outcomes), exc)
+                    time.sleep(0.5 * (attempt + 1))
         self.callbacks.wait()
-        if self.heartbeat is not None:  # stopped first: a late beat would register the worker again
-            self.heartbeat.stop()
-            self.heartbeat.join(timeout=5)
-        try:
-            self.maintenance.report_quarantine()  # what this worker's last calls moved out of the way
-            pipe = self.connection.pipeline(transaction=True)  # hash and set entry go together
-            pipe.delete(self.backend.keys.worker(self.name))
-            pipe.srem(self.backend.keys.workers, self.name)
-            pipe.execute()
-        except REDIS_FAILED:
-            log.warning("Could not register death; the worker entry will expire by itself")
+        for lane in self.lanes:
+            lane.register_death()
         self.shutdown.uninstall()
         self.slots.close()
-        if self._waker is not None:
-            self._waker.close()
-        self.round_trip.close()
+        for lane in self.lanes:
+            lane.close()
         log.info("Worker %s: done (%d ok, %d failed), quitting", self.name, self.successful_job_count, self.failed_job_count)
 
     # -- dequeue and record --------------------------------------------------------------
@@ -251,42 +268,22 @@ class Worker:
             free = min(free, max_jobs - self.jobs_taken)
         return max(free, 0)
 
-    def _worth_asking(self, burst: bool) -> bool:
-        """Whether to ask Redis for jobs now. An idle worker whose last fetch
-        found its queues empty asks again only once something may have brought
-        work: a wake-up token (every push onto an empty queue leaves one), a
-        job of its own ending, a round trip that failed; or, in case a token
-        died with a worker that took it, once every maintenance interval. So
-        an idle fleet costs Redis its blocking waits, not polls."""
-        now = time.monotonic()
-        if not burst and self._proven_empty and not self._woken and now < self._next_poll:
-            return False
-        self._next_poll = now + self.timing.maintenance_interval
-        return True
-
-    def _record_and_dequeue(self, want: int) -> list[tuple[str, Job]]:
-        """One round trip: record what finished, take up to ``want`` jobs."""
-        if want <= 0 and not self.round_trip.outcomes:
+    def _record_and_dequeue(self, lane: Lane, want: int) -> list[tuple[str, Job]]:
+        """One round trip to a lane: record what finished there, take up to ``want`` jobs."""
+        if want <= 0 and not lane.round_trip.outcomes:
             return []  # nothing to say to Redis
-        fetched, dropped, recorded = self.round_trip(want, self._woken, self._stats_due())
+        fetched, dropped, recorded = lane.round_trip(want, lane.woken, lane.stats_due(self._stats))
         for record in dropped:
             log.warning("%s: outcome of job %s (attempt %s) dropped: the attempt is no longer current "
                         "(reaped, canceled or taken again)", record["q"], record["id"], record["a"])
         for job, exc_info in recorded:
             self.callbacks.on_failure(job, exc_info)
-        if self.round_trip.met_poison:
-            self.maintenance.report_quarantine()
-        self._woken = False
-        self.outage.recovered()
+        if lane.round_trip.met_poison:
+            lane.maintenance.report_quarantine()
+        lane.woken = False
+        lane.outage.recovered()
         self.jobs_taken += len(fetched)
         return fetched
-
-    def _stats_due(self) -> list:
-        """Counters ride along with a finish call at most once a second."""
-        if time.monotonic() < self._next_stats:
-            return []
-        self._next_stats = time.monotonic() + 1.0
-        return [self.backend.keys.worker(self.name), *self._stats()]
 
     def _stats(self) -> list:
         """Counters (the scripts add last_seen / last_heartbeat on Redis's clock)."""
@@ -295,7 +292,7 @@ class Worker:
 
     # -- execute ---------------------------------------------------------------------------
 
-    def _execute(self, queue: str, job: Job) -> None:
+    def _execute(self, lane: Lane, queue: str, job: Job) -> None:
         try:
             timeout = job.timeout
             if job.serializer.name not in self.serializers:
@@ -308,11 +305,11 @@ class Worker:
                                     "job hash has no 'func' field (corrupted); delete the job")
         except Exception as exc:  # refused before anything of it is decoded or run: no retry, no callbacks
             msg = exc if isinstance(exc, JobQueueError) else f"job hash is corrupted ({exc!r}); delete or re-enqueue it"
-            self._settle(Running(job, queue, None), Outcome(attempt_key(job), False, None, f"{type(exc).__name__}: {msg}",
+            self._settle(Running(job, queue, lane, None), Outcome(attempt_key(job), False, None, f"{type(exc).__name__}: {msg}",
                                                             retry=False, refused=True))
             return
         deadline = time.monotonic() + timeout if timeout and timeout > 0 else None
-        self.running[attempt_key(job)] = Running(job, queue, deadline)
+        self.running[attempt_key(job)] = Running(job, queue, lane, deadline)
         if deadline is not None:
             self._first_deadline = min(self._first_deadline, deadline)
         log.info("%s: %s (%s)", queue, job.description, job.id)
@@ -324,10 +321,11 @@ class Worker:
         running.state = "settled"
         self.total_working_time += outcome.duration
         record = settle_record(job, running.queue, outcome)
-        self.round_trip.outcomes.append(record)
+        round_trip = running.lane.round_trip
+        round_trip.outcomes.append(record)
         if outcome.ok:
             # a failed job's writes are dropped here, and only here
-            self.round_trip.writes += [(job, running.queue, script, argv) for script, argv in outcome.writes]
+            round_trip.writes += [(job, running.queue, script, argv) for script, argv in outcome.writes]
             self.successful_job_count += 1
             log.info("%s: Job OK (%s)", running.queue, job.id)
             ttl = record["ttl"]
@@ -341,10 +339,10 @@ class Worker:
             retrying = "; will retry" if record["s"] == "retry" else ""
             log.warning("%s: Job failed (%s): %s%s", running.queue, job.id, last_line[0], retrying)
             if record["s"] == "failed" and not outcome.refused:
-                self.round_trip.failures.append((job, outcome.exc_info or ""))
+                round_trip.failures.append((job, outcome.exc_info or ""))
 
-    def _abandoned_jobs_failed(self, job_ids: list[str], reason: str) -> None:
-        for job in Job.fetch_many(job_ids, self.backend):
+    def _abandoned_jobs_failed(self, backend: Backend, job_ids: list[str], reason: str) -> None:
+        for job in Job.fetch_many(job_ids, backend):
             if job is not None:
                 self.callbacks.on_failure(job, job.exc_info or reason)
 
@@ -368,7 +366,7 @@ class Worker:
             if running.state == "running":
                 self.slots.stop(key)
                 running.state = "settled"
-                self.round_trip.outcomes.append(requeue_record(running.job, running.queue))
+                running.lane.round_trip.outcomes.append(requeue_record(running.job, running.queue))
                 log.warning("%s: job %s returned to its queue", running.queue, running.job.id)
 
     def _supersede(self, keys: list[str]) -> None:
@@ -378,31 +376,20 @@ class Worker:
             if running is None or running.state != "running":
                 continue
             running.state = "superseded"
+            running.lane.proven_empty = False
             running.job._superseded = True
             self.slots.stop(key, AttemptSuperseded)
             log.warning("%s: job %s (attempt %s) is no longer current (reaped, canceled or taken again): "
                         "stopped, its outcome will be dropped", running.queue, running.job.id, running.job.attempt)
 
-    # -- wait, heartbeat, maintenance ---------------------------------------------------------
+    # -- wait and handle events ----------------------------------------------------------------
 
-    def _tick(self) -> None:
-        now = time.monotonic()
-        m = self.maintenance
-        self.callbacks.check()
-        if now >= m.next_promote or self._woken or (self._next_scheduled is not None and now >= self._next_scheduled):
-            self._next_scheduled = m.promote(busy=bool(self.running))
-        if now >= m.next_pass:
-            m.run_pass()
-
-    def _wait(self, exactly: float | None = None) -> None:
+    def _wait(self) -> None:
         """Block until an event (job done, wake-up token, signal) or the next
-        timer (or ``exactly`` seconds, when Redis failed: no timer then)."""
-        m = self.maintenance
+        timer: a timeout, a lane's maintenance, a scheduled job coming due, the
+        end of a failing lane's backoff."""
         wake_at = [r.deadline for r in self._active() if r.deadline is not None]
-        if exactly is None:
-            wake_at += [m.next_promote, m.next_pass] + ([self._next_scheduled] if self._next_scheduled else [])
-        else:
-            wake_at.append(time.monotonic() + exactly)
+        wake_at += [t for lane in self.lanes for t in lane.timers()]
         timeout = max(0.0, min(wake_at) - time.monotonic())
         try:
             event = self.events.get(timeout=timeout)
@@ -417,12 +404,11 @@ class Worker:
 
     def _handle(self, event: tuple) -> None:
         kind, payload = event
-        if kind in ("done", "superseded"):
-            self._proven_empty = False
         if kind == "done":
             running = self.running.pop(payload.key, None)  # the slot is free: the attempt's code returned
             if running is None:
                 return
+            running.lane.proven_empty = False  # its outcome goes out anyway: the fetch rides along
             if running.state == "running":
                 self._settle(running, payload)
             elif running.state == "superseded":
@@ -430,23 +416,10 @@ class Worker:
                          running.job.id)
         elif kind == "superseded":
             self._supersede(payload)
-        elif kind == "wake" and payload:
+        elif kind == "wake" and payload[1]:
+            lane, key = payload
             if self._free_slots(None) == 0:
-                pass_token(self.connection, payload)  # we cannot use it: leave it for another worker
+                pass_token(lane.backend.connection, key)  # we cannot use it: leave it for another worker
             else:
-                self._woken = True
-                self._proven_empty = False
-
-    def _arm_waker(self) -> None:
-        if self._waker is None:
-            self._waker = Waker(self.backend, self.queue_names, self.events, self.timing.idle_block)
-            self._waker.start()
-        self._waker.armed.set()
-
-    def _redis_failed(self, exc: Exception) -> None:
-        """Back off (jittered, doubling, capped) before the next round trip;
-        jobs that finish meanwhile are taken in, timeouts still enforced."""
-        self._proven_empty = False
-        pause = self.outage.failed(exc, len(self._active()), len(self.round_trip.outcomes))
-        self._enforce_timeouts()
-        self._wait(exactly=pause)
+                lane.woken = True
+                lane.proven_empty = False

@@ -1,0 +1,147 @@
+"""A lane: one namespace (key prefix, on one Redis or one cluster slot) a
+worker takes jobs from, with everything that talks to it: its round trip,
+maintenance, heartbeat and waker, and whether it has work or is failing.
+
+A worker whose queues live in several namespaces (shards on the masters of a
+Redis Cluster, say) has one lane per namespace. No script call ever spans two
+lanes, so none crosses a slot; and one lane failing (its master down or cut
+off) holds up no other: it backs off on its own."""
+
+from __future__ import annotations
+
+import logging
+import time
+from queue import SimpleQueue
+from typing import Callable
+
+import redis
+
+from ..backend import Backend
+from ..exceptions import JobQueueError
+from ..queue import Queue
+from .heartbeat import Heartbeat
+from .maintenance import Maintenance
+from .outage import Outage
+from .round_trip import RoundTrip
+from .timing import Timing
+from .waker import Waker
+
+log = logging.getLogger("jobqueue.worker")
+
+
+class Lane:
+    def __init__(self, backend: Backend, queues: list[Queue], worker: str, timing: Timing,
+                 on_abandoned: Callable[[Backend, list[str], str], None], where: str = "") -> None:
+        self.backend, self.queues, self.worker, self.timing = backend, queues, worker, timing
+        self.queue_names = [q.name for q in queues]
+        self.round_trip = RoundTrip(backend, worker, self.queue_names, timing.heartbeat_ttl)
+        self.maintenance = Maintenance(backend, worker, self.queue_names, timing,
+                                       on_abandoned=lambda ids, why: on_abandoned(backend, ids, why))
+        self.heartbeat: Heartbeat | None = None
+        self.waker: Waker | None = None
+        self.outage = Outage(where)
+        self.retry_at = 0.0          # monotonic: after a failed round trip, not before this
+        self.woken = False           # a wake-up token brought us here: pass it on if work is left
+        self.proven_empty = False    # our last fetch found the queues empty, and nothing has stirred since
+        self.next_poll = 0.0         # ... yet we ask again at this time (a token may die with its worker)
+        self.next_scheduled: float | None = None  # the earliest scheduled job we know of is due (monotonic)
+        self.next_stats = 0.0
+
+    def __repr__(self) -> str:
+        return f"Lane({self.backend.keys.prefix!r}, {self.queue_names})"
+
+    def register(self, stopping: Callable[[], bool]) -> None:
+        """The heartbeat's first beat registers the worker here. Redis may
+        refuse us for a while (a replica before its failover, MASTERDOWN,
+        OOM): we wait, unless asked to stop."""
+        while True:
+            try:
+                if self.backend.connection.exists(self.backend.keys.worker(self.worker)):
+                    raise JobQueueError(f"a worker named {self.worker!r} is already alive; pick another --name")
+                self.heartbeat.beat()
+                break
+            except redis.exceptions.RedisError as exc:
+                pause = self.outage.failed(exc, 0, 0)
+                if stopping():
+                    raise JobQueueError(f"could not register with Redis ({exc}); stopping as asked") from None
+                time.sleep(pause)
+        self.outage.recovered()
+
+    def register_death(self) -> None:
+        if self.heartbeat is not None:  # stopped first: a late beat would register the worker again
+            self.heartbeat.stop()
+            self.heartbeat.join(timeout=5)
+        try:
+            self.maintenance.report_quarantine()  # what this worker's last calls moved out of the way
+            pipe = self.backend.connection.pipeline(transaction=True)  # hash and set entry go together
+            pipe.delete(self.backend.keys.worker(self.worker))
+            pipe.srem(self.backend.keys.workers, self.worker)
+            pipe.execute()
+        except redis.exceptions.RedisError:
+            log.warning("Could not register death; the worker entry will expire by itself")
+
+    def worth_asking(self, burst: bool) -> bool:
+        """Whether to ask Redis for jobs now. An idle worker whose last fetch
+        found its queues empty asks again only once something may have brought
+        work: a wake-up token (every push onto an empty queue leaves one), a
+        job of its own ending, a round trip that failed; or, in case a token
+        died with a worker that took it, once every maintenance interval. So
+        an idle fleet costs Redis its blocking waits, not polls."""
+        now = time.monotonic()
+        if not burst and self.proven_empty and not self.woken and now < self.next_poll:
+            return False
+        self.next_poll = now + self.timing.maintenance_interval
+        return True
+
+    def tick(self, busy: bool) -> None:
+        """Promote due scheduled jobs and run the maintenance pass, when due."""
+        now, m = time.monotonic(), self.maintenance
+        if now >= m.next_promote or self.woken or (self.next_scheduled is not None and now >= self.next_scheduled):
+            self.next_scheduled = m.promote(busy=busy)
+        if now >= m.next_pass:
+            m.run_pass()
+
+    def timers(self) -> list[float]:
+        """When this lane next needs the loop (monotonic): a failing lane,
+        only at the end of its backoff."""
+        if self.outage.since is not None:
+            return [self.retry_at]
+        m = self.maintenance
+        return [m.next_promote, m.next_pass, *([self.next_scheduled] if self.next_scheduled else [])]
+
+    def failed(self, exc: Exception, running: int) -> float:
+        """A round trip failed: back off (jittered, doubling, capped); returns the pause."""
+        self.proven_empty = False
+        pause = self.outage.failed(exc, running, len(self.round_trip.outcomes))
+        self.retry_at = time.monotonic() + pause
+        return pause
+
+    def stats_due(self, stats: Callable[[], list]) -> list:
+        """Counters ride along with a finish call at most once a second."""
+        if time.monotonic() < self.next_stats:
+            return []
+        self.next_stats = time.monotonic() + 1.0
+        return [self.backend.keys.worker(self.worker), *stats()]
+
+    def arm_waker(self, events: SimpleQueue) -> None:
+        if self.waker is None:
+            self.waker = Waker(self.backend, self.queue_names, events, self.timing.idle_block, owner=self)
+            self.waker.start()
+        self.waker.armed.set()
+
+    def close(self) -> None:
+        if self.waker is not None:
+            self.waker.close()
+        self.round_trip.close()
+
+
+def lanes_of(queues: list[Queue], worker: str, timing: Timing,
+             on_abandoned: Callable[[Backend, list[str], str], None]) -> list[Lane]:
+    """One lane per namespace (connection and prefix), in the order the queues
+    name them; within a lane, queues keep their order (their priority)."""
+    groups: dict[tuple[int, str], list[Queue]] = {}
+    for q in queues:
+        groups.setdefault((id(q.backend.connection), q.backend.keys.prefix), []).append(q)
+    several = len(groups) > 1
+    return [Lane(group[0].backend, group, worker, timing, on_abandoned,
+                 where=f" (namespace {prefix!r})" if several else "") for (_, prefix), group in groups.items()]

@@ -1,0 +1,56 @@
+"""A worker whose queues live in several namespaces, here on two Redis
+servers: one lane each (jobqueue/worker/lane.py). One lane's Redis failing
+or stalling holds up no other lane's work and reaps none of its jobs."""
+
+import threading
+
+import pytest
+
+from jobqueue import JobStatus, Queue, Worker
+from jobqueue.connection import from_url
+from tests import jobs
+from tests.conftest import FAST_TIMING, wait_for
+from tests.forwarder import Forwarder
+from tests.invariants import assert_one_outcome_each, attempts
+
+
+@pytest.mark.parametrize("trouble", ["cut", "stall"])
+def test_one_namespace_cut_off_or_stalled_holds_up_no_other(r, own_redis, tmp_path, trouble):
+    link = Forwarder(own_redis.port)
+    cut_off = Queue("a", connection=from_url(link.url()), prefix="{a}:")   # through the link the test breaks
+    cut_off_direct = Queue("a", connection=own_redis.client(), prefix="{a}:")
+    healthy = Queue("b", connection=r, prefix="{b}:")
+    log = tmp_path / "attempts.log"
+    worker = Worker([cut_off, healthy], timing=FAST_TIMING, concurrency=4, name=f"lanes-{trouble}")
+    # another worker of the healthy namespace keeps its clock beating, so the reaper there is not in an
+    # outage's grace: an attempt whose heartbeat stopped would be reaped
+    bystander = Worker([Queue("other", connection=r, prefix="{b}:")], timing=FAST_TIMING, name=f"bystander-{trouble}")
+    threads = [threading.Thread(target=w.work, daemon=True) for w in (worker, bystander)]
+    for thread in threads:
+        thread.start()
+    try:
+        first = [q.enqueue(jobs.tracked, str(log), f"first-{q.name}").id for q in (cut_off_direct, healthy)]
+        wait_for(lambda: all(q.finished_job_registry.count == 1 for q in (cut_off_direct, healthy)),
+                 message="both lanes work")
+        getattr(link, trouble)()
+        # longer than the heartbeat TTL (1.5 s): only the healthy lane's own heartbeat keeps it from being reaped
+        long = healthy.enqueue(jobs.tracked, str(log), "long", 2.5).id
+        quick = [healthy.enqueue(jobs.tracked, str(log), f"quick{i}").id for i in range(5)]
+        waiting = [cut_off_direct.enqueue(jobs.tracked, str(log), f"waiting{i}").id for i in range(3)]
+        wait_for(lambda: all(healthy.fetch_job(i).get_status() == JobStatus.FINISHED for i in [long, *quick]),
+                 timeout=30, message="the healthy lane's jobs done while the other is broken")
+        assert all(cut_off_direct.fetch_job(i).get_status() == JobStatus.QUEUED for i in waiting)
+        link.heal()
+        wait_for(lambda: all(cut_off_direct.fetch_job(i).get_status() == JobStatus.FINISHED for i in waiting),
+                 timeout=30, message="the other lane's jobs done once it is back")
+    finally:
+        for w, thread in zip((worker, bystander), threads):
+            w.request_stop()
+            thread.join(15)
+        link.close()
+    assert not any(thread.is_alive() for thread in threads)
+    assert_one_outcome_each(healthy, [first[1], long, *quick])
+    assert_one_outcome_each(cut_off_direct, [first[0], *waiting])
+    assert sorted(a.tag for a in attempts(log)) == sorted(
+        ["first-a", "first-b", "long", *(f"quick{i}" for i in range(5)), *(f"waiting{i}" for i in range(3))])
+    assert all(a.attempt == 1 and a.how == "ok" for a in attempts(log))   # nothing reaped, nothing run twice
