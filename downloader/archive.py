@@ -7,6 +7,9 @@ Redis; exported to and imported from a text file (one id a line).
 
 The worker adds an item when its download is recorded (mark.lua, in the
 same round trip), so an item is archived only once its file is complete.
+With several shards (shards.py) each shard keeps the items of its runs
+(the mark cannot leave the run's slot) and the archive is their union:
+a fetch leaves out what any shard holds; an import goes to shard 0.
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ def member(item: Item) -> str:
 
 
 class Archive:
-    def __init__(self, connection: redis.Redis, name: str, keys: Keys | None = None) -> None:
+    def __init__(self, connection: redis.Redis, name: str, keys: Keys | list[Keys] | None = None) -> None:
+        """``keys``: of every shard (see the module's note), shard 0's first."""
         self.connection, self.name = connection, name
-        self.key = (keys or Keys()).archive(name)
+        self.keys = [k.archive(name) for k in (keys if isinstance(keys, list) else [keys or Keys()])]
+        self.key = self.keys[0]
 
     def missing(self, items: list[Item]) -> list[Item]:
         """Those of ``items`` the archive does not hold (SMISMEMBER per chunk)."""
@@ -42,16 +47,32 @@ class Archive:
             if not any(ids):  # links of a file: nothing an archive records, no round trip
                 kept += chunk
                 continue
-            known = self.connection.smismember(self.key, [i or "-" for i in ids])
-            kept += [item for item, i, have in zip(chunk, ids, known) if not (i and have)]
+            held = [False] * len(ids)
+            for key in self.keys:
+                held = [a or b for a, b in zip(held, self.connection.smismember(key, [i or "-" for i in ids]))]
+            kept += [item for item, i, have in zip(chunk, ids, held) if not (i and have)]
         return kept
 
     def __len__(self) -> int:
-        return self.connection.scard(self.key)
+        if len(self.keys) == 1:
+            return self.connection.scard(self.key)
+        return sum(1 for _ in self.export())
 
     def export(self) -> Iterator[str]:
-        for value in self.connection.sscan_iter(self.key, count=CHUNK):
-            yield text(value)
+        """Each id once (with several shards, those seen are remembered)."""
+        seen: set[str] | None = set() if len(self.keys) > 1 else None
+        for key in self.keys:
+            for value in self.connection.sscan_iter(key, count=CHUNK):
+                value = text(value)
+                if seen is not None:
+                    if value in seen:
+                        continue
+                    seen.add(value)
+                yield value
+
+    def forget(self) -> None:
+        for key in self.keys:  # one command per key: the shards' keys lie in different slots
+            self.connection.delete(key)
 
     def add(self, ids: Iterable[str]) -> int:
         """Returns how many were new."""

@@ -47,6 +47,7 @@ class Settings:
     rate: float = 0.0
     limit_rate: int = 0
     hosts: dict = field(default_factory=dict)
+    shards: int = 1
 
     def host_limits(self, host: str) -> tuple[int, float]:
         """(requests in flight, request starts a second) for ``host``: its
@@ -67,6 +68,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "retries": (0, 1000), "retry_intervals": (0, 86400 * 7), "max_retry_after": (0, 86400 * 7),
     "max_size": (1, 2**50), "pages": (1, 10_000), "job_timeout": (1, 86400 * 7), "stale_part_age": (0, 2**31),
     "keep_runs": (0, 2**31), "per_host": (0, 100_000), "rate": (0, 100_000), "limit_rate": (0, 2**40),
+    "shards": (1, 1024),
 }
 NON_EMPTY = ("queue", "dir", "api_url", "user_agent")
 

@@ -69,7 +69,7 @@ def start_download(directory: str, link: str, run: str | None = None, max_size: 
             folder = _child(folder, sub)
     else:
         name = file_name(link)  # never a path: no separator, no leading dot
-    runs = Runs.of(job.connection) if job is not None and run else None
+    runs = Runs.of_job(job) if job is not None and run else None
     owner = job.id if job is not None else "solo"
     future: Future = Future()
 
@@ -91,7 +91,7 @@ def start_download(directory: str, link: str, run: str | None = None, max_size: 
         settled("skipped", {"status": "skipped", "file": name, "bytes": size})
         return future
     host = host_of(link)
-    gate = HostGate.of(job.connection) if job is not None and politeness.ENABLED else None
+    gate = HostGate.of(job.backend) if job is not None and politeness.ENABLED else None
     if gate is not None:
         gate.enter(host)  # or Postpone: the host has its fill of requests, or asked for a pause
     try:
@@ -160,7 +160,7 @@ def download_for_run(link: str, run: str, **extras: Any) -> dict | Future:
     if job is None:
         raise DownloaderError(f"download_for_run reads run {run} from its worker's Redis: call it in a worker, or "
                               f"call download_link(directory, link) to download one link here")
-    directory, options = Runs.of(job.connection).job_call(run, extras)
+    directory, options = Runs.of_job(job).job_call(run, extras)
     return download_link(directory, link, run, **options)
 
 

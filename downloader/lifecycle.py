@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import time
 
-from jobqueue import Queue
-
 from .exceptions import RunNotFound
 from .runs import DELETED, Runs
 
@@ -23,7 +21,7 @@ def cancel(runs: Runs, run_id: str) -> int:
     if runs.set_state(run_id, "canceled", time.time()) is None:
         runs.progress(run_id)  # raises RunNotFound with the reason
     queue_name, keep = runs.info(run_id, "queue", "keep")
-    queue = Queue(queue_name or "downloads", connection=runs.connection)
+    queue = runs.queue(run_id, queue_name or "downloads")
     return sum(queue.cancel_many([job_id for _, job_id in chunk], failure_ttl=int(float(keep or 0)) or None)
                for chunk in runs.job_ids(run_id))
 
@@ -33,13 +31,14 @@ def delete(runs: Runs, run_id: str) -> int:
     returns how many jobs were deleted. Its id stays a tombstone for a day,
     so a late producer or status learns it was deleted (files on disk stay)."""
     cancel(runs, run_id)
-    queue = Queue(runs.queue_of(run_id), connection=runs.connection)
+    queue = runs.queue(run_id)
     deleted = sum(queue.delete_many([job_id for _, job_id in chunk]) for chunk in runs.job_ids(run_id))
+    keys = runs.keys_of(run_id)
     pipe = runs.connection.pipeline(transaction=True)  # records and index go together; the tombstone replaces them
-    pipe.delete(*runs.keys.all_of(run_id))
-    pipe.hset(runs.keys.run(run_id), "state", DELETED)
-    pipe.expire(runs.keys.run(run_id), TOMBSTONE_TTL)
-    pipe.zrem(runs.keys.runs, run_id)
+    pipe.delete(*keys.all_of(run_id))
+    pipe.hset(keys.run(run_id), "state", DELETED)
+    pipe.expire(keys.run(run_id), TOMBSTONE_TTL)
+    pipe.zrem(keys.runs, run_id)
     pipe.execute()
     return deleted
 
@@ -48,8 +47,7 @@ def prune(runs: Runs, older_than: float = 0.0) -> list[str]:
     """Delete every complete run (canceled ones too) that completed at least
     ``older_than`` seconds ago, by Redis's clock; returns their ids. A run
     still enqueueing, interrupted or waiting for downloads is kept."""
-    seconds, micros = runs.connection.time()
-    now = seconds + micros / 1e6
+    now = runs.shards[0].jobs.time()
     pruned = []
     for progress in runs.all(limit=10**9):
         completed = runs.info(progress.run_id, "completed")[0]

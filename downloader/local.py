@@ -22,7 +22,8 @@ LAST_LINES = 5
 class LocalWorkers:
     def __init__(self, count: int, settings: Settings, redis_url: str) -> None:
         """The Redis URL, with its password, goes by environment, not argv."""
-        env = {**os.environ, "DOWNLOADER_REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "DOWNLOADER_REDIS_URL": redis_url, "DOWNLOADER_SHARDS": str(settings.shards),
+               "PYTHONUNBUFFERED": "1"}
         args = [sys.executable, "-m", "downloader", "work", "--quiet", "--dir", settings.dir,
                 "--queue", settings.queue, "--concurrency", str(settings.concurrency),
                 *(["--root", settings.root] if settings.root else [])]

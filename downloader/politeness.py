@@ -28,9 +28,11 @@ from urllib.parse import urlsplit
 import redis
 
 from jobqueue import Postpone, Script
-from jobqueue.backend import text
+from jobqueue.backend import Backend, text
+from jobqueue.connection import server_time
 
 from .keys import Keys
+from .shards import home_of, of_jobs
 
 LEASE = float(os.environ.get("DOWNLOADER_HOST_LEASE", "10"))  # seconds a silent worker's permits outlive it
 BATCH = 8  # permits (and tokens) asked for at once
@@ -38,7 +40,7 @@ DEFAULT_PER_HOST = 16
 ENABLED = True  # a worker started with per_host = 0 keeps no books at all (no limit of its own making)
 HOSTS = Script("downloader.hosts", resources.files(__package__).joinpath("scripts/hosts.lua").read_text())
 log = logging.getLogger(__name__)
-_gates: dict[int, "HostGate"] = {}
+_gates: dict[tuple[int, str], "HostGate"] = {}
 _gates_lock = threading.Lock()
 
 
@@ -62,8 +64,7 @@ def register(connection: redis.Redis, hosts: dict[str, tuple[int, float]], keys:
 def throttled(connection: redis.Redis, keys: Keys | None = None) -> list[tuple[str, float]]:
     """(host, seconds left) of every host throttled now."""
     keys = keys or Keys()
-    seconds, micros = connection.time()
-    now = seconds + micros / 1e6
+    now = server_time(connection, keys.hosts_throttled)
     connection.zremrangebyscore(keys.hosts_throttled, "-inf", now)
     return [(text(h), until - now) for h, until in connection.zrangebyscore(keys.hosts_throttled, now, "+inf",
                                                                           withscores=True)]
@@ -97,11 +98,15 @@ class HostGate:
         self._keeper: threading.Thread | None = None
 
     @classmethod
-    def of(cls, connection: redis.Redis, default_limit: int | None = None) -> "HostGate":
+    def of(cls, jobs: Backend, default_limit: int | None = None) -> "HostGate":
+        """The gate of a job's namespace: one per client and home shard,
+        whose keys hold the books for the whole fleet (shards.py)."""
+        home = home_of(of_jobs(jobs))
+        key = (id(jobs.connection), home.prefix)
         with _gates_lock:
-            gate = _gates.get(id(connection))
-            if gate is None or gate.connection is not connection:
-                gate = _gates[id(connection)] = cls(connection, default_limit)
+            gate = _gates.get(key)
+            if gate is None or gate.connection is not jobs.connection:
+                gate = _gates[key] = cls(jobs.connection, default_limit, home)
             return gate
 
     def enter(self, host: str) -> None:
@@ -135,7 +140,8 @@ class HostGate:
             h = self.hosts.setdefault(host, _Host())
             h.calm_at = max(h.calm_at, time.monotonic() + seconds)
         try:
-            HOSTS(self.connection, "throttle", self.keys.host(host), host, f"{seconds:.3f}", self.keys.hosts_throttled)
+            HOSTS(self.connection, "throttle", self.keys.host(host), host, f"{seconds:.3f}", self.keys.hosts_throttled,
+                  keys=(self.keys.host(host),))  # (names a key: routes the call on a cluster)
         except redis.exceptions.RedisError as exc:
             log.warning("Could not tell the fleet that %s asked for a pause (%s)", host, exc)
 
@@ -154,7 +160,7 @@ class HostGate:
                         return 0.0
                     want, tokens = h.in_use + BATCH, tokens if h.limited or not h.held else 0
             held, calm, granted, wait, rate = HOSTS(self.connection, "lease", self.keys.host(host), self.worker, want,
-                                                    LEASE, self.default_limit, tokens)
+                                                    LEASE, self.default_limit, tokens, keys=(self.keys.host(host),))
             with self.lock:
                 h = self.hosts.setdefault(host, _Host())
                 h.held, h.limited = int(held), float(rate) > 0

@@ -66,7 +66,7 @@ class Producer:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
         shown, carried = disk.placement(settings.dir, settings.root)
         token = secrets.token_hex(8)
-        keys = runs.keys
+        keys = runs.keys_of(run_id)  # the run's shard: all of the run in one slot
         pipe = runs.connection.pipeline(transaction=True)  # never a run without its lease: it would read as interrupted
         pipe.hset(keys.run(run_id), mapping={
             "id": run_id, "created": time.time(), "source": source, "spec": json.dumps(spec), "directory": shown,
@@ -84,13 +84,14 @@ class Producer:
             raise RunCanceled(f"run {run_id} was canceled; start a new one with `downloader fetch`")
         queue, target, shown = runs.info(run_id, "queue", "target", "directory")
         token = secrets.token_hex(8)
-        if not LEASE_SCRIPT(runs.connection, runs.keys.producer(run_id), token, "take", int(LEASE * 1000)):
+        keys = runs.keys_of(run_id)
+        if not _lease(runs, run_id, token, "take", int(LEASE * 1000)):
             raise RunBusy(f"run {run_id} is being enqueued by another `downloader fetch` right now; wait for it "
                           f"(`downloader status {run_id}`), or stop that one first")
         if expected:
-            runs.connection.hset(runs.keys.run(run_id), "expected", expected)
+            runs.connection.hset(keys.run(run_id), "expected", expected)
         # a run made before its jobs were compact gets its options now (a made run's never change)
-        runs.connection.hsetnx(runs.keys.run(run_id), "job", _encode(job_options(settings, target or shown)))
+        runs.connection.hsetnx(keys.run(run_id), "job", _encode(job_options(settings, target or shown)))
         return cls(runs, run_id, settings.with_overrides(queue=queue, dir=target or shown), token)
 
     def __enter__(self) -> "Producer":
@@ -113,15 +114,14 @@ class Producer:
 
     def _release(self) -> None:
         try:
-            LEASE_SCRIPT(self.runs.connection, self.runs.keys.producer(self.run_id), self.token, "release", 0)
+            _lease(self.runs, self.run_id, self.token, "release", 0)
         except redis.exceptions.RedisError:
             pass  # the lease lapses by itself
 
     def _renew(self) -> None:
         while not self._stop.wait(LEASE / 3):
             try:
-                if not LEASE_SCRIPT(self.runs.connection, self.runs.keys.producer(self.run_id), self.token, "renew",
-                                    int(LEASE * 1000)):
+                if not _lease(self.runs, self.run_id, self.token, "renew", int(LEASE * 1000)):
                     self._lost = True
                     return
             except redis.exceptions.RedisError:
@@ -232,7 +232,7 @@ def prepare(runs: Runs, run_id: str, settings: Settings, batch: list[tuple[str, 
     work, done while the previous batch is being written."""
     entries = list(dict(reversed(batch)).items())[::-1]  # a URL twice in one batch: once (the first)
     retry = Retry(max=settings.retries, interval=settings.retry_intervals) if settings.retries > 0 else None
-    queue = Queue(settings.queue, connection=runs.connection)  # (building sends nothing)
+    queue = runs.queue(run_id, settings.queue)  # (building sends nothing)
     calls = (((url, run_id), more, job_id(run_id, url)) for url, more in entries)
     return Prepared(entries, queue.prepare_calls(RUN_JOB, calls, retry=retry, timeout=settings.job_timeout,
                                                  on_failure="downloader.runs.on_download_failed",
@@ -252,7 +252,7 @@ def write_batch(runs: Runs, run_id: str, settings: Settings, batch: list[tuple[s
 def write_prepared(runs: Runs, run_id: str, settings: Settings, prepared: Prepared, only_new: bool = True,
                    written: Callable[[int], None] | None = None) -> int:
     """``write_batch`` for a batch already prepared."""
-    keys, connection = runs.keys, runs.connection
+    keys, connection = runs.keys_of(run_id), runs.connection
     entries, jobs = prepared
     if only_new:
         known = connection.hmget(keys.urls(run_id), [url for url, _ in entries])
@@ -263,7 +263,7 @@ def write_prepared(runs: Runs, run_id: str, settings: Settings, prepared: Prepar
     if not entries:
         return 0
     also = [("HSET", keys.urls(run_id), *(x for url, more in entries for x in (url, _encode(more) if more else "")))]
-    queue = Queue(settings.queue, connection=connection)
+    queue = runs.queue(run_id, settings.queue)
     try:
         queue.enqueue_prepared(jobs, also=also)
     except DuplicateJobError:
@@ -274,6 +274,12 @@ def write_prepared(runs: Runs, run_id: str, settings: Settings, prepared: Prepar
     if state in ("canceled", DELETED, None):  # while this batch was on its way
         _withdraw(runs, run_id, queue, jobs.ids, state, settings.keep_runs)
     return len(entries)
+
+
+def _lease(runs: Runs, run_id: str, token: str, op: str, ttl_ms: int) -> Any:
+    """lease.lua on the run's producer lease (the key routes the call on a cluster)."""
+    key = runs.keys_of(run_id).producer(run_id)
+    return LEASE_SCRIPT(runs.connection, key, token, op, ttl_ms, keys=(key,))
 
 
 def job_options(s: Settings, directory: str) -> dict[str, Any]:
@@ -291,5 +297,5 @@ def _withdraw(runs: Runs, run_id: str, queue: Queue, ids: list[str], state: str 
         queue.cancel_many(ids, failure_ttl=int(keep) or None)
         raise RunCanceled(f"run {run_id} was canceled while it was being enqueued; enqueueing stopped")
     queue.delete_many(ids)
-    runs.connection.delete(runs.keys.urls(run_id))  # the batch brought the key back
+    runs.connection.delete(runs.keys_of(run_id).urls(run_id))  # the batch brought the key back
     raise RunCanceled(f"run {run_id} was deleted while it was being enqueued; enqueueing stopped")

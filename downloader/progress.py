@@ -27,7 +27,7 @@ def watch(runs: Runs, run_id: str, local: LocalWorkers | None = None, interval: 
     queue = runs.queue_of(run_id)
     display = Display(run_id, progress.total, progress.settled, quiet)
     start, start_bytes = time.monotonic(), progress.bytes
-    idle = Idle(runs, queue) if local is None else None
+    idle = Idle(runs, run_id, queue) if local is None else None
     next_check = time.monotonic() + VANISHED_CHECK
     try:
         while True:
@@ -42,7 +42,7 @@ def watch(runs: Runs, run_id: str, local: LocalWorkers | None = None, interval: 
                 return progress
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + VANISHED_CHECK
-                if repair.nothing_live(runs, queue) and repair.settle_vanished(runs, run_id):
+                if repair.nothing_live(runs, run_id, queue) and repair.settle_vanished(runs, run_id):
                     display.say(f"Some downloads of run {run_id} have no job any more (their queue was emptied "
                                 f"or the jobs deleted): counted as failed; `downloader retry {run_id}` runs them.")
             if local is not None and local.all_gone():
@@ -63,8 +63,8 @@ class Idle:
 
     CHECK_EVERY, GRACE = 1.0, 3.0
 
-    def __init__(self, runs: Runs, queue: str) -> None:
-        self.runs, self.queue = runs, queue
+    def __init__(self, runs: Runs, run_id: str, queue: str) -> None:
+        self.jobs, self.queue = runs.shard(run_id).jobs, queue
         self._next, self._since, self._said = 0.0, None, False
 
     def hint(self) -> str | None:
@@ -72,7 +72,7 @@ class Idle:
         if now < self._next:
             return None
         self._next = now + self.CHECK_EVERY
-        if [w for w in list_workers(self.runs.connection, with_jobs=False)
+        if [w for w in list_workers(self.jobs, with_jobs=False)
             if self.queue in w.queues and w.responding]:
             self._since = None
             if self._said:
@@ -108,8 +108,9 @@ def summary(runs: Runs, progress: Progress, max_failures: int = 20) -> str:
     return "\n".join(lines)
 
 
-def workers_view(runs: Runs, queue: str) -> str:
-    workers = [w for w in list_workers(runs.connection) if queue in w.queues]
+def workers_view(runs: Runs, run_id: str, queue: str) -> str:
+    """The workers listening on the run's queue (in the run's shard)."""
+    workers = [w for w in list_workers(runs.shard(run_id).jobs) if queue in w.queues]
     if not workers:
         return f"No live workers on queue {queue!r}: start some with `downloader work`."
     lines = [f"{len(workers)} worker(s) on {queue!r}:"]

@@ -36,7 +36,8 @@ def retry(runs: Runs, run_id: str, settings: Settings, only: Iterable[str] | Non
     job_ids = {url: job_id(run_id, url) for url in urls}
     runs.mark_many(run_id, [(url, "pending", "") for url in urls])
     queue_name = runs.queue_of(run_id)
-    requeued = set(FailedJobRegistry(queue_name, connection=runs.connection).requeue_many([job_ids[u] for u in urls]))
+    jobs = runs.shard(run_id).jobs
+    requeued = set(FailedJobRegistry(queue_name, connection=jobs).requeue_many([job_ids[u] for u in urls]))
     gone = [u for u in urls if job_ids[u] not in requeued]  # (one that is live, enqueue.lua refuses to repeat)
     if gone:
         target, shown = runs.info(run_id, "target", "directory")  # where the run's files go, as its jobs say
@@ -59,13 +60,14 @@ def _check_in_run(runs: Runs, run_id: str, urls: list[str]) -> None:
     raise NotInRun(f"not URL(s) of run {run_id}; nothing was re-enqueued:\n" + "\n".join(hints))
 
 
-def nothing_live(runs: Runs, queue_name: str) -> bool:
-    """No job waits, runs or is scheduled on the queue (three O(1) commands):
-    a run with pending URLs then waits for jobs that do not exist."""
+def nothing_live(runs: Runs, run_id: str, queue_name: str) -> bool:
+    """No job waits, runs or is scheduled on the run's queue (three O(1)
+    commands): a run with pending URLs then waits for jobs that do not exist."""
+    jobs = runs.shard(run_id).jobs
     pipe = runs.connection.pipeline(transaction=False)
-    pipe.llen(Queue(queue_name, connection=runs.connection).key)
+    pipe.llen(Queue(queue_name, connection=jobs).key)
     for registry in (StartedJobRegistry, ScheduledJobRegistry):
-        pipe.zcard(registry(queue_name, connection=runs.connection).key)
+        pipe.zcard(registry(queue_name, connection=jobs).key)
     return not any(pipe.execute())
 
 
@@ -79,10 +81,10 @@ def settle_vanished(runs: Runs, run_id: str) -> int:
         urls = [url for url, _ in chunk]
         pipe = connection.pipeline(transaction=False)
         for state in STATES:
-            pipe.smismember(runs.keys.state(run_id, state), urls)
+            pipe.smismember(runs.keys_of(run_id).state(run_id, state), urls)
         settled = [any(flags) for flags in zip(*pipe.execute())]
         unsettled = [pair for pair, done in zip(chunk, settled) if not done]
-        jobs = Job.fetch_many([job_id for _, job_id in unsettled], connection=connection)
+        jobs = Job.fetch_many([job_id for _, job_id in unsettled], connection=runs.shard(run_id).jobs)
         marks = [(url, "failed", why) for (url, _), job in zip(unsettled, jobs) if (why := _why_not_live(job))]
         if marks:
             runs.mark_many(run_id, marks)

@@ -17,16 +17,17 @@ from importlib import resources
 
 import redis
 
-from jobqueue import Job, Script
+from jobqueue import Job, Queue, Script
 from jobqueue.backend import text, text_dict
 
 from . import disk
 from .exceptions import PermanentDownloadError, RunNotFound
 from .keys import STATES, Keys
 from .naming import place
+from .shards import Shard, layout, of_jobs, pick
 from .transfer import discard_parts
 
-_by_connection: dict[int, "Runs"] = {}
+_by_namespace: dict[tuple[int, str], "Runs"] = {}
 _SCRIPTS = resources.files(__package__).joinpath("scripts")
 _RUN_LIB = _SCRIPTS.joinpath("run.lua").read_text()
 MARK = Script("downloader.mark", _RUN_LIB + _SCRIPTS.joinpath("mark.lua").read_text())
@@ -93,17 +94,38 @@ def job_id(run_id: str, url: str) -> str:
 
 
 class Runs:
-    def __init__(self, connection: redis.Redis, keys: Keys | None = None) -> None:
+    """The runs of a deployment, on its shards (shards.py); a run's own
+    keys are those of its shard (``keys_of``), ``keys`` are shard 0's."""
+
+    def __init__(self, connection: redis.Redis, keys: Keys | None = None, shards: list[Shard] | None = None) -> None:
         self.connection = connection
-        self.keys = keys or Keys()
+        self.shards = shards or layout(connection, 1, keys.prefix if keys else None)
+        self.keys = self.shards[0].keys
 
     @classmethod
-    def of(cls, connection: redis.Redis) -> "Runs":
-        """One per client, reused by every download a worker runs."""
-        runs = _by_connection.get(id(connection))
-        if runs is None or runs.connection is not connection:
-            runs = _by_connection[id(connection)] = cls(connection)
+    def sharded(cls, connection: redis.Redis, count: int) -> "Runs":
+        return cls(connection, shards=layout(connection, count))
+
+    @classmethod
+    def of_job(cls, job: Job) -> "Runs":
+        """The runs of a job's shard, as its namespace names it; one per
+        client and namespace, reused by every download a worker runs."""
+        backend = job.backend
+        key = (id(backend.connection), backend.keys.prefix)
+        runs = _by_namespace.get(key)
+        if runs is None or runs.connection is not backend.connection:
+            runs = _by_namespace[key] = cls(backend.connection, shards=[of_jobs(backend)])
         return runs
+
+    def shard(self, run_id: str) -> Shard:
+        return pick(self.shards, run_id)
+
+    def keys_of(self, run_id: str) -> Keys:
+        return self.shard(run_id).keys
+
+    def queue(self, run_id: str, name: str | None = None) -> Queue:
+        """The run's queue (``name``: its queue's name, when known), in the run's shard."""
+        return self.shard(run_id).queue(name or self.queue_of(run_id))
 
     def job_options(self, run_id: str) -> dict:
         """What every download of the run shares (directory, limits, archive),
@@ -121,7 +143,7 @@ class Runs:
         return options.pop("dir"), options
 
     def _read_job_options(self, run_id: str) -> dict:
-        raw = text(self.connection.hget(self.keys.run(run_id), "job"))
+        raw = text(self.connection.hget(self.keys_of(run_id).run(run_id), "job"))
         if raw is None:
             raise PermanentDownloadError(f"run {run_id} is gone (deleted or expired) or was written by an older "
                                          f"downloader: its download options are missing; start a new run")
@@ -148,31 +170,34 @@ class Runs:
         that records the job's success (mark.lua is idempotent). ``archive``:
         (archive name, item id) to record a done or skipped item in."""
         name, item = archive
-        argv = (self.keys.run(run_id), url, state, nbytes, reason, self.keys.archive(name) if name else "", item)
+        keys = self.keys_of(run_id)
+        argv = (keys.run(run_id), url, state, nbytes, reason, keys.archive(name) if name else "", item)
         if job is not None:
             job.write_on_success(MARK, *argv)
         else:
-            MARK(self.connection, json.dumps([argv]))
+            MARK(self.connection, json.dumps([argv]), keys=argv[:1])  # (a key routes the call on a cluster)
 
     def mark_many(self, run_id: str, marks: list[tuple[str, str, str]]) -> None:
         """(url, state, reason) triples, in one call."""
-        run = self.keys.run(run_id)
-        MARK(self.connection, json.dumps([(run, url, state, 0, reason) for url, state, reason in marks]))
+        run = self.keys_of(run_id).run(run_id)
+        MARK(self.connection, json.dumps([(run, url, state, 0, reason) for url, state, reason in marks]), keys=(run,))
 
     def set_state(self, run_id: str, to: str, arg: str | float | int = "", token: str = "") -> str | None:
         """state.lua: the state the run had, None when there is no such run."""
-        return text(STATE(self.connection, self.keys.run(run_id), to, arg, token)) or None
+        run = self.keys_of(run_id).run(run_id)
+        return text(STATE(self.connection, run, to, arg, token, keys=(run,))) or None
 
     # -- reading ----------------------------------------------------------------------------
 
     def progress(self, run_id: str) -> Progress:
         """Six O(1) commands in one round trip, whatever the run's size."""
+        keys = self.keys_of(run_id)
         pipe = self.connection.pipeline(transaction=False)
-        pipe.hmget(self.keys.run(run_id), "id", "bytes", "created", "source", "directory", "state", "expected")
-        pipe.hlen(self.keys.urls(run_id))
-        pipe.exists(self.keys.producer(run_id))
+        pipe.hmget(keys.run(run_id), "id", "bytes", "created", "source", "directory", "state", "expected")
+        pipe.hlen(keys.urls(run_id))
+        pipe.exists(keys.producer(run_id))
         for state in STATES:
-            pipe.scard(self.keys.state(run_id, state))
+            pipe.scard(keys.state(run_id, state))
         (found, nbytes, created, source, directory, state, expected), total, producing, done, skipped, failed = \
             pipe.execute()
         if found is None:
@@ -183,16 +208,26 @@ class Runs:
                         bool(producing))
 
     def latest(self) -> str:
-        for run_id in self.connection.zrevrange(self.keys.runs, 0, 20):
-            if self.connection.hexists(self.keys.run(text(run_id)), "id"):
-                return text(run_id)
-        raise RunNotFound("no runs yet; start one with `downloader fetch`")
+        newest = []
+        for shard in self.shards:  # each shard's index lists its own runs
+            for run_id, created in self.connection.zrevrange(shard.keys.runs, 0, 20, withscores=True):
+                if self.connection.hexists(shard.keys.run(text(run_id)), "id"):
+                    newest.append((created, text(run_id)))
+                    break
+        if not newest:
+            raise RunNotFound("no runs yet; start one with `downloader fetch`")
+        return max(newest)[1]
 
     def all(self, limit: int = 50) -> list[Progress]:
-        """Newest first; the index forgets runs that expired or were deleted."""
+        """Newest first, from every shard; the index forgets runs that
+        expired or were deleted."""
+        rows = [row for shard in self.shards for row in self._all_of(shard, limit)]
+        return sorted(rows, key=lambda p: p.created, reverse=True)[:limit]
+
+    def _all_of(self, shard: Shard, limit: int) -> list[Progress]:
         rows, start = [], 0
         while len(rows) < limit:
-            ids = [text(r) for r in self.connection.zrevrange(self.keys.runs, start, start + limit - 1)]
+            ids = [text(r) for r in self.connection.zrevrange(shard.keys.runs, start, start + limit - 1)]
             if not ids:
                 break
             start += len(ids)
@@ -200,15 +235,15 @@ class Runs:
                 try:
                     rows.append(self.progress(run_id))
                 except RunNotFound:
-                    self.connection.zrem(self.keys.runs, run_id)
+                    self.connection.zrem(shard.keys.runs, run_id)
                     start -= 1
         return rows[:limit]
 
     def info(self, run_id: str, *fields: str) -> list[str | None]:
-        return [text(v) for v in self.connection.hmget(self.keys.run(run_id), fields)]
+        return [text(v) for v in self.connection.hmget(self.keys_of(run_id).run(run_id), fields)]
 
     def failures(self, run_id: str) -> dict[str, str]:
-        return text_dict(self.connection.hgetall(self.keys.reasons(run_id)))
+        return text_dict(self.connection.hgetall(self.keys_of(run_id).reasons(run_id)))
 
     def queue_of(self, run_id: str) -> str:
         return self.info(run_id, "queue")[0] or "downloads"
@@ -222,7 +257,7 @@ class Runs:
         """(url, job extras) chunks of the whole run, as its URL map keeps them."""
         cursor = 0
         while True:
-            cursor, chunk = self.connection.hscan(self.keys.urls(run_id), cursor, count=count)
+            cursor, chunk = self.connection.hscan(self.keys_of(run_id).urls(run_id), cursor, count=count)
             if chunk:
                 yield [(text(u), json.loads(text(v) or "{}")) for u, v in chunk.items()]
             if not cursor:
@@ -230,8 +265,9 @@ class Runs:
 
     def extras_of(self, run_id: str, urls: list[str]) -> list[dict | None]:
         """Each URL's job extras, None for a URL not in the run."""
+        key = self.keys_of(run_id).urls(run_id)
         values = [v for start in range(0, len(urls), 1000)  # no command of unbounded size
-                  for v in self.connection.hmget(self.keys.urls(run_id), urls[start:start + 1000])]
+                  for v in self.connection.hmget(key, urls[start:start + 1000])]
         return [None if v is None else json.loads(text(v) or "{}") for v in values]
 
 
@@ -248,7 +284,7 @@ def on_download_failed(job: Job, connection: redis.Redis, exc_type, exc, traceba
     except PermanentDownloadError:
         pass  # unreachable, or a name refused: nothing of it can be here
     if run_id:
-        Runs.of(connection).mark(run_id, link, "failed", reason=reason_of(str(exc)))
+        Runs.of_job(job).mark(run_id, link, "failed", reason=reason_of(str(exc)))
 
 
 def call_of(job: Job, connection: redis.Redis) -> tuple[str, str, str | None, dict]:
@@ -257,7 +293,7 @@ def call_of(job: Job, connection: redis.Redis) -> tuple[str, str, str | None, di
     of ``download_link(directory, link, run=..., ...)``."""
     if job.func_name == RUN_JOB:
         link, run_id = job.args[0], job.args[1]
-        directory, options = Runs.of(connection).job_call(run_id, job.kwargs)
+        directory, options = Runs.of_job(job).job_call(run_id, job.kwargs)
         return directory, link, run_id, options
     options = dict(job.kwargs)
     return job.args[0], job.args[1], options.pop("run", None), options

@@ -40,12 +40,7 @@ class Backend:
     def time(self) -> float:
         """Redis's clock (the one every script reads), on the node that holds
         the namespace: a cluster's nodes each have their own."""
-        conn = self.connection
-        if connection_mod.is_cluster(conn):
-            seconds, micros = conn.time(target_nodes=conn.get_node_from_key(self.keys.workers))
-        else:
-            seconds, micros = conn.time()
-        return seconds + micros / 1e6
+        return connection_mod.server_time(self.connection, self.keys.workers)
 
     @classmethod
     def of(cls, connection: "redis.Redis | Backend | None", prefix: str | None = None) -> "Backend":

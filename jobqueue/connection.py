@@ -96,6 +96,16 @@ def check(connection: redis.Redis, setting: str = f"--url / {URL_ENV}") -> None:
                                     "16 of them by default)") from None
 
 
+def server_time(connection: redis.Redis, key: str) -> float:
+    """Redis's clock, on the node that holds ``key`` (a cluster's nodes each
+    have their own)."""
+    if is_cluster(connection):
+        seconds, micros = connection.time(target_nodes=connection.get_node_from_key(key))
+    else:
+        seconds, micros = connection.time()
+    return seconds + micros / 1e6
+
+
 def is_cluster(connection) -> bool:
     return isinstance(connection, RedisCluster)
 

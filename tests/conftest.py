@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from jobqueue import Queue, Timing
+from tests.redis_cluster import RedisClusterServers
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +30,14 @@ def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster_servers(tmp_path_factory):
+    """A 3-master Redis Cluster, one per test module that asks for it."""
+    servers = RedisClusterServers(tmp_path_factory.mktemp("cluster")).start()
+    yield servers
+    servers.stop()
 
 
 @pytest.fixture

@@ -7,16 +7,8 @@ from jobqueue import JobStatus, Queue, Retry, Worker
 from jobqueue.exceptions import ConnectionConfigError
 from tests import jobs
 from tests.conftest import FAST_TIMING
-from tests.redis_cluster import RedisClusterServers
 
 PREFIX = "{jq}:"
-
-
-@pytest.fixture(scope="module")
-def cluster_servers(tmp_path_factory):
-    servers = RedisClusterServers(tmp_path_factory.mktemp("cluster")).start()
-    yield servers
-    servers.stop()
 
 
 @pytest.fixture(scope="module")

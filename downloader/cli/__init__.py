@@ -14,9 +14,11 @@ import redis
 from jobqueue import JobQueueError
 from jobqueue import connection as jq_connection
 from jobqueue import embedded
+from jobqueue.worker.outage import wait_for_redis
 
 from ..config import Settings, load
 from ..exceptions import DownloaderError
+from ..runs import Runs
 
 REDIS_SETTING = "--redis-url / DOWNLOADER_REDIS_URL / JOBQUEUE_REDIS_URL"  # how downloader is told where Redis is
 
@@ -55,12 +57,22 @@ def redis_url(settings: Settings) -> str:
     return server.url
 
 
-def connect(settings: Settings, check: bool = True) -> redis.Redis:
-    """``check=False``: the caller waits for Redis itself (the worker)."""
-    client = jq_connection.from_url(redis_url(settings))
-    if check:
+def connect(settings: Settings, wait: float = 0.0) -> redis.Redis:
+    """A checked client (``wait``: seconds to wait for Redis, as a worker
+    starting beside it does); a cluster client when the URL names a node of
+    a Redis Cluster."""
+    url = redis_url(settings)
+    client = jq_connection.from_url(url)
+    if wait:
+        wait_for_redis(client, wait)
+    else:
         jq_connection.check(client, REDIS_SETTING)
-    return client
+    return jq_connection.cluster_if_enabled(client, url)
+
+
+def runs_for(settings: Settings) -> Runs:
+    """The runs of the deployment (its shards: see shards.py)."""
+    return Runs.sharded(connect(settings), settings.shards)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -9,7 +9,7 @@ import click
 from ..archive import Archive
 from ..config import Settings
 from ..exceptions import ConfigError
-from . import common, connect, main
+from . import common, main, runs_for
 
 
 @main.group()
@@ -28,7 +28,8 @@ def _named(settings: Settings, name: str | None) -> Archive:
     name = name or settings.archive
     if not name:
         raise ConfigError("no archive named: give --archive NAME (the setting `archive` is empty)")
-    return Archive(connect(settings), name)
+    runs = runs_for(settings)
+    return Archive(runs.connection, name, [shard.keys for shard in runs.shards])
 
 
 _option = click.option("--archive", "name", metavar="NAME", help="which archive [the setting `archive`: default]")
@@ -89,5 +90,5 @@ def forget(settings: Settings, name: str | None) -> None:
     """Delete the archive."""
     found = _named(settings, name)
     size = len(found)
-    found.connection.delete(found.key)
+    found.forget()
     click.echo(f"Archive {found.name!r} deleted ({size} item(s)).")

@@ -7,7 +7,7 @@ import click
 from .. import lifecycle
 from ..config import Settings
 from ..runs import Runs
-from . import common, connect, main
+from . import common, main, runs_for
 
 
 @main.command()
@@ -18,7 +18,7 @@ def cancel(settings: Settings, run_id: str) -> None:
     ones stop within a heartbeat (their part files go), and a fetch still
     enqueueing it stops. Files already saved stay; the run's record stays
     (and expires) until `downloader delete`."""
-    runs = Runs(connect(settings))
+    runs = runs_for(settings)
     canceled = lifecycle.cancel(runs, run_id)
     progress = runs.progress(run_id)
     click.echo(f"Run {run_id} canceled: {canceled} download(s) that waited or ran were stopped "
@@ -31,7 +31,7 @@ def cancel(settings: Settings, run_id: str) -> None:
 def delete(settings: Settings, run_ids: tuple[str, ...]) -> None:
     """Delete RUN: cancel what still waits or runs, then remove its record,
     its failures and its jobs from Redis. Downloaded files stay on disk."""
-    runs = Runs(connect(settings))
+    runs = runs_for(settings)
     for run_id in run_ids:
         jobs = lifecycle.delete(runs, run_id)
         click.echo(f"Run {run_id} deleted ({jobs} job record(s) removed; its files stay on disk).")

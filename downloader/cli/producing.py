@@ -16,7 +16,7 @@ from ..producer import Producer
 from ..progress import summary, watch
 from ..runs import Progress, Runs
 from ..sources.imgur.gallery import SECTIONS, SORTS, WINDOWS
-from . import common, connect, main, redis_url
+from . import common, main, redis_url, runs_for
 from .reading import AUTO_RESUME, Plan, Want, batches, resumed_spec, source_for
 
 
@@ -72,7 +72,7 @@ def fetch(settings: Settings, urls: tuple[str, ...], client_id: str | None, api_
                                        name_template=name_template, metadata=metadata,
                                        archive="" if no_archive else archive, per_host=per_host, rate=rate)
     no_wait_without_workers(no_wait, workers)
-    runs = Runs(connect(settings))
+    runs = runs_for(settings)
     spec = resumed_spec(runs, resume_id) if resume_id else {}
     want = Want(urls, client_id, links_path, search, section, sort, window, pages, videos, strict,
                 chatty=not (quiet or as_json))
@@ -170,7 +170,8 @@ class Hosts:
                 new.add(host_of(url))
         new -= self.seen
         if new:
-            politeness.register(self.runs.connection, {host: self.settings.host_limits(host) for host in new})
+            politeness.register(self.runs.connection, {host: self.settings.host_limits(host) for host in new},
+                                self.runs.keys)
             self.seen |= new
 
 
@@ -257,7 +258,7 @@ def retry(settings: Settings, run_id: str | None, all_runs: bool, urls: tuple[st
     no_wait_without_workers(no_wait, workers)
     if all_runs and run_id:
         raise click.UsageError("give a RUN or --all-runs, not both")
-    runs = Runs(connect(settings))
+    runs = runs_for(settings)
     targets = [p.run_id for p in runs.all(10_000) if not p.canceled] if all_runs else [run_id or runs.latest()]
     retried = []
     for target in targets:

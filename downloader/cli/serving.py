@@ -14,6 +14,7 @@ from .. import disk, download, politeness
 from ..config import Settings
 from ..demo_server import DemoServer
 from ..exceptions import ConfigError
+from ..shards import layout
 from . import common, connect, main
 
 WORK_THREADS = 4  # download jobs return futures in a fraction of a millisecond: a few threads start them all
@@ -65,9 +66,11 @@ def work(settings: Settings, concurrency: int | None, burst: bool, name: str | N
         if swept:
             logging.getLogger(__name__).warning("Removed %d abandoned .part file(s) older than %g s from %s",
                                                 swept, settings.stale_part_age, settings.dir)
-    worker = Worker([settings.queue], connect(settings, check=False), name=name, concurrency=settings.concurrency,
-                    timing=Timing.from_env(), allowed_modules=["downloader."], hold=disk.hold,
-                    threads=WORK_THREADS)
+    timing = Timing.from_env()
+    client = connect(settings, wait=timing.startup_wait)
+    queues = [shard.queue(settings.queue) for shard in layout(client, settings.shards)]  # one lane per shard
+    worker = Worker(queues, name=name, concurrency=settings.concurrency, timing=timing,
+                    allowed_modules=["downloader."], hold=disk.hold, threads=WORK_THREADS)
     worker.work(burst=burst)
 
 

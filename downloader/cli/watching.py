@@ -13,7 +13,7 @@ from .. import lifecycle, politeness, repair
 from ..config import Settings
 from ..progress import human_bytes, summary, watch, workers_view
 from ..runs import Runs
-from . import common, connect, main
+from . import common, main, runs_for
 from .producing import outcome_ok, stopped_watching
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -32,13 +32,13 @@ def status(settings: Settings, run_id: str | None, watching: bool, as_json: bool
     Exit code: with --watch or --quiet, 0 when the run is complete and nothing
     failed, else 1; otherwise 0 whenever the run was shown.
     """
-    runs = Runs(connect(settings))
+    runs = runs_for(settings)
     run_id = run_id or runs.latest()
     try:
         progress = watch(runs, run_id, quiet=quiet or as_json) if watching else runs.progress(run_id)
     except KeyboardInterrupt:
         stopped_watching(run_id)
-    if not watching and not progress.complete and repair.nothing_live(runs, runs.queue_of(run_id)):
+    if not watching and not progress.complete and repair.nothing_live(runs, run_id, runs.queue_of(run_id)):
         if repair.settle_vanished(runs, run_id):
             progress = runs.progress(run_id)
     if quiet:
@@ -47,8 +47,8 @@ def status(settings: Settings, run_id: str | None, watching: bool, as_json: bool
         click.echo(json.dumps({**progress.__dict__, "failures": runs.failures(run_id)}, indent=2))
         return
     click.echo(summary(runs, progress))
-    click.echo(workers_view(runs, runs.queue_of(run_id)))
-    for host, left in politeness.throttled(runs.connection):
+    click.echo(workers_view(runs, run_id, runs.queue_of(run_id)))
+    for host, left in politeness.throttled(runs.connection, runs.keys):
         click.echo(f"Host {host} asked for a pause (Retry-After): no worker calls it for another {left:.0f} s, "
                    f"until {time.strftime('%H:%M:%S', time.localtime(time.time() + left))}.")
     if watching:
@@ -73,7 +73,7 @@ def duration(text: str) -> float:
                                                                "AGE (e.g. 90s, 12h, 7d) [0]")
 def list_runs(settings: Settings, limit: int, prune: bool, older_than: str) -> None:
     """List runs, newest first, with their counts (or prune the complete ones)."""
-    runs = Runs(connect(settings))
+    runs = runs_for(settings)
     if prune:
         pruned = lifecycle.prune(runs, duration(older_than))
         click.echo(f"Pruned {len(pruned)} complete run(s)" + (f": {', '.join(pruned)}" if pruned else "."))
@@ -96,7 +96,7 @@ def list_runs(settings: Settings, limit: int, prune: bool, older_than: str) -> N
 @click.option("--json", "as_json", is_flag=True, help="print them as JSON")
 def failed(settings: Settings, run_id: str | None, as_json: bool) -> None:
     """List the failed downloads of RUN (default: the latest) with their reasons."""
-    runs = Runs(connect(settings))
+    runs = runs_for(settings)
     run_id = run_id or runs.latest()
     runs.progress(run_id)  # raises RunNotFound
     failures = sorted(runs.failures(run_id).items())
