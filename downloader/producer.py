@@ -39,7 +39,9 @@ from .sources import Item
 
 LEASE = float(os.environ.get("DOWNLOADER_PRODUCER_LEASE", "10"))  # seconds a silent producer keeps its run
 RELEASE_WAIT = 1.0  # seconds an interrupted producer waits to hand its lease back
-BATCH = 200  # links per MULTI/EXEC: workers start on the first batch, not after the last
+# links per MULTI/EXEC: workers start on the first batch, not after the last; a batch's fixed cost
+# (its dedupe read, MULTI/EXEC, state check) is what a bigger one saves (bench/README.md)
+BATCH = int(os.environ.get("DOWNLOADER_PRODUCER_BATCH", "1000"))
 LEASE_SCRIPT = Script("downloader.lease", resources.files(__package__).joinpath("scripts/lease.lua").read_text())
 
 

@@ -317,7 +317,8 @@ def test_ctrl_c_while_enqueuing_exits_130_and_says_how_to_resume_even_with_redis
 
 def test_workers_start_on_the_first_batch_while_the_rest_is_read(redis_server, r, tmp_path):
     web = MisbehavingServer()
-    fetch, relay, _ = stalled_mid_enqueue(redis_server, r, tmp_path, "stream", 600, base=web.url)
+    fetch, relay, _ = stalled_mid_enqueue(redis_server, r, tmp_path, "stream", 600, base=web.url,
+                                          DOWNLOADER_PRODUCER_BATCH="200")  # three batches
     worker = popen(redis_server, "work", "--quiet", "--queue", "stream", "--dir", str(tmp_path))
     try:
         run_id = the_run(r)
@@ -352,20 +353,20 @@ def test_reading_holds_one_batch_at_a_time_however_long_the_source(r, tmp_path):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert plan.read == 300_000 and sizes == [200] * 1500
+    assert plan.read == 300_000 and sizes == [BATCH] * (300_000 // BATCH)
     assert peak < 5 * 2**20, peak          # 300,000 URLs held at once would take some 60 MB
 
 
 def test_retry_reenqueues_more_vanished_jobs_than_a_batch_each_once(r, tmp_path):
     from downloader import repair
     runs = Runs(r)
-    urls = [f"http://127.0.0.1:9/img/v{n}.png" for n in range(450)]
+    urls = [f"http://127.0.0.1:9/img/v{n}.png" for n in range(BATCH + 250)]
     run_id, _ = runs.create(urls, "test", Settings(queue="many-gone", dir=str(tmp_path)))
-    assert Queue("many-gone", connection=r).empty() == 450
-    assert repair.settle_vanished(runs, run_id) == 450 and runs.progress(run_id).failed == 450
-    assert len(repair.retry(runs, run_id, Settings())) == 450
+    assert Queue("many-gone", connection=r).empty() == BATCH + 250
+    assert repair.settle_vanished(runs, run_id) == BATCH + 250 and runs.progress(run_id).failed == BATCH + 250
+    assert len(repair.retry(runs, run_id, Settings())) == BATCH + 250
     queued = queued_ids(r, "many-gone")
-    assert len(queued) == len(set(queued)) == 450 and runs.progress(run_id).failed == 0
+    assert len(queued) == len(set(queued)) == BATCH + 250 and runs.progress(run_id).failed == 0
 
 
 def test_a_link_repeated_across_batches_and_across_a_resume_is_enqueued_once(redis_server, r, tmp_path):
