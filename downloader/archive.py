@@ -8,8 +8,9 @@ Redis; exported to and imported from a text file (one id a line).
 The worker adds an item when its download is recorded (mark.lua, in the
 same round trip), so an item is archived only once its file is complete.
 With several shards (shards.py) each shard keeps the items of its runs
-(the mark cannot leave the run's slot) and the archive is their union:
-a fetch leaves out what any shard holds; an import goes to shard 0.
+(the mark cannot leave the run's slot) and the archive is their union with
+the home namespace's: a fetch leaves out what any of them holds; an import
+goes home.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def member(item: Item) -> str:
 
 class Archive:
     def __init__(self, connection: redis.Redis, name: str, keys: Keys | list[Keys] | None = None) -> None:
-        """``keys``: of every shard (see the module's note), shard 0's first."""
+        """``keys``: home's, then every shard's (see the module's note)."""
         self.connection, self.name = connection, name
         self.keys = [k.archive(name) for k in (keys if isinstance(keys, list) else [keys or Keys()])]
         self.key = self.keys[0]

@@ -32,7 +32,7 @@ from jobqueue.backend import Backend, text
 from jobqueue.connection import server_time
 
 from .keys import Keys
-from .shards import home_of, of_jobs
+from .shards import home, of_jobs
 
 LEASE = float(os.environ.get("DOWNLOADER_HOST_LEASE", "10"))  # seconds a silent worker's permits outlive it
 BATCH = 8  # permits (and tokens) asked for at once
@@ -99,14 +99,14 @@ class HostGate:
 
     @classmethod
     def of(cls, jobs: Backend, default_limit: int | None = None) -> "HostGate":
-        """The gate of a job's namespace: one per client and home shard,
+        """The gate of a job's namespace: one per client and home namespace,
         whose keys hold the books for the whole fleet (shards.py)."""
-        home = home_of(of_jobs(jobs))
-        key = (id(jobs.connection), home.prefix)
+        books = home([of_jobs(jobs)])
+        key = (id(jobs.connection), books.prefix)
         with _gates_lock:
             gate = _gates.get(key)
             if gate is None or gate.connection is not jobs.connection:
-                gate = _gates[key] = cls(jobs.connection, default_limit, home)
+                gate = _gates[key] = cls(jobs.connection, default_limit, books)
             return gate
 
     def enter(self, host: str) -> None:

@@ -24,7 +24,7 @@ from . import disk
 from .exceptions import PermanentDownloadError, RunNotFound
 from .keys import STATES, Keys
 from .naming import place
-from .shards import Shard, layout, of_jobs, pick
+from .shards import Shard, home, layout, of_jobs, pick
 from .transfer import discard_parts
 
 _by_namespace: dict[tuple[int, str], "Runs"] = {}
@@ -95,12 +95,12 @@ def job_id(run_id: str, url: str) -> str:
 
 class Runs:
     """The runs of a deployment, on its shards (shards.py); a run's own
-    keys are those of its shard (``keys_of``), ``keys`` are shard 0's."""
+    keys are those of its shard (``keys_of``), ``keys`` the fleet's home."""
 
     def __init__(self, connection: redis.Redis, keys: Keys | None = None, shards: list[Shard] | None = None) -> None:
         self.connection = connection
         self.shards = shards or layout(connection, 1, keys.prefix if keys else None)
-        self.keys = self.shards[0].keys
+        self.keys = home(self.shards)
 
     @classmethod
     def sharded(cls, connection: redis.Redis, count: int) -> "Runs":
@@ -122,6 +122,12 @@ class Runs:
 
     def keys_of(self, run_id: str) -> Keys:
         return self.shard(run_id).keys
+
+    def archive_keys(self) -> list[Keys]:
+        """Where a download archive's items are: home first (an import goes
+        there), then each shard (its runs record their items there)."""
+        found = {keys.prefix: keys for keys in [self.keys, *(shard.keys for shard in self.shards)]}
+        return list(found.values())
 
     def queue(self, run_id: str, name: str | None = None) -> Queue:
         """The run's queue (``name``: its queue's name, when known), in the run's shard."""

@@ -4,24 +4,28 @@ On one Redis with ``shards = 1`` (the default) there is one shard, laid out
 as always: the downloader's keys under ``DOWNLOADER_PREFIX`` (``downloader:``),
 the jobs under jobqueue's prefix (``JOBQUEUE_PREFIX``, ``jobqueue:``).
 
-On a Redis Cluster, or with ``shards = N > 1``, shard k is the namespace
-``{downloader.k}:`` (from ``DOWNLOADER_PREFIX``): the run's keys there, its
-jobs under ``{downloader.k}:jobqueue:``. One hash tag per shard puts all of
-a run in one slot, so every script stays in one slot: the marks that ride in
-jobqueue's finish call, the run's state and lease, a batch of jobs and
-their URLs. A run lives wholly on one shard, picked from its id; the shards'
-hash tags fall on different masters, so many runs spread over them (one
-run's load is one master's). Shard 0 is also the home of what the whole
-fleet shares: per-host politeness and the `archive import` target.
+On a Redis Cluster, or with ``shards = N > 1``, each shard is a namespace of
+its own hash tag: the run's keys under ``{downloader.k.x}:``, its jobs under
+``{downloader.k.x}:jobqueue:``. One tag for all of a run keeps every script
+in one slot: the marks that ride in jobqueue's finish call, the run's state
+and lease, a batch of jobs with its URLs. Shard k's tag is the first whose
+slot lies in the k-th of N equal slices of the 16,384 slots, so with the
+usual even split of slots among masters and N a multiple of the masters,
+every master holds as many shards as the others. A run lives wholly on one
+shard, picked from its id. What the whole fleet shares (per-host
+politeness, `archive import`) lives in the home namespace ``{downloader}:``.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 import zlib
 from dataclasses import dataclass
 
 import redis
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from jobqueue import Queue
 from jobqueue.backend import Backend
@@ -30,7 +34,7 @@ from jobqueue.connection import is_cluster
 from .keys import Keys
 
 JOBS = "jobqueue:"  # a tagged shard's jobs: under its own prefix, plus this
-_TAGGED = re.compile(r"^\{(?P<base>.*)\.(?P<index>\d+)\}:" + JOBS + "$")
+_TAGGED = re.compile(r"^\{(?P<base>.*)\.\d+\.\d+\}:" + JOBS + "$")
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,15 @@ def layout(connection: redis.Redis, count: int = 1, prefix: str | None = None) -
     keys = Keys(prefix)
     if count <= 1 and not is_cluster(connection):
         return [Shard(keys, Backend(connection))]
-    base = keys.prefix.strip(":{}") or "downloader"
-    return [_tagged(connection, f"{{{base}.{k}}}:") for k in range(max(count, 1))]
+    base = _base(keys.prefix)
+    return [_tagged(connection, tag(base, k, max(count, 1)) + ":") for k in range(max(count, 1))]
+
+
+def home(shards: list[Shard]) -> Keys:
+    """Where the fleet's shared keys live: the plain layout's own keys, or
+    the home namespace of the tagged one."""
+    found = _TAGGED.match(shards[0].jobs.keys.prefix)
+    return Keys(f"{{{found['base']}}}:") if found else shards[0].keys
 
 
 def of_jobs(jobs: Backend) -> Shard:
@@ -59,16 +70,27 @@ def of_jobs(jobs: Backend) -> Shard:
     return Shard(Keys(), jobs)
 
 
-def home_of(shard: Shard) -> Keys:
-    """Shard 0's keys, where the fleet's per-host books are kept."""
-    found = _TAGGED.match(shard.jobs.keys.prefix)
-    return Keys(f"{{{found['base']}.0}}:") if found else shard.keys
-
-
 def pick(shards: list[Shard], run_id: str) -> Shard:
     """A run's shard, from its id (the same on every machine with the same
     ``shards`` setting)."""
     return shards[0] if len(shards) == 1 else shards[zlib.crc32(run_id.encode()) % len(shards)]
+
+
+@functools.lru_cache(maxsize=4096)
+def tag(base: str, k: int, count: int) -> str:
+    """Shard k's hash tag, ``{base.k.x}``: the first x whose slot lies in the
+    k-th of ``count`` equal slices of the slot space."""
+    low = k * REDIS_CLUSTER_HASH_SLOTS // count
+    high = (k + 1) * REDIS_CLUSTER_HASH_SLOTS // count
+    for x in itertools.count():
+        candidate = f"{{{base}.{k}.{x}}}"
+        if low <= key_slot(candidate.encode()) < high:
+            return candidate
+    raise AssertionError("unreachable")  # (every slice is hit: crc16 covers every slot)
+
+
+def _base(prefix: str) -> str:
+    return prefix.strip(":{}") or "downloader"
 
 
 def _tagged(connection: redis.Redis, prefix: str) -> Shard:

@@ -29,7 +29,7 @@ def _named(settings: Settings, name: str | None) -> Archive:
     if not name:
         raise ConfigError("no archive named: give --archive NAME (the setting `archive` is empty)")
     runs = runs_for(settings)
-    return Archive(runs.connection, name, [shard.keys for shard in runs.shards])
+    return Archive(runs.connection, name, runs.archive_keys())
 
 
 _option = click.option("--archive", "name", metavar="NAME", help="which archive [the setting `archive`: default]")

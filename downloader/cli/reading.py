@@ -103,7 +103,7 @@ def batches(source: LinksFile | ImgurFetch, layout: dict, runs: Runs, plan: Plan
     names = Layout(layout.get("name") or None)
     archive = layout.get("archive") or ""
     metadata = bool(layout.get("metadata"))
-    store = Archive(runs.connection, archive, [shard.keys for shard in runs.shards]) if archive else None
+    store = Archive(runs.connection, archive, runs.archive_keys()) if archive else None
     chunk: list[Item] = []
 
     def ready() -> list[tuple[str, dict]]:
