@@ -54,3 +54,17 @@ def test_one_namespace_cut_off_or_stalled_holds_up_no_other(r, own_redis, tmp_pa
     assert sorted(a.tag for a in attempts(log)) == sorted(
         ["first-a", "first-b", "long", *(f"quick{i}" for i in range(5)), *(f"waiting{i}" for i in range(3))])
     assert all(a.attempt == 1 and a.how == "ok" for a in attempts(log))   # nothing reaped, nothing run twice
+
+
+def test_jobs_of_one_id_in_two_namespaces_run_at_once_each_with_its_own_outcome(r, tmp_path):
+    """A worker of two namespaces may hold two jobs of one id at once: each
+    attempt is its own (named by its namespace too), and so is each outcome."""
+    log = tmp_path / "runs.log"
+    queues = [Queue("twins", connection=r, prefix=p) for p in ("{twin-a}:", "{twin-b}:")]
+    twins = [q.enqueue(jobs.record, str(log), q.backend.keys.prefix, 0.5, job_id="same") for q in queues]
+    Worker(queues, timing=FAST_TIMING, concurrency=2, name="twins").work(burst=True)
+    starts = [line for line in log.read_text().splitlines() if line.startswith("start")]
+    assert len(starts) == 2   # both ran, once each (at once: two slots, one turn)
+    assert [job.return_value() for job in twins] == ["{twin-a}:", "{twin-b}:"]
+    assert all(q.finished_job_registry.get_job_ids() == ["same"] and q.started_job_registry.count == 0
+               for q in queues)

@@ -15,6 +15,7 @@ from typing import Callable
 import redis
 
 from ..backend import Backend, text
+from .outcome import key_of_member
 from .timing import Timing
 
 log = logging.getLogger("jobqueue.worker")
@@ -62,7 +63,7 @@ class Heartbeat(threading.Thread):
                 log.warning("Heartbeat back after %.1f s", time.monotonic() - self._failing_since)
                 self._failing_since, self._failures = None, 0
             if gone:
-                self.events.put(("superseded", gone))
+                self.events.put(("superseded", [key_of_member(self.backend, m) for m in gone]))
 
     def _pause(self) -> float:
         """A beat per interval; after a failure, sooner at first, then backing

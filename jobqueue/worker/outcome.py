@@ -33,7 +33,14 @@ def get_current_job() -> Job | None:
 
 
 def attempt_key(job: Job) -> str:
-    return started_member(job.id, job.attempt)
+    """What names a running attempt in the worker: its started member, and
+    its namespace (a worker of several may hold two jobs of one id)."""
+    return key_of_member(job.backend, started_member(job.id, job.attempt))
+
+
+def key_of_member(backend: object, member: str) -> str:
+    """The attempt key of a started member of ``backend``'s namespace."""
+    return f"{member}@{id(backend):x}"
 
 
 @dataclass

@@ -75,7 +75,8 @@ class Worker:
         if isinstance(queues, (str, Queue)):
             queues = [queues]
         queues = list(queues)
-        if queues and all(isinstance(q, Queue) for q in queues) and (connection is None or prefix is None):
+        if queues and isinstance(queues[0], Queue) and (
+                connection is None or (prefix is None and all(isinstance(q, Queue) for q in queues))):
             connection = queues[0].backend  # Queue objects name their namespaces: the worker needs none of its own
         self.backend = Backend.of(connection, prefix)
         self.connection = self.backend.connection
@@ -173,7 +174,8 @@ class Worker:
         heartbeat extends: those running, and those whose outcome is not yet
         recorded (a round trip delayed by a Redis outage must not get them
         reaped and run again)."""
-        beating = {(r.queue, key) for key, r in list(self.running.items()) if r.state == "running" and r.lane is lane}
+        beating = {(r.queue, started_member(r.job.id, r.job.attempt)) for r in list(self.running.values())
+                   if r.state == "running" and r.lane is lane}
         beating.update((o["q"], started_member(o["id"], o["a"])) for o in list(lane.round_trip.outcomes))
         return sorted(beating)
 
