@@ -19,6 +19,7 @@ import json
 import os
 import queue
 import secrets
+import sys
 import threading
 import time
 from importlib import resources
@@ -42,6 +43,7 @@ RELEASE_WAIT = 1.0  # seconds an interrupted producer waits to hand its lease ba
 # links per MULTI/EXEC: workers start on the first batch, not after the last; a batch's fixed cost
 # (its dedupe read, MULTI/EXEC, state check) is what a bigger one saves (bench/README.md)
 BATCH = int(os.environ.get("DOWNLOADER_PRODUCER_BATCH", "1000"))
+SWITCH_INTERVAL = 0.0005  # seconds (Python's default: 0.005)
 LEASE_SCRIPT = Script("downloader.lease", resources.files(__package__).joinpath("scripts/lease.lua").read_text())
 
 
@@ -97,6 +99,11 @@ class Producer:
         return cls(runs, run_id, settings.with_overrides(queue=queue, dir=target or shown), token)
 
     def __enter__(self) -> "Producer":
+        # The writer thread is the critical path: after each Redis reply it waits for the GIL while the
+        # reading thread builds the next batch. A shorter switch interval hands it over sooner
+        # (+5-6% links/s side by side, bench/README.md); restored on exit.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
         self._renewer.start()
         self._writer.start()
         return self
@@ -113,6 +120,7 @@ class Producer:
                 releasing = threading.Thread(target=self._release, name=f"release {self.run_id}", daemon=True)
                 releasing.start()
                 releasing.join(RELEASE_WAIT)  # Ctrl+C on a stalled link must not hang: then the lease lapses
+            sys.setswitchinterval(self._switch_interval)
 
     def _release(self) -> None:
         try:
