@@ -48,9 +48,10 @@ class Archive:
             if not any(ids):  # links of a file: nothing an archive records, no round trip
                 kept += chunk
                 continue
-            held = [False] * len(ids)
+            pipe = self.connection.pipeline(transaction=False)  # every shard's archive in one round trip
             for key in self.keys:
-                held = [a or b for a, b in zip(held, self.connection.smismember(key, [i or "-" for i in ids]))]
+                pipe.smismember(key, [i or "-" for i in ids])
+            held = [any(flags) for flags in zip(*pipe.execute())]
             kept += [item for item, i, have in zip(chunk, ids, held) if not (i and have)]
         return kept
 

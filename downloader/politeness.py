@@ -101,12 +101,14 @@ class HostGate:
     def of(cls, jobs: Backend, default_limit: int | None = None) -> "HostGate":
         """The gate of a job's namespace: one per client and home namespace,
         whose keys hold the books for the whole fleet (shards.py)."""
-        books = home([of_jobs(jobs)])
-        key = (id(jobs.connection), books.prefix)
+        key = (id(jobs.connection), jobs.keys.prefix)
         with _gates_lock:
             gate = _gates.get(key)
-            if gate is None or gate.connection is not jobs.connection:
-                gate = _gates[key] = cls(jobs.connection, default_limit, books)
+            if gate is None or gate.connection is not jobs.connection:  # (worked out once per namespace)
+                books = home([of_jobs(jobs)])
+                gate = next((g for g in _gates.values()
+                             if g.connection is jobs.connection and g.keys.prefix == books.prefix), None)
+                gate = _gates[key] = gate or cls(jobs.connection, default_limit, books)
             return gate
 
     def enter(self, host: str) -> None:

@@ -23,7 +23,6 @@ from .registry import REGISTRIES, FailedJobRegistry
 from .retry import Retry
 from .worker import Timing, Worker, list_workers
 from .worker.monitor import age_seconds
-from .worker.outage import wait_for_redis
 
 url_option = click.option("--url", "-u", envvar="JOBQUEUE_REDIS_URL", metavar="URL",
                           help="Redis URL (redis://, rediss://, unix://) [env JOBQUEUE_REDIS_URL; "
@@ -53,12 +52,8 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 def client_for(url: str | None, startup_wait: float = 0.0) -> redis.Redis:
     """A checked client (waiting up to ``startup_wait`` seconds for Redis);
     a cluster client when the URL names a Redis Cluster node."""
-    client = connection_mod.resolve(url=url)
-    if startup_wait:
-        wait_for_redis(client, startup_wait)
-    else:
-        connection_mod.check(client)
-    return connection_mod.cluster_if_enabled(client, connection_mod.configured_url(url))
+    return connection_mod.ready(connection_mod.resolve(url=url), connection_mod.configured_url(url),
+                                wait=startup_wait)
 
 
 def backend_for(url: str | None, prefix: str | None) -> Backend:

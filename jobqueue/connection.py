@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from urllib.parse import urlsplit
 
 import redis
@@ -14,6 +15,7 @@ from . import embedded
 from .exceptions import ConnectionConfigError
 
 URL_ENV = "JOBQUEUE_REDIS_URL"
+LONGEST_WAIT = 5.0  # seconds between a starting worker's tries to reach Redis, at most
 SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -104,6 +106,36 @@ def server_time(connection: redis.Redis, key: str) -> float:
     else:
         seconds, micros = connection.time()
     return seconds + micros / 1e6
+
+
+def wait_for_redis(connection: redis.Redis, startup_wait: float) -> None:
+    """Redis may be briefly away when a worker starts (a restart, a
+    failover): wait for it up to ``startup_wait`` seconds, then give up. A
+    refused password is not waited for."""
+    waited, pause = 0.0, 0.25
+    while True:
+        try:
+            return check(connection)
+        except ConnectionConfigError as exc:
+            if "refused the" in str(exc) or waited >= startup_wait:  # a password, a database: not waited for
+                raise ConnectionConfigError(f"{exc} (tried for {waited:.0f} s)") from None
+            if not waited:
+                logging.getLogger("jobqueue.worker").warning("%s; trying again for up to %.0f s (JOBQUEUE_STARTUP_WAIT)", exc, startup_wait)
+            pause = min(pause * 2, LONGEST_WAIT, startup_wait - waited)
+            time.sleep(pause)
+            waited += pause
+
+
+def ready(client: redis.Redis, url: str | None, setting: str = f"--url / {URL_ENV}", wait: float = 0.0) -> redis.Redis:
+    """``client`` once Redis answers it (``wait``: seconds to wait, as a
+    worker starting beside Redis does; else checked once, the error naming
+    ``setting``), swapped for a cluster client when ``url`` names a node of a
+    Redis Cluster."""
+    if wait:
+        wait_for_redis(client, wait)
+    else:
+        check(client, setting)
+    return cluster_if_enabled(client, url)
 
 
 def is_cluster(connection) -> bool:

@@ -1,10 +1,12 @@
 """A worker whose queues live in several namespaces, here on two Redis
-servers: one lane each (jobqueue/worker/lane.py). One lane's Redis failing
-or stalling holds up no other lane's work and reaps none of its jobs."""
+servers: one lane each (jobqueue/worker/lane.py). One lane's Redis cut off,
+stalling or answering with errors holds up no other lane's work and reaps
+none of its jobs."""
 
 import threading
 
 import pytest
+import redis
 
 from jobqueue import JobStatus, Queue, Worker
 from jobqueue.connection import from_url
@@ -14,11 +16,25 @@ from tests.forwarder import Forwarder
 from tests.invariants import assert_one_outcome_each, attempts
 
 
-@pytest.mark.parametrize("trouble", ["cut", "stall"])
+def refusing(own_redis) -> tuple[redis.Redis, object, object]:
+    """(a client of an admin user of its own, make the default user's scripts
+    refused with NOPERM, allow them again): a Redis that answers, with errors."""
+    admin = own_redis.client()
+    admin.acl_setuser("admin", enabled=True, passwords=["+pw"], categories=["+@all"], keys=["*"], channels=["*"])
+    admin = redis.Redis(port=own_redis.port, username="admin", password="pw")
+    return (admin, lambda: admin.acl_setuser("default", enabled=True, nopass=True, categories=["-@scripting"]),
+            lambda: admin.acl_setuser("default", enabled=True, nopass=True, categories=["+@all"]))
+
+
+@pytest.mark.parametrize("trouble", ["cut", "stall", "refusing"])
 def test_one_namespace_cut_off_or_stalled_holds_up_no_other(r, own_redis, tmp_path, trouble):
     link = Forwarder(own_redis.port)
     cut_off = Queue("a", connection=from_url(link.url()), prefix="{a}:")   # through the link the test breaks
-    cut_off_direct = Queue("a", connection=own_redis.client(), prefix="{a}:")
+    if trouble == "refusing":
+        direct, break_it, heal = refusing(own_redis)
+    else:
+        direct, break_it, heal = own_redis.client(), getattr(link, trouble), link.heal
+    cut_off_direct = Queue("a", connection=direct, prefix="{a}:")
     healthy = Queue("b", connection=r, prefix="{b}:")
     log = tmp_path / "attempts.log"
     worker = Worker([cut_off, healthy], timing=FAST_TIMING, concurrency=4, name=f"lanes-{trouble}")
@@ -32,7 +48,7 @@ def test_one_namespace_cut_off_or_stalled_holds_up_no_other(r, own_redis, tmp_pa
         first = [q.enqueue(jobs.tracked, str(log), f"first-{q.name}").id for q in (cut_off_direct, healthy)]
         wait_for(lambda: all(q.finished_job_registry.count == 1 for q in (cut_off_direct, healthy)),
                  message="both lanes work")
-        getattr(link, trouble)()
+        break_it()
         # longer than the heartbeat TTL (1.5 s): only the healthy lane's own heartbeat keeps it from being reaped
         long = healthy.enqueue(jobs.tracked, str(log), "long", 2.5).id
         quick = [healthy.enqueue(jobs.tracked, str(log), f"quick{i}").id for i in range(5)]
@@ -40,7 +56,7 @@ def test_one_namespace_cut_off_or_stalled_holds_up_no_other(r, own_redis, tmp_pa
         wait_for(lambda: all(healthy.fetch_job(i).get_status() == JobStatus.FINISHED for i in [long, *quick]),
                  timeout=30, message="the healthy lane's jobs done while the other is broken")
         assert all(cut_off_direct.fetch_job(i).get_status() == JobStatus.QUEUED for i in waiting)
-        link.heal()
+        heal()
         wait_for(lambda: all(cut_off_direct.fetch_job(i).get_status() == JobStatus.FINISHED for i in waiting),
                  timeout=30, message="the other lane's jobs done once it is back")
     finally:

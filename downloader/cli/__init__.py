@@ -14,7 +14,6 @@ import redis
 from jobqueue import JobQueueError
 from jobqueue import connection as jq_connection
 from jobqueue import embedded
-from jobqueue.worker.outage import wait_for_redis
 
 from ..config import Settings, load
 from ..exceptions import DownloaderError
@@ -62,12 +61,7 @@ def connect(settings: Settings, wait: float = 0.0) -> redis.Redis:
     starting beside it does); a cluster client when the URL names a node of
     a Redis Cluster."""
     url = redis_url(settings)
-    client = jq_connection.from_url(url)
-    if wait:
-        wait_for_redis(client, wait)
-    else:
-        jq_connection.check(client, REDIS_SETTING)
-    return jq_connection.cluster_if_enabled(client, url)
+    return jq_connection.ready(jq_connection.from_url(url), url, REDIS_SETTING, wait)
 
 
 def runs_for(settings: Settings) -> Runs:

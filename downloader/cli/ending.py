@@ -6,7 +6,6 @@ import click
 
 from .. import lifecycle
 from ..config import Settings
-from ..runs import Runs
 from . import common, main, runs_for
 
 

@@ -12,7 +12,6 @@ import click
 from .. import lifecycle, politeness, repair
 from ..config import Settings
 from ..progress import human_bytes, summary, watch, workers_view
-from ..runs import Runs
 from . import common, main, runs_for
 from .producing import outcome_ok, stopped_watching
 

@@ -12,11 +12,6 @@ import random
 import re
 import time
 
-import redis
-
-from ..connection import check
-from ..exceptions import ConnectionConfigError
-
 log = logging.getLogger("jobqueue.worker")
 FIRST_PAUSE, LONGEST_PAUSE = 0.25, 5.0
 
@@ -65,20 +60,3 @@ def _short(exc: Exception, limit: int = 200) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[:limit] + "..."
 
-
-def wait_for_redis(connection: redis.Redis, startup_wait: float) -> None:
-    """Redis may be briefly away when a worker starts (a restart, a
-    failover): wait for it up to ``startup_wait`` seconds, then give up. A
-    refused password is not waited for."""
-    waited, pause = 0.0, 0.25
-    while True:
-        try:
-            return check(connection)
-        except ConnectionConfigError as exc:
-            if "refused the" in str(exc) or waited >= startup_wait:  # a password, a database: not waited for
-                raise ConnectionConfigError(f"{exc} (tried for {waited:.0f} s)") from None
-            if not waited:
-                log.warning("%s; trying again for up to %.0f s (JOBQUEUE_STARTUP_WAIT)", exc, startup_wait)
-            pause = min(pause * 2, LONGEST_PAUSE, startup_wait - waited)
-            time.sleep(pause)
-            waited += pause

@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 import redis
 
 from ..backend import Backend
-from ..connection import describe
+from ..connection import describe, wait_for_redis
 from ..exceptions import AttemptSuperseded, JobQueueError
 from ..imports import FunctionImporter
 from ..job import Job
@@ -40,7 +40,6 @@ from .heartbeat import Heartbeat
 from .hold import Hold
 from .lane import Lane, lanes_of
 from .logs import guard
-from .outage import wait_for_redis
 from .monitor import list_workers
 from .recording import requeue_record, settle_record
 from .shutdown import Shutdown
