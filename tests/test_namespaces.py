@@ -4,11 +4,12 @@ stalling or answering with errors holds up no other lane's work and reaps
 none of its jobs."""
 
 import threading
+import time
 
 import pytest
 import redis
 
-from jobqueue import JobStatus, Queue, Worker
+from jobqueue import JobStatus, Queue, Timing, Worker
 from jobqueue.connection import from_url
 from tests import jobs
 from tests.conftest import FAST_TIMING, wait_for
@@ -84,3 +85,39 @@ def test_jobs_of_one_id_in_two_namespaces_run_at_once_each_with_its_own_outcome(
     assert [job.return_value() for job in twins] == ["{twin-a}:", "{twin-b}:"]
     assert all(q.finished_job_registry.get_job_ids() == ["same"] and q.started_job_registry.count == 0
                for q in queues)
+
+
+
+def test_jobs_a_lane_took_are_kept_alive_while_another_lane_holds_up_the_same_turn(r, own_redis, tmp_path):
+    """A turn asks the healthy lane first and takes a job, then the other
+    lane's call hangs (its Redis busy in DEBUG SLEEP past the heartbeat TTL):
+    the job taken is already running, so its own lane's heartbeat keeps it
+    alive; it is never reaped nor run twice."""
+    quiet = Timing(heartbeat_interval=0.3, heartbeat_ttl=1.5, maintenance_interval=60, scheduler_interval=60,
+                   idle_block=60)  # no timer brings a turn: only the job does
+    busy = Queue("a", connection=own_redis.client(), prefix="{a}:")
+    healthy = Queue("b", connection=r, prefix="{b}:")
+    log = tmp_path / "attempts.log"
+    worker = Worker([busy, healthy], timing=quiet, concurrency=2, name="turn-held")
+    # another worker of the healthy namespace: its reaper would return an attempt nobody keeps alive
+    bystander = Worker([Queue("other", connection=r, prefix="{b}:")], timing=FAST_TIMING, name="turn-bystander")
+    threads = [threading.Thread(target=w.work, daemon=True) for w in (worker, bystander)]
+    for thread in threads:
+        thread.start()
+    sleeper = threading.Thread(target=lambda: own_redis.client().execute_command("DEBUG", "SLEEP", "3"))
+    try:
+        wait_for(lambda: all(lane.waker is not None and lane.waker.armed.is_set() for lane in worker.lanes),
+                 message="the worker idle on both lanes")
+        worker._turns = 1                              # the next turn asks the healthy lane first,
+        worker.lanes[0].maintenance.next_promote = 0   # then calls the busy one (its scheduler look is due)
+        sleeper.start()
+        time.sleep(0.2)                                # (the busy Redis is asleep now)
+        job = healthy.enqueue(jobs.tracked, str(log), "taken-first", 0.1)
+        wait_for(lambda: job.get_status() == JobStatus.FINISHED, timeout=30, message="the job done")
+    finally:
+        sleeper.join(10)
+        for w, thread in zip((worker, bystander), threads):
+            w.request_stop()
+            thread.join(15)
+    assert_one_outcome_each(healthy, [job.id])
+    assert [(a.tag, a.attempt, a.how) for a in attempts(log)] == [("taken-first", 1, "ok")]

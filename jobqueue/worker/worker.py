@@ -188,8 +188,6 @@ class Worker:
             fetched, left, failing = self._turn(want, burst)
             if failing and (self.shutdown.cold or (self.shutdown.stop_fetching and not self._active())):
                 return  # stopping: _shut_down records what it can; the reaper returns what was started
-            for lane, queue, job in fetched:
-                self._execute(lane, queue, job)
             queues_empty = left > 0 and not failing  # every lane asked found less than it asked for
             finished = not self._active() and not any(lane.round_trip.outcomes for lane in self.lanes)
             if finished and (self.shutdown.stop_fetching or (burst and queues_empty)
@@ -203,15 +201,16 @@ class Worker:
                         lane.arm_waker(self.events)
             self._wait()
 
-    def _turn(self, want: int, burst: bool) -> tuple[list[tuple[Lane, str, Job]], int, bool]:
+    def _turn(self, want: int, burst: bool) -> tuple[int, int, bool]:
         """One round trip per lane that has outcomes to record or may have
         work; lanes take turns at asking first, so a fleet spreads its load
         over the namespaces. A lane that fails backs off on its own (Redis
         errors of any kind: unreachable, OOM, READONLY, BUSY...) while the
-        others go on. Returns (what was fetched, how many of ``want`` are
-        left, whether a lane is failing)."""
-        fetched: list[tuple[Lane, str, Job]] = []
-        left, failing = want, False
+        others go on. Each lane's jobs start (and so are kept alive by its
+        heartbeat) before the next lane is asked: that one may stall. Returns
+        (how many were fetched, how many of ``want`` are left, whether a lane
+        is failing)."""
+        fetched, left, failing = 0, want, False
         start = self._turns % len(self.lanes)
         self._turns += want > 0
         for lane in self.lanes[start:] + self.lanes[:start]:
@@ -231,7 +230,9 @@ class Worker:
             # it runs in the same script as, and after, the finish that pushed them (finish+fetch)
             if ask > 0:
                 lane.proven_empty = len(got) < ask
-            fetched += [(lane, queue, job) for queue, job in got]
+            for queue, job in got:
+                self._execute(lane, queue, job)
+            fetched += len(got)
             left -= len(got)
         return fetched, left, failing
 
