@@ -132,14 +132,16 @@ BROKEN = Script("tests.broken", "return redis.call('NOSUCHCOMMAND')")
 
 
 def count_then(key, field, then="return"):
-    """Counts itself through Job.write_on_success, then returns, fails or
-    also runs a broken script."""
+    """Counts itself through Job.write_on_success, then returns, fails,
+    also runs a broken script, or has Redis forget its scripts."""
     job = get_current_job()
     job.write_on_success(COUNT, key, field)
     if then == "fail":
         raise ValueError("failed after asking for a write")
     if then == "broken":
         job.write_on_success(BROKEN)
+    if then == "flush":  # Redis forgets every script (as on a restart) before this job's outcome goes
+        job.connection.script_flush()
     return field
 
 

@@ -300,6 +300,28 @@ def test_write_on_success_rides_with_the_outcome_and_is_dropped_on_failure(q, r,
     assert broken.get_status() == JobStatus.FINISHED  # a broken script is logged, the outcome recorded
 
 
+@pytest.mark.parametrize("fork", [False, True], ids=["threads", "fork"])
+def test_a_write_script_redis_has_not_seen_rides_with_the_success_that_asked_for_it(q, r, fork):
+    # Redis knows finish+fetch (an earlier job finished) but not the write's script: the write must
+    # still be applied with the success, not after it (where the fence finds the attempt gone)
+    r.script_flush()
+    first = q.enqueue(jobs.add, 1, 1)
+    counted = q.enqueue(jobs.count_then, "counts", "first-write")
+    work([q], r, concurrency=1, fork=fork)
+    assert first.get_status() == JobStatus.FINISHED and counted.get_status() == JobStatus.FINISHED
+    assert r.hgetall("counts") == {b"first-write": b"1"}
+
+
+def test_writes_and_outcomes_survive_redis_forgetting_its_scripts_mid_run(q, r):
+    # the worker has run every script of its round trip; then Redis forgets them all (a restart,
+    # SCRIPT FLUSH) while a job runs: its write and its outcome meet NOSCRIPT and are sent again
+    warm = q.enqueue(jobs.count_then, "counts", "warm")
+    flushed = q.enqueue(jobs.count_then, "counts", "flushed", "flush")
+    work([q], r, concurrency=1)
+    assert warm.get_status() == JobStatus.FINISHED and flushed.get_status() == JobStatus.FINISHED
+    assert r.hgetall("counts") == {b"warm": b"1", b"flushed": b"1"}
+
+
 def test_burst_worker_never_quits_while_its_own_retry_waits_even_when_redis_forgot_a_script(q, r, tmp_path):
     # Redis has forgotten the scripts (a restart); the fetch that follows the retry's finish must see the
     # retry back on the queue, so the burst worker runs it and quits only when it has failed for good

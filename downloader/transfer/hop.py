@@ -1,7 +1,8 @@
-"""One GET on the loop (one hop of a redirect chain): its options, its headers
-as they arrive, and the decision, at the first byte of the body, whether the
-body is wanted (a 200 or 206 goes to the part file; a redirect's body is
-dropped; an error status ends the transfer there, unread)."""
+"""One GET on the loop (one hop of a redirect chain): its options, its headers,
+and the decision, at the first byte of the body, whether the body is wanted (a
+200 or 206 goes to the part file; a redirect's body is dropped; an error status
+ends the transfer there, at its first chunk). curl hands the header lines to a
+list's append (no Python frame per line); they are read once, at the decision."""
 
 from __future__ import annotations
 
@@ -34,12 +35,13 @@ class Hop:
         self._on_done = on_done            # called last, on the loop's thread, when the hop is over
         self.status = 0
         self.headers: dict[str, str] = {}  # the final response's, names in lower case
+        self._lines: list[bytes] = []      # every response's header lines, as curl hands them over
         self.error: BaseException | None = None
         self.cancelled = False             # its owner stopped it (engine.cancel): never started if not yet
         self.code, self.text = 0, ""       # curl's result
         self._writer: Callable[[bytes], None] | None = None
         self._decided = False
-        self.received = 0                  # bytes of headers and body so far
+        self.received = 0                  # bytes of the body so far
         self._seen, self._last = 0, time.monotonic()  # what deadline() saw last, and when it changed
 
     # -- the engine's side ---------------------------------------------------------------
@@ -56,7 +58,7 @@ class Hop:
         curl.setopt(pycurl.NOSIGNAL, 1)
         curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(self.connect_timeout * 1000)))
         curl.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in self.request_headers.items()])
-        curl.setopt(pycurl.HEADERFUNCTION, self._header)
+        curl.setopt(pycurl.HEADERFUNCTION, self._lines.append)
         curl.setopt(pycurl.WRITEFUNCTION, self._write)
         curl.setopt(pycurl.BUFFERSIZE, BUFFER)
         curl.setopt(pycurl.PIPEWAIT, 1)       # wait for an HTTP/2 connection to multiplex on
@@ -70,9 +72,11 @@ class Hop:
     def deadline(self) -> float:
         """No byte (of headers or body) for read_timeout seconds: stalled. The
         engine asks every few tens of milliseconds; a chunk only counts bytes
-        (16 KiB a call: at 1 GiB, 65,536 calls, so each one stays lean)."""
-        if self.received != self._seen:
-            self._seen, self._last = self.received, time.monotonic()
+        (16 KiB a call: at 1 GiB, 65,536 calls, so each one stays lean); a
+        header line counts as a byte."""
+        progress = self.received + len(self._lines)
+        if progress != self._seen:
+            self._seen, self._last = progress, time.monotonic()
         return self._last + self.read_timeout
 
     def stalled(self) -> None:
@@ -81,31 +85,38 @@ class Hop:
 
     def finished(self, code: int, text: str) -> None:
         self.code, self.text = code, text
-        if code == 0 and not self._decided and self.error is None:
-            self._decide()  # a response cut before its headers ended
+        if not self._decided:
+            self._read_headers()
+            ended = self.status >= 200 and self._lines[-1] in (b"\r\n", b"\n")  # a final response's whole head
+            if self.error is None and (code == 0 or ended):
+                self._decide()  # no body came: what the headers say (404, too large...) is the answer
         if self._on_done is not None:
             self._on_done(self)
 
     # -- curl's callbacks (on the loop's thread) -----------------------------------------
 
-    def _header(self, line: bytes) -> int | None:
-        self.received += len(line)
-        text = line.decode("latin-1").rstrip("\r\n")
-        if text.startswith("HTTP/"):        # a new response: a 1xx (100, 103 Early Hints...) or the real one
-            fields = text.split(" ", 2)
-            self.status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
-            self.headers = {}
-        elif ":" in text:
-            name, _, value = text.partition(":")
-            self.headers[name.strip().lower()] = value.strip()
-        elif not text and self.status >= 200:  # the final response's headers are complete
-            return None if self._decide() else 0
-        return None
+    def _read_headers(self) -> None:
+        """The final response's status and headers: from its status line
+        (the last one: a 1xx such as 103 Early Hints comes before it) on."""
+        lines = self._lines
+        for first in range(len(lines) - 1, -1, -1):
+            if lines[first].startswith(b"HTTP/"):
+                break
+        else:
+            return
+        fields = lines[first].split(b" ", 2)
+        self.status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
+        headers = self.headers = {}
+        for line in lines[first + 1:]:
+            name, colon, value = line.decode("latin-1").partition(":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
 
     def _decide(self) -> bool:
         """Where the body goes, before its first byte (an error status or a
         size over the limit ends the transfer here, its body unread)."""
         self._decided = True
+        self._read_headers()
         try:
             self._writer = self._on_body(self)
             return True
