@@ -23,7 +23,7 @@ from . import disk
 from .exceptions import PermanentDownloadError, RunNotFound
 from .keys import STATES, Keys
 from .naming import place
-from .shards import Shard, home, layout, of_jobs, pick
+from .shards import Shard, deployed, home, layout, of_jobs, pick
 from .transfer import discard_parts
 
 _by_namespace: dict[tuple[int, str], "Runs"] = {}
@@ -103,7 +103,8 @@ class Runs:
 
     @classmethod
     def sharded(cls, connection: redis.Redis, count: int) -> "Runs":
-        return cls(connection, shards=layout(connection, count))
+        """The runs of a deployment of ``count`` shards (checked: see shards.deployed)."""
+        return cls(connection, shards=deployed(connection, count))
 
     @classmethod
     def of_job(cls, job: Job) -> "Runs":

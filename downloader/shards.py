@@ -31,6 +31,7 @@ from jobqueue import Queue
 from jobqueue.backend import Backend
 from jobqueue.connection import is_cluster
 
+from .exceptions import ConfigError
 from .keys import Keys
 
 JOBS = "jobqueue:"  # a tagged shard's jobs: under its own prefix, plus this
@@ -53,6 +54,27 @@ def layout(connection: redis.Redis, count: int = 1, prefix: str | None = None) -
         return [Shard(keys, Backend(connection))]
     base = _base(keys.prefix)
     return [_tagged(connection, tag(base, k, max(count, 1)) + ":") for k in range(max(count, 1))]
+
+
+def deployed(connection: redis.Redis, count: int, prefix: str | None = None) -> list[Shard]:
+    """``layout``, once ``count`` is known to be the deployment's: the first
+    machine records it in Redis (``{downloader}:shards``), and a machine
+    whose setting differs is refused while runs of the recorded layout are
+    kept (it would see only part of the runs, and its workers serve only
+    part of the jobs). With no such runs left, its setting is recorded."""
+    key = f"{{{_base(Keys(prefix).prefix)}}}:shards"
+    pipe = connection.pipeline(transaction=False)
+    pipe.set(key, count, nx=True)
+    pipe.get(key)
+    recorded = pipe.execute()[1]
+    recorded = int(recorded) if recorded and recorded.isdigit() else count
+    if recorded != count:
+        if any(connection.exists(shard.keys.runs) for shard in layout(connection, recorded, prefix)):
+            raise ConfigError(f"this Redis holds runs made with shards = {recorded}, and this machine has shards = "
+                              f"{count}: give every machine shards = {recorded} (DOWNLOADER_SHARDS or the config "
+                              f"file), or delete those runs first (downloader runs; downloader delete RUN)")
+        connection.set(key, count)
+    return layout(connection, count, prefix)
 
 
 def home(shards: list[Shard]) -> Keys:

@@ -130,6 +130,20 @@ def test_runs_lists_the_newest_first_up_to_the_limit(redis_server, r):
     assert out.returncode == 0 and rows == [ids[2], ids[1]]
 
 
+def test_a_machine_whose_shards_setting_differs_from_the_runs_kept_is_refused(redis_server, r, tmp_path):
+    # it would see only part of the runs and serve only part of the jobs; once those runs are gone, it may
+    run_id = Runs(r).create(["http://h/1.png"], "kept", Settings(dir=str(tmp_path)))[0]
+    assert downloader(redis_server, "runs", DOWNLOADER_SHARDS="1").returncode == 0  # the first machine records 1
+    for args in (["runs"], ["status", run_id], ["work", "--burst"]):
+        out = downloader(redis_server, *args, DOWNLOADER_SHARDS="3")
+        assert out.returncode == 1 and "holds runs made with shards = 1" in out.stderr, out.stderr
+        assert "give every machine shards = 1" in out.stderr
+    assert r.get("{downloader}:shards") == b"1"
+    assert downloader(redis_server, "delete", run_id, DOWNLOADER_SHARDS="1").returncode == 0
+    out = downloader(redis_server, "runs", DOWNLOADER_SHARDS="3")
+    assert out.returncode == 0 and r.get("{downloader}:shards") == b"3", out.stderr
+
+
 def test_demo_server_serves_a_gallery_of_real_images_behind_a_client_id(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "downloader", "demo-server", "--port", "0", "--images", "5"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

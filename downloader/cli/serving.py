@@ -14,7 +14,7 @@ from .. import disk, download, politeness
 from ..config import Settings
 from ..demo_server import DemoServer
 from ..exceptions import ConfigError
-from ..shards import layout
+from ..shards import deployed
 from . import common, connect, main
 
 WORK_THREADS = 4  # download jobs return futures in a fraction of a millisecond: a few threads start them all
@@ -68,7 +68,7 @@ def work(settings: Settings, concurrency: int | None, burst: bool, name: str | N
                                                 swept, settings.stale_part_age, settings.dir)
     timing = Timing.from_env()
     client = connect(settings, wait=timing.startup_wait)
-    queues = [shard.queue(settings.queue) for shard in layout(client, settings.shards)]  # one lane per shard
+    queues = [shard.queue(settings.queue) for shard in deployed(client, settings.shards)]  # one lane per shard
     worker = Worker(queues, name=name, concurrency=settings.concurrency, timing=timing,
                     allowed_modules=["downloader."], hold=disk.hold, threads=WORK_THREADS)
     worker.work(burst=burst)
