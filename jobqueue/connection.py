@@ -108,22 +108,30 @@ def server_time(connection: redis.Redis, key: str) -> float:
     return seconds + micros / 1e6
 
 
-def wait_for_redis(connection: redis.Redis, startup_wait: float) -> None:
+def wait_for_redis(connection: redis.Redis, startup_wait: float, *others: redis.Redis) -> None:
     """Redis may be briefly away when a worker starts (a restart, a
     failover): wait for it up to ``startup_wait`` seconds, then give up. A
-    refused password is not waited for."""
+    refused password is not waited for. With ``others`` (a worker of several
+    namespaces on several servers), any one that answers is enough: the
+    worker starts, and the rest join when they answer."""
     waited, pause = 0.0, 0.25
     while True:
-        try:
-            return check(connection)
-        except ConnectionConfigError as exc:
-            if "refused the" in str(exc) or waited >= startup_wait:  # a password, a database: not waited for
-                raise ConnectionConfigError(f"{exc} (tried for {waited:.0f} s)") from None
-            if not waited:
-                logging.getLogger("jobqueue.worker").warning("%s; trying again for up to %.0f s (JOBQUEUE_STARTUP_WAIT)", exc, startup_wait)
-            pause = min(pause * 2, LONGEST_WAIT, startup_wait - waited)
-            time.sleep(pause)
-            waited += pause
+        failure = None
+        for client in (connection, *others):
+            try:
+                return check(client)
+            except ConnectionConfigError as exc:
+                if "refused the" in str(exc):  # a password, a database: not waited for
+                    raise
+                failure = exc
+        if waited >= startup_wait:
+            raise ConnectionConfigError(f"{failure} (tried for {waited:.0f} s)") from None
+        if not waited:
+            logging.getLogger("jobqueue.worker").warning("%s; trying again for up to %.0f s (JOBQUEUE_STARTUP_WAIT)",
+                                                         failure, startup_wait)
+        pause = min(pause * 2, LONGEST_WAIT, startup_wait - waited)
+        time.sleep(pause)
+        waited += pause
 
 
 def ready(client: redis.Redis, url: str | None, setting: str = f"--url / {URL_ENV}", wait: float = 0.0) -> redis.Redis:

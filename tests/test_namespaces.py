@@ -73,6 +73,37 @@ def test_one_namespace_cut_off_or_stalled_holds_up_no_other(r, own_redis, tmp_pa
     assert all(a.attempt == 1 and a.how == "ok" for a in attempts(log))   # nothing reaped, nothing run twice
 
 
+def test_a_namespace_away_when_the_worker_starts_holds_up_no_other_and_joins_later(r, own_redis, tmp_path):
+    link = Forwarder(own_redis.port)
+    away = Queue("a", connection=from_url(link.url()), prefix="{a}:")
+    away_direct = Queue("a", connection=own_redis.client(), prefix="{a}:")
+    healthy = Queue("b", connection=r, prefix="{b}:")
+    log = tmp_path / "attempts.log"
+    link.cut()
+    waiting = [away_direct.enqueue(jobs.tracked, str(log), f"waiting{i}").id for i in range(3)]
+    done = [healthy.enqueue(jobs.tracked, str(log), f"done{i}").id for i in range(3)]
+    worker = Worker([away, healthy], timing=FAST_TIMING, concurrency=2, name="late-lane")
+    thread = threading.Thread(target=worker.work, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: all(healthy.fetch_job(i).get_status() == JobStatus.FINISHED for i in done),
+                 timeout=20, message="the healthy namespace's jobs done while the other is away")
+        assert [w.name for w in Worker.all(queue=healthy)] == ["late-lane"] and Worker.all(queue=away_direct) == []
+        assert all(away_direct.fetch_job(i).get_status() == JobStatus.QUEUED for i in waiting)
+        link.heal()
+        wait_for(lambda: all(away_direct.fetch_job(i).get_status() == JobStatus.FINISHED for i in waiting),
+                 timeout=30, message="the other namespace's jobs done once it answers")
+        wait_for(lambda: [w.name for w in Worker.all(queue=away_direct)] == ["late-lane"],
+                 message="registered there too, by the lane's next heartbeat")
+    finally:
+        worker.request_stop()
+        thread.join(15)
+        link.close()
+    assert not thread.is_alive()
+    assert_one_outcome_each(healthy, done)
+    assert_one_outcome_each(away_direct, waiting)
+
+
 def test_jobs_of_one_id_in_two_namespaces_run_at_once_each_with_its_own_outcome(r, tmp_path):
     """A worker of two namespaces may hold two jobs of one id at once: each
     attempt is its own (named by its namespace too), and so is each outcome."""

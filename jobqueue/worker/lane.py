@@ -50,22 +50,20 @@ class Lane:
     def __repr__(self) -> str:
         return f"Lane({self.backend.keys.prefix!r}, {self.queue_names})"
 
-    def register(self, stopping: Callable[[], bool]) -> None:
-        """The heartbeat's first beat registers the worker here. Redis may
-        refuse us for a while (a replica before its failover, MASTERDOWN,
-        OOM): we wait, unless asked to stop."""
-        while True:
-            try:
-                if self.backend.connection.exists(self.backend.keys.worker(self.worker)):
-                    raise JobQueueError(f"a worker named {self.worker!r} is already alive; pick another --name")
-                self.heartbeat.beat()
-                break
-            except redis.exceptions.RedisError as exc:
-                pause = self.outage.failed(exc, 0, 0)
-                if stopping():
-                    raise JobQueueError(f"could not register with Redis ({exc}); stopping as asked") from None
-                time.sleep(pause)
+    def register(self) -> bool:
+        """One try at the heartbeat's first beat, which registers the worker
+        here; False if Redis refused or did not answer (a replica before its
+        failover, MASTERDOWN, OOM, a master cut off): the lane is then failing,
+        and a later beat registers it once Redis answers."""
+        try:
+            if self.backend.connection.exists(self.backend.keys.worker(self.worker)):
+                raise JobQueueError(f"a worker named {self.worker!r} is already alive; pick another --name")
+            self.heartbeat.beat()
+        except redis.exceptions.RedisError as exc:
+            self.failed(exc, 0)
+            return False
         self.outage.recovered()
+        return True
 
     def register_death(self) -> None:
         if self.heartbeat is not None:  # stopped first: a late beat would register the worker again

@@ -140,8 +140,8 @@ class Worker:
         self.shutdown.request(cold)
 
     def _boot(self) -> None:
-        for connection in {id(lane.backend.connection): lane.backend.connection for lane in self.lanes}.values():
-            wait_for_redis(connection, self.timing.startup_wait)
+        first, *others = {id(lane.backend.connection): lane.backend.connection for lane in self.lanes}.values()
+        wait_for_redis(first, self.timing.startup_wait, *others)  # one that answers is enough to start
         self.shutdown.install()
         mode = f"fork, {self.concurrency} work horse(s)" if self.fork else f"{self.concurrency} thread slot(s)"
         log.info("Worker %s started with PID %d (%s), Redis %s", self.name, os.getpid(), mode, describe(self.connection))
@@ -157,14 +157,23 @@ class Worker:
         """The first beat registers the worker (in every namespace it serves);
         any later beat that finds the entry gone (expired while cut off)
         registers it again, whole. One heartbeat per lane: a stalled master
-        delays no other lane's deadlines."""
+        delays no other lane's deadlines. The worker starts once one lane is
+        registered: a namespace that does not answer yet holds up no other,
+        its lane backs off and joins when its Redis answers."""
         for lane in self.lanes:
             registration = ["name", self.name, "hostname", socket.gethostname(), "pid", os.getpid(),
                             "queues", ",".join(lane.queue_names), "concurrency", self.concurrency,
                             "mode", "fork" if self.fork else "thread", "heartbeat_interval", self.timing.heartbeat_interval]
             lane.heartbeat = Heartbeat(lane.backend, self.name, self.timing, self.events, registration,
                                        attempts=lambda lane=lane: self._beating(lane), stats=self._stats)
-            lane.register(lambda: self.shutdown.stop_fetching)
+        waiting = list(self.lanes)
+        while True:
+            waiting = [lane for lane in waiting if not lane.register()]
+            if len(waiting) < len(self.lanes):
+                break
+            if self.shutdown.stop_fetching:
+                raise JobQueueError("could not register with Redis; stopping as asked")
+            time.sleep(max(0.0, min(lane.retry_at for lane in waiting) - time.monotonic()))
         for lane in self.lanes:
             lane.heartbeat.start()
 
