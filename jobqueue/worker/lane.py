@@ -143,3 +143,22 @@ def lanes_of(queues: list[Queue], worker: str, timing: Timing,
     several = len(groups) > 1
     return [Lane(group[0].backend, group, worker, timing, on_abandoned,
                  where=f" (namespace {prefix!r})" if several else "") for (_, prefix), group in groups.items()]
+
+
+def register_lanes(lanes: list[Lane], stopping: Callable[[], bool]) -> None:
+    """The first beat of each lane's heartbeat registers the worker there;
+    any later beat that finds the entry gone (expired while cut off)
+    registers it again, whole. One heartbeat per lane: a stalled master
+    delays no other lane's deadlines. The worker starts once one lane is
+    registered: a namespace that does not answer yet holds up no other, its
+    lane backs off and joins when its Redis answers."""
+    waiting = list(lanes)
+    while True:
+        waiting = [lane for lane in waiting if not lane.register()]
+        if len(waiting) < len(lanes):
+            break
+        if stopping():
+            raise JobQueueError("could not register with Redis; stopping as asked")
+        time.sleep(max(0.0, min(lane.retry_at for lane in waiting) - time.monotonic()))
+    for lane in lanes:
+        lane.heartbeat.start()

@@ -38,7 +38,7 @@ from .callbacks import Callbacks
 from .execution import Outcome, attempt_key, make_slots
 from .heartbeat import Heartbeat
 from .hold import Hold
-from .lane import Lane, lanes_of
+from .lane import Lane, lanes_of, register_lanes
 from .logs import guard
 from .monitor import list_workers
 from .recording import requeue_record, settle_record
@@ -154,28 +154,15 @@ class Worker:
                 "; anyone who can write to Redis can run code here" if importer.anything else "")
 
     def _register_birth(self) -> None:
-        """The first beat registers the worker (in every namespace it serves);
-        any later beat that finds the entry gone (expired while cut off)
-        registers it again, whole. One heartbeat per lane: a stalled master
-        delays no other lane's deadlines. The worker starts once one lane is
-        registered: a namespace that does not answer yet holds up no other,
-        its lane backs off and joins when its Redis answers."""
+        """Registered in every namespace it serves, by one heartbeat per lane
+        (lane.register_lanes): it starts once one lane is registered."""
         for lane in self.lanes:
             registration = ["name", self.name, "hostname", socket.gethostname(), "pid", os.getpid(),
                             "queues", ",".join(lane.queue_names), "concurrency", self.concurrency,
                             "mode", "fork" if self.fork else "thread", "heartbeat_interval", self.timing.heartbeat_interval]
             lane.heartbeat = Heartbeat(lane.backend, self.name, self.timing, self.events, registration,
                                        attempts=lambda lane=lane: self._beating(lane), stats=self._stats)
-        waiting = list(self.lanes)
-        while True:
-            waiting = [lane for lane in waiting if not lane.register()]
-            if len(waiting) < len(self.lanes):
-                break
-            if self.shutdown.stop_fetching:
-                raise JobQueueError("could not register with Redis; stopping as asked")
-            time.sleep(max(0.0, min(lane.retry_at for lane in waiting) - time.monotonic()))
-        for lane in self.lanes:
-            lane.heartbeat.start()
+        register_lanes(self.lanes, lambda: self.shutdown.stop_fetching)
 
     def _beating(self, lane: Lane) -> list[tuple[str, str]]:
         """(queue, attempt key) of the lane's attempts whose deadlines its
