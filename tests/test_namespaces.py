@@ -104,6 +104,61 @@ def test_a_namespace_away_when_the_worker_starts_holds_up_no_other_and_joins_lat
     assert_one_outcome_each(away_direct, waiting)
 
 
+def test_a_stalled_namespace_holds_up_the_worker_once_not_at_every_try(r, own_redis):
+    """Every call to a stalled Redis blocks the worker's loop for the socket
+    timeout: the lane tries again only once its heartbeat (a thread of its
+    own) has had an answer, so the other lanes lose that time once."""
+    link = Forwarder(own_redis.port)
+    stalled = Queue("a", connection=from_url(link.url(query="socket_timeout=0.5")), prefix="{a}:")
+    healthy = Queue("b", connection=r, prefix="{b}:")
+    worker = Worker([stalled, healthy], timing=FAST_TIMING, concurrency=2, name="stall-once")
+    lane, failures = worker.lanes[0], []
+    real = lane.failed
+    lane.failed = lambda exc, running: failures.append(type(exc).__name__) or real(exc, running)
+    thread = threading.Thread(target=worker.work, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: [w.name for w in Worker.all(queue=healthy)] == ["stall-once"], message="worker up")
+        time.sleep(0.5)
+        link.stall()
+        time.sleep(4)   # eight socket timeouts, many backoff periods
+        during = list(failures)
+        done = healthy.enqueue(jobs.add, 2, 2)
+        wait_for(lambda: done.get_status() == JobStatus.FINISHED, timeout=10, message="the healthy lane works")
+        link.heal()
+        later = Queue("a", connection=own_redis.client(), prefix="{a}:").enqueue(jobs.add, 1, 1)
+        wait_for(lambda: later.get_status() == JobStatus.FINISHED, timeout=20, message="the stalled lane is back")
+    finally:
+        worker.request_stop()
+        thread.join(15)
+        link.close()
+    assert during == ["TimeoutError"], during
+
+
+def test_namespaces_of_one_redis_that_stalled_together_go_on_as_soon_as_it_answers(own_redis):
+    """Every lane waits for its heartbeat, and no healthy lane's timers wake
+    the loop: it looks on its own (every scheduler interval)."""
+    link = Forwarder(own_redis.port)
+    client = from_url(link.url(query="socket_timeout=0.5"))
+    queues = [Queue("q", connection=client, prefix=p) for p in ("{s1}:", "{s2}:")]
+    worker = Worker(queues, timing=FAST_TIMING, concurrency=2, name="one-redis")
+    thread = threading.Thread(target=worker.work, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: len(Worker.all(queue=queues[0])) == 1, message="worker up")
+        link.stall()
+        time.sleep(2)
+        link.heal()
+        direct = own_redis.client()
+        jobs_ = [Queue("q", connection=direct, prefix=q.backend.keys.prefix).enqueue(jobs.add, 1, 1) for q in queues]
+        wait_for(lambda: all(j.get_status() == JobStatus.FINISHED for j in jobs_), timeout=15,
+                 message="both lanes back well before HEARTBEAT_WAIT")
+    finally:
+        worker.request_stop()
+        thread.join(15)
+        link.close()
+
+
 def test_jobs_of_one_id_in_two_namespaces_run_at_once_each_with_its_own_outcome(r, tmp_path):
     """A worker of two namespaces may hold two jobs of one id at once: each
     attempt is its own (named by its namespace too), and so is each outcome."""

@@ -28,10 +28,12 @@ class Heartbeat(threading.Thread):
     (it expired while the worker was cut off)."""
 
     def __init__(self, backend: Backend, name: str, timing: Timing, events: SimpleQueue, registration: list,
-                 attempts: Callable[[], list[tuple[str, str]]], stats: Callable[[], list]) -> None:
+                 attempts: Callable[[], list[tuple[str, str]]], stats: Callable[[], list],
+                 answered: Callable[[], None] = lambda: None) -> None:
         super().__init__(name="heartbeat", daemon=True)
         self.backend, self.worker, self.timing, self.events = backend, name, timing, events
         self.registration, self.attempts, self.stats = registration, attempts, stats
+        self.answered = answered  # after each beat Redis answered (a failing lane may try again)
         self.stopped = threading.Event()
         self.beats = 0
         self._failing_since: float | None = None
@@ -64,6 +66,7 @@ class Heartbeat(threading.Thread):
                 self._failing_since, self._failures = None, 0
             if gone:
                 self.events.put(("superseded", [key_of_member(self.backend, m) for m in gone]))
+            self.answered()
 
     def _pause(self) -> float:
         """A beat per interval; after a failure, sooner at first, then backing

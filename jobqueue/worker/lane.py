@@ -27,6 +27,7 @@ from .timing import Timing
 from .waker import Waker
 
 log = logging.getLogger("jobqueue.worker")
+HEARTBEAT_WAIT = 30.0  # s: a failing lane of several tries again by then, whatever its heartbeat saw
 
 
 class Lane:
@@ -41,6 +42,9 @@ class Lane:
         self.waker: Waker | None = None
         self.outage = Outage(where)
         self.retry_at = 0.0          # monotonic: after a failed round trip, not before this
+        self.failed_at = 0.0         # monotonic: when the last round trip (or registration) failed
+        self.answered_at = 0.0       # monotonic: when its heartbeat last had an answer
+        self.waits_for_heartbeat = False  # one of several lanes: see next_try
         self.woken = False           # a wake-up token brought us here: pass it on if work is left
         self.proven_empty = False    # our last fetch found the queues empty, and nothing has stirred since
         self.next_poll = 0.0         # ... yet we ask again at this time (a token may die with its worker)
@@ -102,8 +106,8 @@ class Lane:
     def timers(self) -> list[float]:
         """When this lane next needs the loop (monotonic): a failing lane,
         only at the end of its backoff."""
-        if self.outage.since is not None:
-            return [self.retry_at]
+        if self.outage.since is not None:  # (waiting for its heartbeat: looked at every scheduler interval)
+            return [min(self.next_try(), max(self.retry_at, time.monotonic() + self.timing.scheduler_interval))]
         m = self.maintenance
         return [m.next_promote, m.next_pass, *([self.next_scheduled] if self.next_scheduled else [])]
 
@@ -111,8 +115,24 @@ class Lane:
         """A round trip failed: back off (jittered, doubling, capped); returns the pause."""
         self.proven_empty = False
         pause = self.outage.failed(exc, running, len(self.round_trip.outcomes))
-        self.retry_at = time.monotonic() + pause
+        self.failed_at = time.monotonic()
+        self.retry_at = self.failed_at + pause
         return pause
+
+    def next_try(self) -> float:
+        """When a failing lane may call Redis again (monotonic): after its
+        backoff; and, for one of several lanes, once its heartbeat (a thread
+        of its own) has had an answer since the failure, or HEARTBEAT_WAIT
+        later. A Redis that stalls then holds up the worker's loop, and so the
+        other lanes, for one socket timeout, not one at every try."""
+        if not self.waits_for_heartbeat or self.answered_at > self.failed_at:
+            return self.retry_at
+        return max(self.retry_at, self.failed_at + HEARTBEAT_WAIT)
+
+    def heartbeat_answered(self) -> None:
+        """Noted on the heartbeat's thread; the loop looks every scheduler
+        interval (a second by default)."""
+        self.answered_at = time.monotonic()
 
     def stats_due(self, stats: Callable[[], list]) -> list:
         """Counters ride along with a finish call at most once a second."""
@@ -141,8 +161,11 @@ def lanes_of(queues: list[Queue], worker: str, timing: Timing,
     for q in queues:
         groups.setdefault((id(q.backend.connection), q.backend.keys.prefix), []).append(q)
     several = len(groups) > 1
-    return [Lane(group[0].backend, group, worker, timing, on_abandoned,
-                 where=f" (namespace {prefix!r})" if several else "") for (_, prefix), group in groups.items()]
+    lanes = [Lane(group[0].backend, group, worker, timing, on_abandoned,
+                  where=f" (namespace {prefix!r})" if several else "") for (_, prefix), group in groups.items()]
+    for lane in lanes:
+        lane.waits_for_heartbeat = several
+    return lanes
 
 
 def register_lanes(lanes: list[Lane], stopping: Callable[[], bool]) -> None:

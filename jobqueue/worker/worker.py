@@ -161,7 +161,8 @@ class Worker:
                             "queues", ",".join(lane.queue_names), "concurrency", self.concurrency,
                             "mode", "fork" if self.fork else "thread", "heartbeat_interval", self.timing.heartbeat_interval]
             lane.heartbeat = Heartbeat(lane.backend, self.name, self.timing, self.events, registration,
-                                       attempts=lambda lane=lane: self._beating(lane), stats=self._stats)
+                                       attempts=lambda lane=lane: self._beating(lane), stats=self._stats,
+                                       answered=lane.heartbeat_answered)
         register_lanes(self.lanes, lambda: self.shutdown.stop_fetching)
 
     def _beating(self, lane: Lane) -> list[tuple[str, str]]:
@@ -210,7 +211,7 @@ class Worker:
         start = self._turns % len(self.lanes)
         self._turns += want > 0
         for lane in self.lanes[start:] + self.lanes[:start]:
-            if lane.outage.since is not None and time.monotonic() < lane.retry_at:
+            if lane.outage.since is not None and time.monotonic() < lane.next_try():
                 failing = True
                 continue
             ask = left if left > 0 and lane.worth_asking(burst) else 0
