@@ -30,6 +30,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from jobqueue import Queue
 from jobqueue.backend import Backend
 from jobqueue.connection import is_cluster
+from jobqueue.worker.monitor import list_workers
 
 from .exceptions import ConfigError
 from .keys import Keys
@@ -60,8 +61,9 @@ def deployed(connection: redis.Redis, count: int, prefix: str | None = None) -> 
     """``layout``, once ``count`` is known to be the deployment's: the first
     machine records it in Redis (``{downloader}:shards``), and a machine
     whose setting differs is refused while runs of the recorded layout are
-    kept (it would see only part of the runs, and its workers serve only
-    part of the jobs). With no such runs left, its setting is recorded."""
+    kept or its workers are alive (it would see only part of the runs, and
+    its workers serve only part of the jobs). With neither left, its setting
+    is recorded."""
     key = f"{{{_base(Keys(prefix).prefix)}}}:shards"
     pipe = connection.pipeline(transaction=False)
     pipe.set(key, count, nx=True)
@@ -69,10 +71,16 @@ def deployed(connection: redis.Redis, count: int, prefix: str | None = None) -> 
     recorded = pipe.execute()[1]
     recorded = int(recorded) if recorded and recorded.isdigit() else count
     if recorded != count:
-        if any(connection.exists(shard.keys.runs) for shard in layout(connection, recorded, prefix)):
-            raise ConfigError(f"this Redis holds runs made with shards = {recorded}, and this machine has shards = "
+        old = layout(connection, recorded, prefix)
+        runs = any(connection.exists(shard.keys.runs) for shard in old)
+        workers = {w.name for shard in old for w in list_workers(shard.jobs, with_jobs=False)}
+        if runs or workers:
+            held = " and ".join(what for what, found in (("runs", runs), (f"{len(workers)} live worker(s)", workers))
+                                if found)
+            raise ConfigError(f"this Redis has {held} of a layout with shards = {recorded}, and this machine has shards = "
                               f"{count}: give every machine shards = {recorded} (DOWNLOADER_SHARDS or the config "
-                              f"file), or delete those runs first (downloader runs; downloader delete RUN)")
+                              f"file), or stop those workers and delete those runs first (downloader runs; "
+                              f"downloader delete RUN)")
         connection.set(key, count)
     return layout(connection, count, prefix)
 

@@ -13,7 +13,7 @@ import urllib.request
 from downloader.config import Settings
 from downloader.demo_server import DemoServer
 from downloader.runs import Runs
-from jobqueue import JobStatus, Queue
+from jobqueue import JobStatus, Queue, Worker
 from jobqueue.worker import list_workers
 from tests.conftest import ROOT, wait_for
 from tests.http_server import MisbehavingServer
@@ -131,15 +131,24 @@ def test_runs_lists_the_newest_first_up_to_the_limit(redis_server, r):
 
 
 def test_a_machine_whose_shards_setting_differs_from_the_runs_kept_is_refused(redis_server, r, tmp_path):
-    # it would see only part of the runs and serve only part of the jobs; once those runs are gone, it may
+    # it would see only part of the runs and serve only part of the jobs; once those runs and their
+    # workers are gone, it may
     run_id = Runs(r).create(["http://h/1.png"], "kept", Settings(dir=str(tmp_path)))[0]
     assert downloader(redis_server, "runs", DOWNLOADER_SHARDS="1").returncode == 0  # the first machine records 1
     for args in (["runs"], ["status", run_id], ["work", "--burst"]):
         out = downloader(redis_server, *args, DOWNLOADER_SHARDS="3")
-        assert out.returncode == 1 and "holds runs made with shards = 1" in out.stderr, out.stderr
+        assert out.returncode == 1 and "has runs of a layout with shards = 1" in out.stderr, out.stderr
         assert "give every machine shards = 1" in out.stderr
     assert r.get("{downloader}:shards") == b"1"
     assert downloader(redis_server, "delete", run_id, DOWNLOADER_SHARDS="1").returncode == 0
+    worker = popen(redis_server, "work", "--dir", str(tmp_path), DOWNLOADER_SHARDS="1")
+    try:
+        wait_for(lambda: Worker.count(connection=r) == 1, message="a worker of the recorded layout")
+        out = downloader(redis_server, "runs", DOWNLOADER_SHARDS="3")
+        assert out.returncode == 1 and "has 1 live worker(s) of a layout with shards = 1" in out.stderr, out.stderr
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
     out = downloader(redis_server, "runs", DOWNLOADER_SHARDS="3")
     assert out.returncode == 0 and r.get("{downloader}:shards") == b"3", out.stderr
 
