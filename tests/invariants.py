@@ -67,7 +67,8 @@ def assert_one_outcome_each(queue: Queue, job_ids: list[str], status: JobStatus 
         writes = {k.decode(): int(v) for k, v in r.hgetall("writes").items()}
         tags = {Job.fetch(i, queue.backend).args[1] for i in job_ids}
         wrong = {t: writes.get(t) for t in tags if writes.get(t) != 1}
-        assert not wrong, f"a success's writes applied other than once: {wrong}"
+        fence = {i: r.hmget(keys.job(i), "attempt", "status", "settled", "written") for i in job_ids} if wrong else {}
+        assert not wrong, f"a success's writes applied other than once: {wrong}; (attempt, status, settled, written): {fence}"
 
 
 def assert_each_id_once(queue: Queue) -> None:
