@@ -69,7 +69,10 @@ def deployed(connection: redis.Redis, count: int, prefix: str | None = None) -> 
     pipe.set(key, count, nx=True)
     pipe.get(key)
     recorded = pipe.execute()[1]
-    recorded = int(recorded) if recorded and recorded.isdigit() else count
+    if not (recorded and recorded.isdigit()):  # written over by someone: this machine's setting stands
+        connection.set(key, count)
+        recorded = count
+    recorded = int(recorded)
     if recorded != count:
         old = layout(connection, recorded, prefix)
         runs = any(connection.exists(shard.keys.runs) for shard in old)

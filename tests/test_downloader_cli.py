@@ -151,6 +151,9 @@ def test_a_machine_whose_shards_setting_differs_from_the_runs_kept_is_refused(re
         worker.wait(30)
     out = downloader(redis_server, "runs", DOWNLOADER_SHARDS="3")
     assert out.returncode == 0 and r.get("{downloader}:shards") == b"3", out.stderr
+    r.set("{downloader}:shards", "garbage")   # a record someone wrote over: the machine's setting stands
+    assert downloader(redis_server, "runs", DOWNLOADER_SHARDS="3").returncode == 0
+    assert r.get("{downloader}:shards") == b"3"
 
 
 def test_demo_server_serves_a_gallery_of_real_images_behind_a_client_id(tmp_path):

@@ -11,6 +11,7 @@ import redis
 
 from jobqueue import JobStatus, Queue, Timing, Worker
 from jobqueue.connection import from_url
+from jobqueue.worker import lane as lane_module
 from tests import jobs
 from tests.conftest import FAST_TIMING, wait_for
 from tests.forwarder import Forwarder
@@ -160,6 +161,31 @@ def test_namespaces_of_one_redis_that_stalled_together_go_on_as_soon_as_it_answe
         thread.join(15)
         link.close()
     assert all(a.attempt == 1 and a.how == "ok" for a in attempts(log))
+
+
+def test_a_failing_lane_whose_heartbeat_never_answers_tries_again_after_the_cap(r, own_redis, monkeypatch):
+    """A lane waits for its heartbeat's answer before calling again, but not
+    for ever: HEARTBEAT_WAIT (30 s; 1 s here) on, it calls anyway."""
+    monkeypatch.setattr(lane_module, "HEARTBEAT_WAIT", 1.0)
+    link = Forwarder(own_redis.port)
+    cut = Queue("a", connection=from_url(link.url(query="socket_timeout=0.5")), prefix="{a}:")
+    healthy = Queue("b", connection=r, prefix="{b}:")
+    worker = Worker([cut, healthy], timing=FAST_TIMING, concurrency=2, name="deaf-heartbeat")
+    thread = threading.Thread(target=worker.work, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: [w.name for w in Worker.all(queue=healthy)] == ["deaf-heartbeat"], message="worker up")
+        lane = worker.lanes[0]
+        lane.heartbeat.answered = lambda: None   # its answers never reach the lane
+        link.cut()
+        wait_for(lambda: lane.outage.since is not None, message="the lane failing")
+        link.heal()
+        job = Queue("a", connection=own_redis.client(), prefix="{a}:").enqueue(jobs.add, 1, 1)
+        wait_for(lambda: job.get_status() == JobStatus.FINISHED, timeout=15, message="the lane called again")
+    finally:
+        worker.request_stop()
+        thread.join(15)
+        link.close()
 
 
 def test_jobs_of_one_id_in_two_namespaces_run_at_once_each_with_its_own_outcome(r, tmp_path):

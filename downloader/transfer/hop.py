@@ -114,9 +114,9 @@ class Hop:
 
     def _decide(self) -> bool:
         """Where the body goes, before its first byte (an error status or a
-        size over the limit ends the transfer here, its body unread)."""
+        size over the limit ends the transfer here, its body unread); the
+        headers are read already."""
         self._decided = True
-        self._read_headers()
         try:
             self._writer = self._on_body(self)
             return True
@@ -126,8 +126,10 @@ class Hop:
 
     def _write(self, data: bytes) -> int | None:
         self.received += len(data)
-        if not self._decided and not self._decide():
-            return 0
+        if not self._decided:
+            self._read_headers()
+            if not self._decide():
+                return 0
         try:
             if self._writer is not None:
                 self._writer(data)

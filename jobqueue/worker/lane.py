@@ -32,7 +32,7 @@ HEARTBEAT_WAIT = 30.0  # s: a failing lane of several tries again by then, whate
 
 class Lane:
     def __init__(self, backend: Backend, queues: list[Queue], worker: str, timing: Timing,
-                 on_abandoned: Callable[[Backend, list[str], str], None], where: str = "") -> None:
+                 on_abandoned: Callable[[Backend, list[str], str], None], several: bool = False) -> None:
         self.backend, self.queues, self.worker, self.timing = backend, queues, worker, timing
         self.queue_names = [q.name for q in queues]
         self.round_trip = RoundTrip(backend, worker, self.queue_names, timing.heartbeat_ttl)
@@ -40,11 +40,11 @@ class Lane:
                                        on_abandoned=lambda ids, why: on_abandoned(backend, ids, why))
         self.heartbeat: Heartbeat | None = None
         self.waker: Waker | None = None
-        self.outage = Outage(where)
+        self.outage = Outage(f" (namespace {backend.keys.prefix!r})" if several else "")
         self.retry_at = 0.0          # monotonic: after a failed round trip, not before this
         self.failed_at = 0.0         # monotonic: when the last round trip (or registration) failed
         self.answered_at = 0.0       # monotonic: when its heartbeat last had an answer
-        self.waits_for_heartbeat = False  # one of several lanes: see next_try
+        self.waits_for_heartbeat = several  # one of several lanes: see next_try
         self.woken = False           # a wake-up token brought us here: pass it on if work is left
         self.proven_empty = False    # our last fetch found the queues empty, and nothing has stirred since
         self.next_poll = 0.0         # ... yet we ask again at this time (a token may die with its worker)
@@ -160,12 +160,8 @@ def lanes_of(queues: list[Queue], worker: str, timing: Timing,
     groups: dict[tuple[int, str], list[Queue]] = {}
     for q in queues:
         groups.setdefault((id(q.backend.connection), q.backend.keys.prefix), []).append(q)
-    several = len(groups) > 1
-    lanes = [Lane(group[0].backend, group, worker, timing, on_abandoned,
-                  where=f" (namespace {prefix!r})" if several else "") for (_, prefix), group in groups.items()]
-    for lane in lanes:
-        lane.waits_for_heartbeat = several
-    return lanes
+    return [Lane(group[0].backend, group, worker, timing, on_abandoned, several=len(groups) > 1)
+            for group in groups.values()]
 
 
 def register_lanes(lanes: list[Lane], stopping: Callable[[], bool]) -> None:
