@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 
+from ..backend import Backend
 from ..exceptions import JobQueueError
 from ..imports import FunctionImporter
 from ..job import Job
@@ -52,6 +53,12 @@ class Callbacks:
                                   name=f"on_failure-{job.id}", daemon=True)
         thread.start()
         self._running.append((thread, job, time.monotonic() + self.timeout))
+
+    def on_abandoned(self, backend: Backend, job_ids: list[str], reason: str) -> None:
+        """The reaper failed these jobs for good (their workers kept dying)."""
+        for job in Job.fetch_many(job_ids, backend):
+            if job is not None:
+                self.on_failure(job, job.exc_info or reason)
 
     def check(self) -> None:
         """Forget callbacks that ended; log (once) those past their timeout."""

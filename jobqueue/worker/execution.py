@@ -20,7 +20,9 @@ import signal
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 from queue import SimpleQueue
+from typing import TYPE_CHECKING
 
 from ..exceptions import AttemptSuperseded, JobTimeoutError
 from ..backend import Backend
@@ -31,6 +33,20 @@ from .outcome import Outcome, attempt_key, get_current_job, run_job, settle, sto
 
 __all__ = ["Outcome", "attempt_key", "get_current_job", "make_slots", "ThreadSlots", "ForkSlots"]
 log = logging.getLogger("jobqueue.worker")
+
+if TYPE_CHECKING:
+    from .lane import Lane
+
+
+@dataclass
+class Running:
+    """One attempt this worker holds a slot for, until its code has returned."""
+    job: Job
+    queue: str
+    lane: Lane
+    deadline: float | None    # monotonic; None = no timeout
+    state: str = "running"    # running | settled (outcome taken: timed out, returned) | superseded
+
 
 def _raise_in_thread(ident: int, exc_type: type[BaseException] | None) -> None:
     """Have ``exc_type`` raised in that thread at its next bytecode; None withdraws one not yet raised."""

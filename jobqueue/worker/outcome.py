@@ -63,6 +63,25 @@ def stopped(job: Job) -> Outcome:
     return Outcome(attempt_key(job), False, None, "JobTimeoutError: stopped")
 
 
+def refusal(job: Job, serializers: set[str]) -> Outcome | None:
+    """A fetched job that cannot be run at all, as its failed Outcome: it is
+    refused before anything of it is decoded or run (no retry, no callbacks)."""
+    try:
+        job.timeout
+        if job.serializer.name not in serializers:
+            raise JobQueueError(f"job uses the {job.serializer.name} serializer, which this worker does not "
+                                "accept; start the worker with --allow-pickle to run it")
+        if not job.func_name:
+            shared = job._get("shared")
+            raise JobQueueError(f"job has no 'func' field: its shared options ({job.backend.keys.shared(shared)}) "
+                                f"are gone (deleted); re-enqueue the job" if shared else
+                                "job hash has no 'func' field (corrupted); delete the job")
+    except Exception as exc:
+        msg = exc if isinstance(exc, JobQueueError) else f"job hash is corrupted ({exc!r}); delete or re-enqueue it"
+        return Outcome(attempt_key(job), False, None, f"{type(exc).__name__}: {msg}", retry=False, refused=True)
+    return None
+
+
 def run_job(job: Job, importer: FunctionImporter, wait: bool = False) -> Outcome | Future:
     """Import, call, serialize, then ``on_success(job, connection, result)``
     as in RQ. Every error becomes a failed Outcome, never a crashed worker; a

@@ -21,7 +21,6 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
 from queue import Empty, SimpleQueue
 from typing import Callable, Iterable
 
@@ -35,7 +34,8 @@ from ..job import Job
 from ..keys import started_member
 from ..queue import Queue
 from .callbacks import Callbacks
-from .execution import Outcome, attempt_key, make_slots
+from .execution import Outcome, Running, attempt_key, make_slots
+from .outcome import refusal
 from .heartbeat import Heartbeat
 from .hold import Hold
 from .lane import Lane, lanes_of, register_lanes
@@ -48,16 +48,6 @@ from .waker import pass_token
 
 log = guard(logging.getLogger("jobqueue.worker"))  # every module's lines: escaped, bounded arguments
 REDIS_FAILED = redis.exceptions.RedisError  # unreachable, or refusing: OOM, READONLY, BUSY, LOADING, NOAUTH...
-
-
-@dataclass
-class Running:
-    """One attempt this worker holds a slot for, until its code has returned."""
-    job: Job
-    queue: str
-    lane: Lane
-    deadline: float | None    # monotonic; None = no timeout
-    state: str = "running"    # running | settled (outcome taken: timed out, returned) | superseded
 
 
 class Worker:
@@ -83,7 +73,7 @@ class Worker:
         self.timing = timing or Timing.from_env()
         self.queues = [q if isinstance(q, Queue) else Queue(q, self.backend) for q in queues] or [Queue("default", self.backend)]
         self.queue_names = [q.name for q in self.queues]
-        self.lanes = lanes_of(self.queues, self.name, self.timing, self._abandoned_jobs_failed)
+        self.lanes = lanes_of(self.queues, self.name, self.timing, lambda *a: self.callbacks.on_abandoned(*a))
         if concurrency < 1:
             raise JobQueueError("concurrency must be at least 1")
         self.concurrency, self.fork = concurrency, fork
@@ -292,21 +282,11 @@ class Worker:
     # -- execute ---------------------------------------------------------------------------
 
     def _execute(self, lane: Lane, queue: str, job: Job) -> None:
-        try:
-            timeout = job.timeout
-            if job.serializer.name not in self.serializers:
-                raise JobQueueError(f"job uses the {job.serializer.name} serializer, which this worker does not "
-                                    "accept; start the worker with --allow-pickle to run it")
-            if not job.func_name:
-                shared = job._get("shared")
-                raise JobQueueError(f"job has no 'func' field: its shared options ({job.backend.keys.shared(shared)}) "
-                                    f"are gone (deleted); re-enqueue the job" if shared else
-                                    "job hash has no 'func' field (corrupted); delete the job")
-        except Exception as exc:  # refused before anything of it is decoded or run: no retry, no callbacks
-            msg = exc if isinstance(exc, JobQueueError) else f"job hash is corrupted ({exc!r}); delete or re-enqueue it"
-            self._settle(Running(job, queue, lane, None), Outcome(attempt_key(job), False, None, f"{type(exc).__name__}: {msg}",
-                                                            retry=False, refused=True))
+        refused = refusal(job, self.serializers)
+        if refused is not None:
+            self._settle(Running(job, queue, lane, None), refused)
             return
+        timeout = job.timeout
         deadline = time.monotonic() + timeout if timeout and timeout > 0 else None
         self.running[attempt_key(job)] = Running(job, queue, lane, deadline)
         if deadline is not None:
@@ -339,11 +319,6 @@ class Worker:
             log.warning("%s: Job failed (%s): %s%s", running.queue, job.id, last_line[0], retrying)
             if record["s"] == "failed" and not outcome.refused:
                 round_trip.failures.append((job, outcome.exc_info or ""))
-
-    def _abandoned_jobs_failed(self, backend: Backend, job_ids: list[str], reason: str) -> None:
-        for job in Job.fetch_many(job_ids, backend):
-            if job is not None:
-                self.callbacks.on_failure(job, job.exc_info or reason)
 
     def _enforce_timeouts(self) -> None:
         now = time.monotonic()
