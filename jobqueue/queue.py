@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 import uuid
@@ -18,12 +17,13 @@ from .job import DEFAULT_FAILURE_TTL, Job, JobStatus
 from .registry import (CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry,
                        StartedJobRegistry)
 from .retry import Retry
+from .serializers import compact_json
 
 ENQUEUE_CHUNK = 500
 EMPTY_STEP = 10_000  # waiting jobs removed per call of empty.lua
 REPLAY_PAUSES = (0.1, 0.3, 1.0, 2.0, 4.0)  # an enqueue whose outcome is unknown is sent again this often
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+_encode = compact_json
 _JOB_OPTIONS = ("timeout", "result_ttl", "failure_ttl", "ttl", "description", "job_id", "retry", "meta", "at_front",
                 "on_success", "on_failure", "unique")
 
@@ -39,10 +39,13 @@ def _flat(fields: dict[str, str]) -> list[str]:
 
 
 class PreparedCalls(NamedTuple):
-    """Jobs made by ``Queue.prepare_calls``, ready for ``enqueue_prepared``."""
+    """Jobs made by ``Queue.prepare_calls``, ready for ``enqueue_prepared``:
+    encoded already (a producer encodes its next batch while Redis takes the
+    last), and what the jobs have in common sent once per call, not per job."""
     ids: list[str]
-    records: list[dict]
-    shared: tuple[str, dict[str, str]]
+    records: list[str]                 # each job's own part, as JSON (enqueue.lua's record)
+    shared: tuple[str, dict[str, str]]  # the shared options' digest and fields (compact.py)
+    defaults: str                      # JSON: what every record has (queue, leading fields, front, ttl)
 
 
 class EnqueueData(NamedTuple):
@@ -153,14 +156,13 @@ class Queue:
         template._fields["created_at"] = template._fields["enqueued_at"] = timeutil.iso()  # one stamp, stored once
         own, shared, name = compact.pack(template._fields)
         base = _flat({k: v for k, v in own.items() if not k.startswith("data")})
+        defaults = _encode({"q": self.name, "base": base, "front": template._front, "ttl": template.ttl})
         dumps, ids, records = template.serializer.dumps, [], []
         for args, kwargs, job_id in calls:
             job_id = job_id or uuid.uuid4().hex
             ids.append(job_id)
-            data = _flat(compact.pieces(dumps([list(args), dict(kwargs)])))
-            records.append({"id": job_id, "q": self.name, "f": base + data, "front": template._front,
-                            "ttl": template.ttl})
-        return PreparedCalls(ids, records, (name, shared))
+            records.append(_encode({"id": job_id, "f": _flat(compact.pieces(dumps([list(args), dict(kwargs)])))}))
+        return PreparedCalls(ids, records, (name, shared), defaults)
 
     def enqueue_prepared(self, prepared: "list[Job] | PreparedCalls", *,
                          also: Sequence[Sequence[Any]] = ()) -> "list[Job] | PreparedCalls":
@@ -169,7 +171,8 @@ class Queue:
         if isinstance(prepared, PreparedCalls):
             if prepared.ids:
                 name, fields = prepared.shared
-                self._write(prepared.records, [name] * len(prepared.ids), {name: _flat(fields)}, also)
+                self._write(prepared.ids, prepared.records, [name] * len(prepared.ids), {name: _flat(fields)}, also,
+                            defaults=prepared.defaults)
         elif prepared:
             self._submit(prepared, timeutil.iso(), also=also)
         return prepared
@@ -231,7 +234,7 @@ class Queue:
     def _submit(self, jobs: list[Job], now_iso: str, when: dict | None = None,
                 also: Sequence[Sequence[Any]] = ()) -> None:
         """Jobs as the enqueue script takes them (compact.py), written."""
-        records, names, shared = [], [], {}
+        ids, records, names, shared = [], [], [], {}
         for job in jobs:
             fields = job._fields
             fields["created_at"] = fields["enqueued_at"] = now_iso  # one stamp: compact.py stores it once
@@ -241,23 +244,25 @@ class Queue:
             names.append(name)
             if name and name not in shared:
                 shared[name] = _flat(options_shared)
-            records.append({"id": job.id, "q": self.name, "f": _flat(own), "front": job._front, "ttl": job.ttl,
-                            **(when or {})})
-        self._write(records, names, shared, also, jobs)
+            ids.append(job.id)
+            records.append(_encode({"id": job.id, "q": self.name, "f": _flat(own), "front": job._front,
+                                    "ttl": job.ttl, **(when or {})}))
+        self._write(ids, records, names, shared, also, jobs)
 
-    def _write(self, records: list[dict], names: list[str], shared: dict[str, list[str]],
-               also: Sequence[Sequence[Any]] = (), jobs: Sequence[Job] = ()) -> None:
-        """Write jobs with the enqueue script: one call per chunk, all chunks
+    def _write(self, ids: list[str], records: list[str], names: list[str], shared: dict[str, list[str]],
+               also: Sequence[Sequence[Any]] = (), jobs: Sequence[Job] = (), defaults: str | None = None) -> None:
+        """Write jobs (``records``: enqueue.lua's, JSON-encoded; ``defaults``:
+        what they all have) with the enqueue script: one call per chunk, all chunks
         in one round trip (with ``also``, one MULTI/EXEC). The call carries a
         request id, so when a stalled or dropped connection leaves its outcome
         unknown it is simply sent again (here, or by the client's own retries):
         a replay finds its own stamp and writes nothing twice."""
-        twice = sorted(i for i, n in Counter(record["id"] for record in records).items() if n > 1)
+        twice = sorted(i for i, n in Counter(ids).items() if n > 1)
         if twice:
             raise DuplicateJobError(twice)
         request = uuid.uuid4().hex[:16]
-        calls = [("enqueue", [request, _encode(records[s:s + ENQUEUE_CHUNK]),
-                              _shared_of(names[s:s + ENQUEUE_CHUNK], shared)])
+        calls = [("enqueue", [request, "[" + ",".join(records[s:s + ENQUEUE_CHUNK]) + "]",
+                              _shared_of(names[s:s + ENQUEUE_CHUNK], shared), *([defaults] if defaults else [])])
                  for s in range(0, len(records), ENQUEUE_CHUNK)]
         for pause in (*REPLAY_PAUSES, None):
             try:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import pickle
-from typing import Any, Protocol
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+from typing import Any, Callable, Protocol
 
 from .exceptions import DeserializationError, SerializationError
 
@@ -24,13 +25,32 @@ class Serializer(Protocol):
     def loads(self, text: str) -> Any: ...
 
 
+def _json_encoder() -> Callable[[Any], str]:
+    """Compact JSON, no NaN. json's own encode() builds a C encoder for every
+    call, which costs more than encoding a job's arguments (a producer makes
+    millions): this one is built once. Without the per-call table of
+    containers being encoded, a value that contains itself ends in a
+    RecursionError, reported as such by dumps()."""
+    if c_make_encoder is None:  # a Python without json's C accelerator
+        return json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+    iterencode = c_make_encoder(None, json.JSONEncoder().default, encode_basestring_ascii, None, ":", ",",
+                                False, False, False)
+    return lambda value: "".join(iterencode(value, 0))
+
+
+compact_json = _json_encoder()
+
+
 class JSONSerializer:
     name = "json"
-    _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # built once: dumps() would rebuild it
+    _encode = staticmethod(compact_json)
 
     def dumps(self, value: Any) -> str:
         try:
             return self._encode(value)
+        except RecursionError:
+            raise SerializationError("a value contains itself (or is nested too deep) and cannot be stored as "
+                                     "JSON; pass plain, finite data") from None
         except (TypeError, ValueError) as exc:
             raise SerializationError(
                 f"{exc}; jobqueue stores data as JSON by default: pass JSON-friendly values "

@@ -83,6 +83,12 @@ def test_non_json_argument_fails_at_enqueue_and_enqueues_nothing(q):
         q.enqueue(jobs.echo, object())
     with pytest.raises(SerializationError):
         q.enqueue_many([Queue.prepare_data(jobs.echo, (1,)), Queue.prepare_data(jobs.echo, ({1, 2},))])
+    looped: list = []
+    looped.append(looped)
+    with pytest.raises(SerializationError, match="contains itself"):  # a clear error, not a crash
+        q.enqueue(jobs.echo, looped)
+    with pytest.raises(SerializationError, match="JSON"):
+        q.enqueue(jobs.echo, float("nan"))
     assert len(q) == 0
 
 

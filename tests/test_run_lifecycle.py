@@ -144,7 +144,8 @@ def test_resume_refuses_a_run_another_producer_holds_and_names_what_it_needs(red
 
 
 def test_cancel_stops_waiting_and_running_downloads_and_the_worker_carries_on(redis_server, r, tmp_path):
-    web = MisbehavingServer(slow_delay=0.02, slow_size=760)     # 1.4 MB in 4 KiB steps: seconds each
+    # 1.4 MB in 4 KiB steps, 35 s each: none can end before the cancel, however loaded the machine
+    web = MisbehavingServer(slow_delay=0.1, slow_size=760)
     folder = tmp_path / "dl"
     runs = Runs(r)
     urls = [f"{web.url}/slow/{n}.png" for n in range(12)]

@@ -15,10 +15,15 @@
 -- (and mends one someone altered).
 -- ARGV[A] request id, A+1 = JSON list of {id, q, f = [field, value, ...],
 -- front, at (epoch run-at) or delay (seconds from now, Redis's clock), ttl},
--- A+2 = JSON object {digest: [field, value, ...]} of the shared hashes.
+-- A+2 = JSON object {digest: [field, value, ...]} of the shared hashes,
+-- A+3 (optional) = JSON object of what a record lacks: q, front, ttl, and
+-- base = the fields every record's own 'f' follows (a batch of one call's
+-- jobs sends them once, not per job).
 -- Returns {number enqueued by this call, ids refused as live...}.
 local request = ARGV[A]
 local jobs = cjson.decode(ARGV[A + 1])
+local defaults = N > A + 2 and cjson.decode(ARGV[A + 3]) or {}
+local base, lacking = defaults.base, {__index = defaults}
 local live = {queued = true, scheduled = true, started = true}
 local registry = {finished = P.finished, failed = P.failed, canceled = P.canceled}
 local done, refused = 0, {}
@@ -27,6 +32,7 @@ for name, f in pairs(cjson.decode(ARGV[A + 2])) do
   if #f > 0 then guarded('HSET', P.shared .. name, unpack(f)) end
 end
 for _, j in ipairs(jobs) do
+  setmetatable(j, lacking)
   local key = P.job .. j.id
   local old = redis.call('HMGET', key, 'status', 'enq', 'origin')
   if old[2] == request then
@@ -38,7 +44,12 @@ for _, j in ipairs(jobs) do
       if registry[old[1]] then redis.call('ZREM', registry[old[1]] .. (old[3] or j.q), j.id) end
       redis.call('DEL', key)
     end
-    redis.call('HSET', key, 'enq', request, unpack(j.f))
+    local f = j.f
+    if base then  -- the batch's common fields first, the job's own after them (and winning)
+      f = {unpack(base)}
+      for _, x in ipairs(j.f) do f[#f + 1] = x end
+    end
+    redis.call('HSET', key, 'enq', request, unpack(f))
     if j.ttl and j.ttl ~= cjson.null then redis.call('EXPIRE', key, j.ttl) end
     local at = j.at
     if j.delay and j.delay ~= cjson.null then at = now() + j.delay end
