@@ -253,37 +253,34 @@ def write_batch(runs: Runs, run_id: str, settings: Settings, batch: list[tuple[s
                 written: Callable[[int], None] | None = None) -> int:
     """Enqueue download jobs for ``batch`` ((URL, extras) pairs; with
     ``only_new``, those the run does not have yet) and record them in the
-    run, in one MULTI/EXEC (then ``written`` hears how many); should the run
-    have been canceled or deleted meanwhile, withdraw them. Returns how many
-    were enqueued."""
+    run's URL map, each job in the same atomic step as its URL (then
+    ``written`` hears how many); should the run have been canceled or
+    deleted meanwhile, withdraw them. Returns how many were enqueued."""
     return write_prepared(runs, run_id, settings, prepare(runs, run_id, settings, batch), only_new, written)
 
 
 def write_prepared(runs: Runs, run_id: str, settings: Settings, prepared: Prepared, only_new: bool = True,
                    written: Callable[[int], None] | None = None) -> int:
     """``write_batch`` for a batch already prepared."""
-    keys, connection = runs.keys_of(run_id), runs.connection
     entries, jobs = prepared
-    if only_new:
-        known = connection.hmget(keys.urls(run_id), [url for url, _ in entries])
-        kept = [i for i, have in enumerate(known) if have is None]
-        if len(kept) < len(entries):
-            entries = [entries[i] for i in kept]
-            jobs = jobs._replace(ids=[jobs.ids[i] for i in kept], records=[jobs.records[i] for i in kept])
     if not entries:
         return 0
-    also = [("HSET", keys.urls(run_id), *(x for url, more in entries for x in (url, _encode(more) if more else "")))]
-    queue = runs.queue(run_id, settings.queue)
+    urls, queue = runs.keys_of(run_id).urls(run_id), runs.queue(run_id, settings.queue)
+    mapped = [(url, _encode(more) if more else "") for url, more in entries]
     try:
-        queue.enqueue_prepared(jobs, also=also)
-    except DuplicateJobError:
-        pass  # live already (a producer that took over raced this one): one job all the same
+        if only_new:  # a URL the run has is left out, in Redis: batches in flight at once cannot race
+            enqueued = queue.enqueue_once(jobs, urls, mapped)
+        else:
+            queue.enqueue_prepared(jobs, also=[("HSET", urls, *(x for entry in mapped for x in entry))])
+            enqueued = len(entries)
+    except DuplicateJobError as exc:
+        enqueued = exc.count  # live already (a producer that took over raced this one): one job all the same
     if written is not None:
-        written(len(entries))
+        written(enqueued)
     state = runs.info(run_id, "state")[0]
     if state in ("canceled", DELETED, None):  # while this batch was on its way
         _withdraw(runs, run_id, queue, jobs.ids, state, settings.keep_runs)
-    return len(entries)
+    return enqueued
 
 
 def _lease(runs: Runs, run_id: str, token: str, op: str, ttl_ms: int) -> Any:

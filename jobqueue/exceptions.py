@@ -71,14 +71,16 @@ class EmbeddedRedisError(JobQueueError):
 class DuplicateJobError(JobQueueError):
     """An id is enqueued while a job with that id is queued, scheduled or
     started. ``job_ids``: the refused ids; ``enqueued``: the jobs of the same
-    call that were enqueued all the same."""
+    call that were enqueued all the same (Job objects, when the call had
+    them), ``count``: how many."""
 
-    def __init__(self, job_ids: list[str], enqueued: list | None = None) -> None:
+    def __init__(self, job_ids: list[str], enqueued: list | None = None, count: int | None = None) -> None:
         shown = ", ".join(job_ids[:5]) + (f" and {len(job_ids) - 5} more" if len(job_ids) > 5 else "")
         super().__init__(f"job id(s) {shown} already queued, scheduled or running; wait for the job to finish, "
                          "cancel or delete it first, or enqueue under another job_id")
         self.job_ids = job_ids
         self.enqueued = enqueued or []
+        self.count = len(self.enqueued) if count is None else count
 
 
 class AttemptSuperseded(JobQueueError):

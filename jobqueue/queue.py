@@ -177,6 +177,24 @@ class Queue:
             self._submit(prepared, timeutil.iso(), also=also)
         return prepared
 
+    def enqueue_once(self, prepared: "PreparedCalls", key: str, entries: Sequence[tuple[str, str]], *,
+                     also: Sequence[Sequence[Any]] = ()) -> int:
+        """``enqueue_prepared``, deduplicated by a key of the caller's (a URL,
+        say): each job comes with an entry (field, value) of the hash ``key``;
+        a job whose field is there already is left out, and the others'
+        entries are set, in the same atomic step as the jobs. So two batches
+        (or two producers) with a job of the same field in flight at once
+        enqueue it once. On Redis Cluster ``key`` must share the queue's hash
+        slot (its hash tag). Returns how many jobs were enqueued."""
+        if len(entries) != len(prepared.ids):
+            raise JobQueueError(f"enqueue_once takes one entry per job: {len(entries)} for {len(prepared.ids)} job(s)")
+        if not prepared.ids:
+            return 0
+        name, fields = prepared.shared
+        defaults = prepared.defaults[:-1] + "," + _encode({"once": key})[1:]  # one more key in the object
+        return self._write(prepared.ids, prepared.records, [name] * len(prepared.ids), {name: _flat(fields)}, also,
+                           defaults=defaults, once=[list(e) for e in entries])
+
     def cancel_many(self, job_ids: Iterable[str], failure_ttl: int | None = None) -> int:
         """Cancel those of ``job_ids`` (jobs of this queue) that wait or run, in
         chunked round trips; returns how many were. A running attempt is
@@ -250,9 +268,11 @@ class Queue:
         self._write(ids, records, names, shared, also, jobs)
 
     def _write(self, ids: list[str], records: list[str], names: list[str], shared: dict[str, list[str]],
-               also: Sequence[Sequence[Any]] = (), jobs: Sequence[Job] = (), defaults: str | None = None) -> None:
+               also: Sequence[Sequence[Any]] = (), jobs: Sequence[Job] = (), defaults: str | None = None,
+               once: list[list[str]] | None = None) -> int:
         """Write jobs (``records``: enqueue.lua's, JSON-encoded; ``defaults``:
-        what they all have) with the enqueue script: one call per chunk, all chunks
+        what they all have; ``once``: enqueue_once's entries) with the enqueue
+        script, and return how many were enqueued: one call per chunk, all chunks
         in one round trip (with ``also``, one MULTI/EXEC). The call carries a
         request id, so when a stalled or dropped connection leaves its outcome
         unknown it is simply sent again (here, or by the client's own retries):
@@ -262,7 +282,8 @@ class Queue:
             raise DuplicateJobError(twice)
         request = uuid.uuid4().hex[:16]
         calls = [("enqueue", [request, "[" + ",".join(records[s:s + ENQUEUE_CHUNK]) + "]",
-                              _shared_of(names[s:s + ENQUEUE_CHUNK], shared), *([defaults] if defaults else [])])
+                              _shared_of(names[s:s + ENQUEUE_CHUNK], shared), *([defaults] if defaults else []),
+                              *([_encode(once[s:s + ENQUEUE_CHUNK])] if once else [])])
                  for s in range(0, len(records), ENQUEUE_CHUNK)]
         for pause in (*REPLAY_PAUSES, None):
             try:
@@ -278,9 +299,11 @@ class Queue:
                     raise
                 time.sleep(pause)
         refused = [text(i) for result in results for i in result[1:]]
+        count = sum(int(result[0]) for result in results)
         if refused:
             taken = set(refused)
-            raise DuplicateJobError(refused, [job for job in jobs if job.id not in taken])
+            raise DuplicateJobError(refused, [job for job in jobs if job.id not in taken], count)
+        return count
 
     # -- inspection and housekeeping ---------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Queue and Job as an RQ user knows them."""
 
 import json
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -272,3 +273,31 @@ def test_prepare_calls_makes_the_jobs_enqueue_many_makes(q, r):
         q.prepare_calls(jobs.add, [((object(), 1), {}, None)])
     Worker([q], connection=r, timing=FAST_TIMING).work(burst=True)
     assert one.return_value() == 3 and two.return_value() == 7
+
+
+def test_enqueue_once_leaves_out_a_job_whose_key_is_known_even_between_batches_in_flight_at_once(q, r):
+    """Deduplication by a key of the caller's (the downloader's URL map):
+    left out in the same atomic step as the writes, so two producers racing
+    with the same keys enqueue each key once, and the hash holds its value."""
+    first = q.prepare_calls(jobs.add, [((1, 1), {}, "a-1"), ((2, 2), {}, "a-2")])
+    assert q.enqueue_once(first, "seen", [("k1", "v1"), ("k2", "")]) == 2
+    again = q.prepare_calls(jobs.add, [((3, 3), {}, "b-2"), ((4, 4), {}, "b-3")])
+    assert q.enqueue_once(again, "seen", [("k2", "other"), ("k3", "v3")]) == 1
+    assert q.job_ids == ["a-1", "a-2", "b-3"] and not r.exists(q.backend.keys.job("b-2"))
+    assert r.hgetall("seen") == {b"k1": b"v1", b"k2": b"", b"k3": b"v3"}
+
+    keys = [f"url-{n}" for n in range(1200)]   # past one script call's chunk
+    counts: list[int] = []
+
+    def producer(tag: str) -> None:
+        local = Queue("raced", connection=r)
+        batch = local.prepare_calls(jobs.add, [((n, 0), {}, f"{tag}-{n}") for n in range(len(keys))])
+        counts.append(local.enqueue_once(batch, "raced-seen", [(k, tag) for k in keys]))
+
+    racers = [threading.Thread(target=producer, args=(tag,)) for tag in ("x", "y", "z")]
+    for t in racers:
+        t.start()
+    for t in racers:
+        t.join()
+    raced = Queue("raced", connection=r)
+    assert sum(counts) == len(keys) == raced.count == r.hlen("raced-seen")

@@ -18,12 +18,17 @@
 -- A+2 = JSON object {digest: [field, value, ...]} of the shared hashes,
 -- A+3 (optional) = JSON object of what a record lacks: q, front, ttl, and
 -- base = the fields every record's own 'f' follows (a batch of one call's
--- jobs sends them once, not per job).
+-- jobs sends them once, not per job), once = a hash of the caller's;
+-- A+4 (with once) = JSON list of one [field, value] per record.
+-- Invariant (once, Queue.enqueue_once): a record whose field is in the
+-- 'once' hash already is left out (neither enqueued nor refused); the
+-- others set theirs, in the same step as they are written.
 -- Returns {number enqueued by this call, ids refused as live...}.
 local request = ARGV[A]
 local jobs = cjson.decode(ARGV[A + 1])
 local defaults = N > A + 2 and cjson.decode(ARGV[A + 3]) or {}
 local base, lacking = defaults.base, {__index = defaults}
+local once = defaults.once and cjson.decode(ARGV[A + 4])
 local live = {queued = true, scheduled = true, started = true}
 local registry = {finished = P.finished, failed = P.failed, canceled = P.canceled}
 local done, refused = 0, {}
@@ -31,12 +36,14 @@ local tails, order = {}, {}
 for name, f in pairs(cjson.decode(ARGV[A + 2])) do
   if #f > 0 then guarded('HSET', P.shared .. name, unpack(f)) end
 end
-for _, j in ipairs(jobs) do
+for i, j in ipairs(jobs) do
   setmetatable(j, lacking)
   local key = P.job .. j.id
   local old = redis.call('HMGET', key, 'status', 'enq', 'origin')
   if old[2] == request then
     done = done + 1  -- ours: a replay of this very call
+  elseif once and redis.call('HSETNX', defaults.once, once[i][1], once[i][2]) == 0 then
+    -- known already: left out
   elseif live[old[1]] then
     refused[#refused + 1] = j.id
   else
