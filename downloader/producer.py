@@ -40,10 +40,13 @@ from .sources import Item
 
 LEASE = float(os.environ.get("DOWNLOADER_PRODUCER_LEASE", "10"))  # seconds a silent producer keeps its run
 RELEASE_WAIT = 1.0  # seconds an interrupted producer waits to hand its lease back
-# links per MULTI/EXEC: workers start on the first batch, not after the last; a batch's fixed cost
-# (its dedupe read, MULTI/EXEC, state check) is what a bigger one saves (bench/README.md)
+# links per batch: workers start on the first batch, not after the last; a batch's fixed cost (its
+# round trip, its state check) is what a bigger one saves (bench/README.md)
 BATCH = int(os.environ.get("DOWNLOADER_PRODUCER_BATCH", "1000"))
 SWITCH_INTERVAL = 0.0005  # seconds (Python's default: 0.005)
+# batches in flight at once: while Redis takes one, the next is sent (its jobs leave out a URL the run has
+# in the same atomic step, so two batches cannot race); bench/README.md
+WRITERS = 2
 LEASE_SCRIPT = Script("downloader.lease", resources.files(__package__).joinpath("scripts/lease.lua").read_text())
 
 
@@ -59,8 +62,10 @@ class Producer:
         self._sealed, self._lost = False, False
         self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew, name=f"lease {run_id}", daemon=True)
-        self._batches: queue.Queue[Prepared | None] = queue.Queue(maxsize=2)
-        self._writer = threading.Thread(target=self._write_all, name=f"enqueue {run_id}", daemon=True)
+        self._batches: queue.Queue[Prepared | None] = queue.Queue(maxsize=WRITERS + 1)
+        self._writers = [threading.Thread(target=self._write_all, name=f"enqueue {run_id} #{n}", daemon=True)
+                         for n in range(WRITERS)]
+        self._counting = threading.Lock()
         self._failure: BaseException | None = None
 
     @classmethod
@@ -99,13 +104,14 @@ class Producer:
         return cls(runs, run_id, settings.with_overrides(queue=queue, dir=target or shown), token)
 
     def __enter__(self) -> "Producer":
-        # The writer thread is the critical path: after each Redis reply it waits for the GIL while the
+        # The writer threads are the critical path: after each Redis reply one waits for the GIL while the
         # reading thread builds the next batch. A shorter switch interval hands it over sooner
         # (+5-6% links/s side by side, bench/README.md); restored on exit.
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
         self._renewer.start()
-        self._writer.start()
+        for writer in self._writers:
+            writer.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -114,7 +120,8 @@ class Producer:
                 self.flush()  # every batch added is written (or its error raised) before the run is let go
         finally:
             self._stop.set()  # (after an error or Ctrl+C, batches still waiting are not written)
-            self._put(None)
+            for _ in self._writers:
+                self._put(None)
             self._renewer.join(RELEASE_WAIT)  # a renewal stuck on a stalled link must not hold Ctrl+C up
             if not self._sealed:  # the run reads as interrupted at once, not a lease later
                 releasing = threading.Thread(target=self._release, name=f"release {self.run_id}", daemon=True)
@@ -169,7 +176,7 @@ class Producer:
                 self._batches.put(item, timeout=0.2)
                 return
             except queue.Full:
-                if not self._writer.is_alive() or (item is None and self._stop.is_set()):
+                if not any(w.is_alive() for w in self._writers) or (item is None and self._stop.is_set()):
                     return
                 self._raise_failure()
 
@@ -178,8 +185,9 @@ class Producer:
             raise self._failure
 
     def _write_all(self) -> None:
-        """The writer thread: batches in the order added. After a failure it
-        writes nothing more (what follows may depend on what failed)."""
+        """A writer thread: batches in the order added, up to WRITERS at once
+        (a batch may land before the one added just before it). After a
+        failure nothing more is written (what follows may depend on what failed)."""
         while True:
             try:
                 batch = self._batches.get(timeout=0.5)
@@ -201,7 +209,8 @@ class Producer:
                 self._batches.task_done()
 
     def _count(self, enqueued: int) -> None:
-        self.added += enqueued  # as each batch lands, for the word on Ctrl+C
+        with self._counting:  # (two writers)
+            self.added += enqueued  # as each batch lands, for the word on Ctrl+C
 
     def seal(self, expected: int | None = None) -> None:
         """Every link read is enqueued: the run can complete (``expected``:
