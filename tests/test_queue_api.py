@@ -301,3 +301,14 @@ def test_enqueue_once_leaves_out_a_job_whose_key_is_known_even_between_batches_i
         t.join()
     raced = Queue("raced", connection=r)
     assert sum(counts) == len(keys) == raced.count == r.hlen("raced-seen")
+
+
+def test_a_batch_bigger_than_one_script_call_takes_is_written_whole_in_chunks(q, r):
+    """No command grows with the batch: 20,000 jobs (more than a Lua call can
+    push in one command) go in chunks, and all of them are queued, in order."""
+    ids = [f"tiny-{n}" for n in range(20_000)]
+    prepared = q.prepare_calls(jobs.add, [((n, 0), {}, i) for n, i in enumerate(ids)])
+    q.enqueue_prepared(prepared)
+    assert q.count == 20_000 and q.get_job_ids(0, 3) == ids[:3] and q.get_job_ids(19_997) == ids[-3:]
+    assert q.enqueue_once(q.prepare_calls(jobs.add, [((n, 1), {}, f"again-{n}") for n in range(20_000)]),
+                          "tiny-seen", [(f"k{n % 10_000}", "") for n in range(20_000)]) == 10_000
