@@ -1,17 +1,17 @@
 """The producer: turns the links it reads into a run's download jobs, in
 batches, while it holds the run's lease.
 
-Honest counts: each batch's jobs and their URLs (the run's total is the
-number of URLs) are written in one MULTI/EXEC, so the run never counts a
-job that does not exist. A producer that stops early (Ctrl+C, SIGKILL, a
+Honest counts: each job and its URL (the run's total is the number of
+URLs) are written in one atomic step (Queue.enqueue_once, which leaves out a
+URL the run has), so the run never counts a job that does not exist. A producer that stops early (Ctrl+C, SIGKILL, a
 lost connection) leaves its run ``enqueuing``; once its lease lapses the run
 reads as interrupted, and `fetch --resume` (or the same fetch again) takes
 the lease and enqueues only the links the run does not have yet.
 
-Batches are built on the caller's thread and written by a thread of the
-producer's own, in the order they were added: reading and building the next
-batch overlap with Redis's work on the last. At most two batches wait for
-it, so memory stays bounded."""
+Batches are built on the caller's thread and written by WRITERS threads of
+the producer's own, taken in the order they were added: reading and building
+the next batch, and sending one, overlap with Redis's work on another. At
+most WRITERS + 1 batches wait for them, so memory stays bounded."""
 
 from __future__ import annotations
 

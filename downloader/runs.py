@@ -3,7 +3,7 @@
 A run's lifecycle (its ``state``): ``enqueuing`` while a producer holds its
 lease and writes batches (producer.py), ``enqueued`` once every link it read
 is a job, ``canceled`` (lifecycle.py). Its total is the number of jobs that
-really exist: each batch's jobs and their URLs are written in one MULTI/EXEC.
+really exist: each job and its URL are written in one atomic step.
 A complete run expires ``keep_runs`` seconds after its last change."""
 
 from __future__ import annotations
