@@ -252,9 +252,10 @@ class Job:
         it: ARGV[1] is a JSON array of their ``argv`` lists (an array of one
         outside a worker, where it runs at once). In a worker the writes are
         applied once, together with the success that is recorded (one
-        MULTI/EXEC, behind scripts/fence.lua): dropped if the job fails or its
-        attempt is no longer current, never applied twice when a round trip
-        whose reply was lost is sent again."""
+        MULTI/EXEC, behind scripts/fence.lua; after Redis forgot its scripts,
+        a round trip later at most): dropped if the job fails or its attempt
+        is no longer current, never applied twice when a round trip whose
+        reply was lost is sent again."""
         if self._writes is None:
             script(self.connection, json.dumps([list(argv)]))
         else:

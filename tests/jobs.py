@@ -140,8 +140,12 @@ def count_then(key, field, then="return"):
         raise ValueError("failed after asking for a write")
     if then == "broken":
         job.write_on_success(BROKEN)
-    if then == "flush":  # Redis forgets every script (as on a restart) before this job's outcome goes
+    if then in ("flush", "flush-others-reload"):  # Redis forgets every script (as on a restart) before this job's outcome goes
         job.connection.script_flush()
+    if then == "flush-others-reload":  # another worker of the fleet has loaded jobqueue's own scripts since
+        from jobqueue.scripts import SCRIPTS
+        for name in ("finish", "fetch", "finish+fetch"):
+            job.connection.script_load(SCRIPTS[name].source)
     return field
 
 

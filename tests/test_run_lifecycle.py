@@ -319,7 +319,7 @@ def test_ctrl_c_while_enqueuing_exits_130_and_says_how_to_resume_even_with_redis
 def test_workers_start_on_the_first_batch_while_the_rest_is_read(redis_server, r, tmp_path):
     web = MisbehavingServer()
     fetch, relay, _ = stalled_mid_enqueue(redis_server, r, tmp_path, "stream", 600, base=web.url,
-                                          DOWNLOADER_PRODUCER_BATCH="200")  # three batches
+                                          DOWNLOADER_PRODUCER_BATCH="50")  # twelve batches, two in flight at once
     worker = popen(redis_server, "work", "--quiet", "--queue", "stream", "--dir", str(tmp_path))
     try:
         run_id = the_run(r)

@@ -307,9 +307,24 @@ def test_a_write_script_redis_has_not_seen_rides_with_the_success_that_asked_for
     r.script_flush()
     first = q.enqueue(jobs.add, 1, 1)
     counted = q.enqueue(jobs.count_then, "counts", "first-write")
-    work([q], r, concurrency=1, fork=fork)
+    job_key = q.backend.keys.job(counted.id)
+    r.config_set("notify-keyspace-events", "Kh")  # hash commands, in the order Redis applies them
+    watch = r.pubsub()
+    watch.subscribe(f"__keyspace@0__:counts", f"__keyspace@0__:{job_key}")
+    try:
+        work([q], r, concurrency=1, fork=fork)
+        events = []
+        while (message := watch.get_message(timeout=0.2)) is not None:
+            if message["type"] == "message":
+                events.append((message["channel"].decode().split(":", 1)[1], message["data"].decode()))
+    finally:
+        watch.close()
+        r.config_set("notify-keyspace-events", "")
     assert first.get_status() == JobStatus.FINISHED and counted.get_status() == JobStatus.FINISHED
     assert r.hgetall("counts") == {b"first-write": b"1"}
+    # in the same MULTI/EXEC, before the finish: not a round trip after the success was visible
+    assert ("counts", "hincrby") in events, events
+    assert events.index(("counts", "hincrby")) < max(i for i, e in enumerate(events) if e == (job_key, "hset")), events
 
 
 def test_writes_and_outcomes_survive_redis_forgetting_its_scripts_mid_run(q, r):
@@ -320,6 +335,17 @@ def test_writes_and_outcomes_survive_redis_forgetting_its_scripts_mid_run(q, r):
     work([q], r, concurrency=1)
     assert warm.get_status() == JobStatus.FINISHED and flushed.get_status() == JobStatus.FINISHED
     assert r.hgetall("counts") == {b"warm": b"1", b"flushed": b"1"}
+
+
+def test_a_write_whose_script_redis_forgot_runs_after_its_finish_and_still_counts_once(q, r):
+    # after a restart another worker has loaded jobqueue's scripts again, but not the write's: in this
+    # worker's transaction the finish is recorded and the write meets NOSCRIPT; sent again after the
+    # finish, it is applied (its attempt is settled), once
+    warm = q.enqueue(jobs.count_then, "counts", "warm")
+    reloaded = q.enqueue(jobs.count_then, "counts", "reloaded", "flush-others-reload")
+    work([q], r, concurrency=1)
+    assert warm.get_status() == JobStatus.FINISHED and reloaded.get_status() == JobStatus.FINISHED
+    assert r.hgetall("counts") == {b"warm": b"1", b"reloaded": b"1"}
 
 
 def test_burst_worker_never_quits_while_its_own_retry_waits_even_when_redis_forgot_a_script(q, r, tmp_path):

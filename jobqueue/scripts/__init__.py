@@ -83,6 +83,7 @@ class ScriptRunner:
         self.connection = connection
         self.prefixes = keys.script_prefixes()
         self.route = (keys.queues,)  # the one key every call names (see Script.__call__)
+        self._loaded: set[str] = set()  # SHAs this runner loaded before a transaction
 
     def __call__(self, name: str, *args: Any) -> Any:
         return SCRIPTS[name](self.connection, *self.prefixes, *args, keys=self.route)
@@ -97,14 +98,24 @@ class ScriptRunner:
 
         Order holds unless Redis had forgotten a script (NOSCRIPT: a restart, a
         SCRIPT FLUSH): that call is loaded and run again after the others, so a
-        caller must not read a later call's result as having seen its effect."""
+        caller must not read a later call's result as having seen its effect.
+        Inside a transaction that call would then land outside it, a round trip
+        after the rest: so a transaction's scripts are loaded first, once each
+        (and again once Redis is found to have forgotten one), and only a
+        restart or flush since then leaves that window open."""
         resolved = [(SCRIPTS[s], [*self.prefixes, *args]) if isinstance(s, str) else (s, list(args)) for s, args in calls]
+        if transaction:
+            for script, _ in resolved:
+                if script.sha not in self._loaded:
+                    self.connection.script_load(script.source)
+                    self._loaded.add(script.sha)
         pipe = self.connection.pipeline(transaction=transaction)
         for script, argv in resolved:
             pipe.execute_command("EVALSHA", script.sha, 1, *self.route, *argv)  # (a cluster pipeline blocks .evalsha)
         results = pipe.execute(raise_on_error=False)
         for i, (result, (script, argv)) in enumerate(zip(results, resolved)):
             if isinstance(result, redis.exceptions.NoScriptError):
+                self._loaded.discard(script.sha)
                 try:
                     results[i] = script(self.connection, *argv, keys=self.route)
                 except redis.exceptions.ResponseError as exc:
