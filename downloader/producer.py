@@ -3,10 +3,11 @@ batches, while it holds the run's lease.
 
 Honest counts: each job and its URL (the run's total is the number of
 URLs) are written in one atomic step (Queue.enqueue_once, which leaves out a
-URL the run has), so the run never counts a job that does not exist. A producer that stops early (Ctrl+C, SIGKILL, a
-lost connection) leaves its run ``enqueuing``; once its lease lapses the run
-reads as interrupted, and `fetch --resume` (or the same fetch again) takes
-the lease and enqueues only the links the run does not have yet.
+URL the run has), so the run never counts a job that does not exist. A
+producer that stops early (Ctrl+C, SIGKILL, a lost connection) leaves its
+run ``enqueuing``; once its lease lapses the run reads as interrupted, and
+`fetch --resume` (or the same fetch again) takes the lease and enqueues only
+the links the run does not have yet.
 
 Batches are built on the caller's thread and written by WRITERS threads of
 the producer's own, taken in the order they were added: reading and building
