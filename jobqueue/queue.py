@@ -45,7 +45,7 @@ class PreparedCalls(NamedTuple):
     ids: list[str]
     records: list[str]                 # each job's own part, as JSON (enqueue.lua's record)
     shared: tuple[str, dict[str, str]]  # the shared options' digest and fields (compact.py)
-    defaults: str                      # JSON: what every record has (queue, leading fields, front, ttl)
+    defaults: dict[str, Any]           # what every record has (queue, leading fields, front, ttl)
 
 
 class EnqueueData(NamedTuple):
@@ -156,7 +156,7 @@ class Queue:
         template._fields["created_at"] = template._fields["enqueued_at"] = timeutil.iso()  # one stamp, stored once
         own, shared, name = compact.pack(template._fields)
         base = _flat({k: v for k, v in own.items() if not k.startswith("data")})
-        defaults = _encode({"q": self.name, "base": base, "front": template._front, "ttl": template.ttl})
+        defaults = {"q": self.name, "base": base, "front": template._front, "ttl": template.ttl}
         dumps, ids, records = template.serializer.dumps, [], []
         for args, kwargs, job_id in calls:
             job_id = job_id or uuid.uuid4().hex
@@ -191,9 +191,8 @@ class Queue:
         if not prepared.ids:
             return 0
         name, fields = prepared.shared
-        defaults = prepared.defaults[:-1] + "," + _encode({"once": key})[1:]  # one more key in the object
         return self._write(prepared.ids, prepared.records, [name] * len(prepared.ids), {name: _flat(fields)}, also,
-                           defaults=defaults, once=[list(e) for e in entries])
+                           defaults={**prepared.defaults, "once": key}, once=[list(e) for e in entries])
 
     def cancel_many(self, job_ids: Iterable[str], failure_ttl: int | None = None) -> int:
         """Cancel those of ``job_ids`` (jobs of this queue) that wait or run, in
@@ -268,7 +267,7 @@ class Queue:
         self._write(ids, records, names, shared, also, jobs)
 
     def _write(self, ids: list[str], records: list[str], names: list[str], shared: dict[str, list[str]],
-               also: Sequence[Sequence[Any]] = (), jobs: Sequence[Job] = (), defaults: str | None = None,
+               also: Sequence[Sequence[Any]] = (), jobs: Sequence[Job] = (), defaults: dict[str, Any] | None = None,
                once: list[list[str]] | None = None) -> int:
         """Write jobs (``records``: enqueue.lua's, JSON-encoded; ``defaults``:
         what they all have; ``once``: enqueue_once's entries) with the enqueue
@@ -281,8 +280,9 @@ class Queue:
         if twice:
             raise DuplicateJobError(twice)
         request = uuid.uuid4().hex[:16]
+        common = [_encode(defaults)] if defaults else []
         calls = [("enqueue", [request, "[" + ",".join(records[s:s + ENQUEUE_CHUNK]) + "]",
-                              _shared_of(names[s:s + ENQUEUE_CHUNK], shared), *([defaults] if defaults else []),
+                              _shared_of(names[s:s + ENQUEUE_CHUNK], shared), *common,
                               *([_encode(once[s:s + ENQUEUE_CHUNK])] if once else [])])
                  for s in range(0, len(records), ENQUEUE_CHUNK)]
         for pause in (*REPLAY_PAUSES, None):

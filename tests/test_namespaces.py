@@ -5,6 +5,7 @@ none of its jobs."""
 
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -16,6 +17,20 @@ from tests import jobs
 from tests.conftest import FAST_TIMING, wait_for
 from tests.forwarder import Forwarder
 from tests.invariants import assert_one_outcome_each, attempts
+
+
+@contextmanager
+def working(worker: Worker, link: Forwarder):
+    """``worker`` working on a thread of its own (yielded); on the way out it
+    is asked to stop and waited for, and ``link`` is closed."""
+    thread = threading.Thread(target=worker.work, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        worker.request_stop()
+        thread.join(15)
+        link.close()
 
 
 def refusing(own_redis) -> tuple[redis.Redis, object, object]:
@@ -84,9 +99,7 @@ def test_a_namespace_away_when_the_worker_starts_holds_up_no_other_and_joins_lat
     waiting = [away_direct.enqueue(jobs.tracked, str(log), f"waiting{i}").id for i in range(3)]
     done = [healthy.enqueue(jobs.tracked, str(log), f"done{i}").id for i in range(3)]
     worker = Worker([away, healthy], timing=FAST_TIMING, concurrency=2, name="late-lane")
-    thread = threading.Thread(target=worker.work, daemon=True)
-    thread.start()
-    try:
+    with working(worker, link) as thread:
         wait_for(lambda: all(healthy.fetch_job(i).get_status() == JobStatus.FINISHED for i in done),
                  timeout=20, message="the healthy namespace's jobs done while the other is away")
         assert [w.name for w in Worker.all(queue=healthy)] == ["late-lane"] and Worker.all(queue=away_direct) == []
@@ -96,10 +109,6 @@ def test_a_namespace_away_when_the_worker_starts_holds_up_no_other_and_joins_lat
                  timeout=30, message="the other namespace's jobs done once it answers")
         wait_for(lambda: [w.name for w in Worker.all(queue=away_direct)] == ["late-lane"],
                  message="registered there too, by the lane's next heartbeat")
-    finally:
-        worker.request_stop()
-        thread.join(15)
-        link.close()
     assert not thread.is_alive()
     assert_one_outcome_each(healthy, done)
     assert_one_outcome_each(away_direct, waiting)
@@ -116,9 +125,7 @@ def test_a_stalled_namespace_holds_up_the_worker_once_not_at_every_try(r, own_re
     lane, failures = worker.lanes[0], []
     real = lane.failed
     lane.failed = lambda exc, running: failures.append(type(exc).__name__) or real(exc, running)
-    thread = threading.Thread(target=worker.work, daemon=True)
-    thread.start()
-    try:
+    with working(worker, link):
         wait_for(lambda: [w.name for w in Worker.all(queue=healthy)] == ["stall-once"], message="worker up")
         time.sleep(0.5)
         link.stall()
@@ -129,10 +136,6 @@ def test_a_stalled_namespace_holds_up_the_worker_once_not_at_every_try(r, own_re
         link.heal()
         later = Queue("a", connection=own_redis.client(), prefix="{a}:").enqueue(jobs.add, 1, 1)
         wait_for(lambda: later.get_status() == JobStatus.FINISHED, timeout=20, message="the stalled lane is back")
-    finally:
-        worker.request_stop()
-        thread.join(15)
-        link.close()
     assert during == ["TimeoutError"], during
 
 
@@ -147,19 +150,13 @@ def test_namespaces_of_one_redis_that_stalled_together_go_on_as_soon_as_it_answe
     direct = [Queue("q", connection=own_redis.client(), prefix=q.backend.keys.prefix) for q in queues]
     running = [q.enqueue(jobs.tracked, str(log), q.backend.keys.prefix, 1.0) for q in direct]
     worker = Worker(queues, timing=FAST_TIMING, concurrency=2, name="one-redis")
-    thread = threading.Thread(target=worker.work, daemon=True)
-    thread.start()
-    try:
+    with working(worker, link):
         wait_for(lambda: len(attempts(log)) == 2, message="both jobs running")
         link.stall()   # they end meanwhile: their outcomes wait
         time.sleep(2)
         link.heal()
         wait_for(lambda: all(j.get_status() == JobStatus.FINISHED for j in running), timeout=15,
                  message="both outcomes recorded well before HEARTBEAT_WAIT (30 s)")
-    finally:
-        worker.request_stop()
-        thread.join(15)
-        link.close()
     assert all(a.attempt == 1 and a.how == "ok" for a in attempts(log))
 
 
@@ -171,9 +168,7 @@ def test_a_failing_lane_whose_heartbeat_never_answers_tries_again_after_the_cap(
     cut = Queue("a", connection=from_url(link.url(query="socket_timeout=0.5")), prefix="{a}:")
     healthy = Queue("b", connection=r, prefix="{b}:")
     worker = Worker([cut, healthy], timing=FAST_TIMING, concurrency=2, name="deaf-heartbeat")
-    thread = threading.Thread(target=worker.work, daemon=True)
-    thread.start()
-    try:
+    with working(worker, link):
         wait_for(lambda: [w.name for w in Worker.all(queue=healthy)] == ["deaf-heartbeat"], message="worker up")
         lane = worker.lanes[0]
         lane.heartbeat.answered = lambda: None   # its answers never reach the lane
@@ -182,10 +177,6 @@ def test_a_failing_lane_whose_heartbeat_never_answers_tries_again_after_the_cap(
         link.heal()
         job = Queue("a", connection=own_redis.client(), prefix="{a}:").enqueue(jobs.add, 1, 1)
         wait_for(lambda: job.get_status() == JobStatus.FINISHED, timeout=15, message="the lane called again")
-    finally:
-        worker.request_stop()
-        thread.join(15)
-        link.close()
 
 
 def test_jobs_of_one_id_in_two_namespaces_run_at_once_each_with_its_own_outcome(r, tmp_path):

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from jobqueue import (Job, JobStatus, NoSuchJobError, Queue, Retry, SerializationError)
-from jobqueue.exceptions import ImportFunctionError, InvalidJobOperation
+from jobqueue.exceptions import DuplicateJobError, ImportFunctionError, InvalidJobOperation
 from jobqueue.retry import retry_delay
 from tests import jobs
 
@@ -301,6 +301,12 @@ def test_enqueue_once_leaves_out_a_job_whose_key_is_known_even_between_batches_i
         t.join()
     raced = Queue("raced", connection=r)
     assert sum(counts) == len(keys) == raced.count == r.hlen("raced-seen")
+
+    # a live id whose key is new is refused as by enqueue_many; the error says how many went in all the same
+    with pytest.raises(DuplicateJobError) as refused:
+        q.enqueue_once(q.prepare_calls(jobs.add, [((5, 5), {}, "a-1"), ((6, 6), {}, "c-4")]), "seen",
+                       [("k9", ""), ("k4", "")])
+    assert refused.value.job_ids == ["a-1"] and refused.value.count == 1 and "c-4" in q.job_ids
 
 
 def test_a_batch_bigger_than_one_script_call_takes_is_written_whole_in_chunks(q, r):

@@ -67,7 +67,7 @@ def refusal(job: Job, serializers: set[str]) -> Outcome | None:
     """A fetched job that cannot be run at all, as its failed Outcome: it is
     refused before anything of it is decoded or run (no retry, no callbacks)."""
     try:
-        job.timeout
+        job.timeout  # (a corrupt value raises here)
         if job.serializer.name not in serializers:
             raise JobQueueError(f"job uses the {job.serializer.name} serializer, which this worker does not "
                                 "accept; start the worker with --allow-pickle to run it")
