@@ -219,7 +219,7 @@ def test_a_job_abandoned_more_than_three_times_fails_at_the_default(q, r):
 
 
 def test_default_clocks_give_a_dead_workers_job_back_within_45_seconds(q, r):
-    """deadline = last heartbeat + 30 s; the next pass (every 15 s) of any worker returns the job."""
+    """deadline = start (or last heartbeat) + 30 s; the next pass (every 15 s) of any worker returns the job."""
     assert (Timing().heartbeat_ttl, Timing().maintenance_interval) == (30, 15)
     job = q.enqueue(jobs.sleep, 1.0)
     w = Worker([q], connection=r, timing=Timing())
@@ -229,7 +229,17 @@ def test_default_clocks_give_a_dead_workers_job_back_within_45_seconds(q, r):
     deadline = q.started_job_registry.get_scores()[job.id] - time.time()
     lock = r.pttl(q.backend.keys.maintenance) / 1000
     thread.join(10)
-    assert 28 < deadline <= 30 and 0 < lock <= 15
+    assert 28 < deadline <= 31 and 0 < lock <= 15  # (a deadline is a whole second, rounded up)
+
+
+def test_a_taken_attempts_deadline_is_a_whole_second_never_sooner_than_its_lease(q, r):
+    """fetch.lua rounds the deadline up: Redis compares whole-second scores
+    cheaply, and the lease is never shorter than the worker asked for."""
+    job = q.enqueue(jobs.add, 1, 1)
+    seconds, micros = r.time()
+    q.backend.run("fetch", "a-worker", 30, 1, "0", uuid.uuid4().hex, "0", q.name)
+    deadline = q.started_job_registry.get_scores()[job.id]
+    assert deadline == int(deadline) and 30 <= deadline - (seconds + micros / 1e6) < 32
 
 
 def test_a_heartbeat_never_resurrects_a_settled_job_and_reports_it_gone(q, r):

@@ -1,9 +1,11 @@
 """A run's bookkeeping: what mark.lua keeps true, and what progress costs."""
 
+import json
+
 import pytest
 
 from downloader.config import Settings
-from downloader.runs import Runs
+from downloader.runs import MARK, Runs
 from jobqueue import Queue, Worker
 from tests.conftest import FAST_TIMING, recording_client
 from tests.http_server import MisbehavingServer
@@ -44,6 +46,23 @@ def test_a_url_is_in_one_state_at_a_time_and_a_failure_keeps_its_reason_until_it
     runs.mark(run_id, b, "failed", reason="HTTP 404")
     p = runs.progress(run_id)
     assert (p.done, p.skipped, p.failed, p.settled) == (1, 0, 1, 2) and p.complete
+
+
+def test_one_call_marks_several_runs_and_each_ends_as_if_marked_one_by_one(r):
+    """A worker's round trip hands the marks of all its jobs, of any runs, to
+    one mark.lua call, which reads and writes what is per run once."""
+    runs = Runs(r)
+    first, (a, b) = runs.create(["http://h/a.png", "http://h/b.png"], "test", Settings(queue="marks"))
+    second, (c,) = runs.create(["http://h/c.png"], "test", Settings(queue="marks"))
+    key = {run_id: runs.keys_of(run_id).run(run_id) for run_id in (first, second)}
+    marks = [(key[first], a, "done", 100, ""), (key[second], c, "failed", 0, "HTTP 404"),
+             (key[first], a, "done", 100, ""), (key[first], b, "done", 7, "")]
+    MARK(r, json.dumps(marks), keys=(key[first],))
+    one, two = runs.progress(first), runs.progress(second)
+    assert (one.done, one.bytes, one.complete) == (2, 107, True)
+    assert (two.failed, two.complete) == (1, True) and runs.failures(second) == {c: "HTTP 404"}
+    for run_id in (first, second):  # complete: both carry their expiry and the moment they completed
+        assert r.ttl(key[run_id]) > 0 and r.hexists(key[run_id], "completed")
 
 
 def test_progress_marks_cost_the_downloads_no_round_trip_of_their_own(redis_server, r, tmp_path):

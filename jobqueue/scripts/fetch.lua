@@ -63,7 +63,12 @@ if ARGV[A + 5] == '1' then  -- rare: scan the started attempts for this request'
   if #out > 0 then return out end
 end
 
-local deadline = now() + ttl
+-- Whole seconds, rounded up (never a shorter lease than asked): Redis keeps a
+-- small sorted set (up to 128 members) as one list and, inserting, parses the
+-- score of every entry it walks past; a fractional score is 17 digits to
+-- parse, an integer is kept as an integer. Heartbeats move deadlines to the
+-- exact fraction (their ZADD CH must see a change).
+local deadline = string.format('%d', math.ceil(now() + ttl))
 for i = A + 6, N do
   if need <= 0 then break end
   local q = ARGV[i]
