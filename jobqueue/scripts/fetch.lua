@@ -66,8 +66,9 @@ end
 -- Whole seconds, rounded up (never a shorter lease than asked): Redis keeps a
 -- small sorted set (up to 128 members) as one list and, inserting, parses the
 -- score of every entry it walks past; a fractional score is 17 digits to
--- parse, an integer is kept as an integer. Heartbeats move deadlines to the
--- exact fraction (their ZADD CH must see a change).
+-- parse, an integer is kept as an integer. (Not so for the finished registry:
+-- big, a skip list, where equal scores cost more than fractions.) Heartbeats
+-- move deadlines to the exact fraction (their ZADD CH must see a change).
 local deadline = string.format('%d', math.ceil(now() + ttl))
 for i = A + 6, N do
   if need <= 0 then break end

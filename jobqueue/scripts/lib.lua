@@ -106,12 +106,10 @@ local function settle(registry, queue, id, fields, expires_at)
   guarded('ZADD', registry .. queue, expires_at, id)
 end
 
--- An expiry score from a TTL: negative keeps the job for ever, 0 not at all.
--- Whole seconds, rounded up (kept at least as long as asked; 0: down, gone
--- at once): an integer score is cheap for Redis to compare (see fetch.lua).
+-- An expiry score from a TTL: negative keeps the job for ever.
 local function expiry(ttl)
   ttl = tonumber(ttl) or 0
   if ttl < 0 then return '+inf', '-1' end
-  local t = string.format('%d', ttl > 0 and math.ceil(now() + ttl) or math.floor(now()))
+  local t = string.format('%.6f', now() + ttl)
   return t, t
 end
