@@ -5,6 +5,7 @@ import json
 import os
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from tests.invariants import attempts, max_at_once
 
 
 def work(queues, conn, **kwargs):
-    w = Worker(queues, connection=conn, timing=FAST_TIMING, **kwargs)
+    w = Worker(queues, connection=conn, **{"timing": FAST_TIMING, **kwargs})
     w.work(burst=True)
     return w
 
@@ -231,6 +232,25 @@ def test_result_ttl_expires_the_job(q):
     keep = q.enqueue(jobs.add, 1, 1, result_ttl=-1)
     work([q], q.connection)
     assert keep.return_value() == 2
+
+
+def test_jobs_that_end_close_together_are_recorded_in_one_round_trip(q):
+    """The worker lingers for the outcomes of jobs still running (timing.linger):
+    one finish call records all four, on one Redis clock reading."""
+    taken = [q.enqueue(jobs.sleep, seconds) for seconds in (0.0, 0.1, 0.2, 0.3)]
+    work([q], q.connection, concurrency=4, timing=replace(FAST_TIMING, linger=2.0))
+    ended = {Job.fetch(job.id, q.connection).ended_at for job in taken}
+    assert len(ended) == 1 and all(job.return_value() is not None for job in taken)
+
+
+def test_a_long_job_holds_no_other_outcome_past_the_linger(q):
+    quick, slow = q.enqueue(jobs.sleep, 0.0), q.enqueue(jobs.sleep, 4.0)
+    w = Worker([q], connection=q.connection, concurrency=2, timing=replace(FAST_TIMING, linger=0.2))
+    thread = threading.Thread(target=w.work, kwargs={"burst": True}, daemon=True)
+    thread.start()
+    wait_for(lambda: quick.get_status() == JobStatus.FINISHED, timeout=3, message="the quick job recorded")
+    assert slow.get_status() == JobStatus.STARTED
+    thread.join(10)
 
 
 def test_canceled_running_job_result_is_not_recorded(q):

@@ -32,6 +32,8 @@ class Timing:
                                          # again before anything is reaped (0: 2 x heartbeat_interval)
     callback_timeout: float = 60.0       # longest an on_failure callback is waited for
     startup_wait: float = 30.0           # a worker that cannot reach Redis at start retries this long
+    linger: float = 0.002                # after an outcome, how long the others still running may take to
+                                         # join its round trip (fewer, fuller round trips; 0: none)
 
     @classmethod
     def from_env(cls, **overrides: float | None) -> "Timing":

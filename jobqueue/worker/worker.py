@@ -361,7 +361,9 @@ class Worker:
     def _wait(self) -> None:
         """Block until an event (job done, wake-up token, signal) or the next
         timer: a timeout, a lane's maintenance, a scheduled job coming due, the
-        end of a failing lane's backoff."""
+        end of a failing lane's backoff. Then linger: jobs started together
+        tend to end together, and a round trip costs Redis far more than a job
+        in it, so running jobs get ``timing.linger`` (2 ms) to join the next."""
         wake_at = [r.deadline for r in self._active() if r.deadline is not None]
         wake_at += [t for lane in self.lanes for t in lane.timers()]
         timeout = max(0.0, min(wake_at) - time.monotonic())
@@ -369,10 +371,12 @@ class Worker:
             event = self.events.get(timeout=timeout)
         except Empty:
             return
+        linger = time.monotonic() + self.timing.linger
         while True:
             self._handle(event)
+            left = linger - time.monotonic() if self._active() else 0.0
             try:
-                event = self.events.get_nowait()
+                event = self.events.get(timeout=left) if left > 0 else self.events.get_nowait()
             except Empty:
                 return
 
