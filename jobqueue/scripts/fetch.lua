@@ -27,22 +27,29 @@ local woken = ARGV[A + 3] == '1'
 local request = ARGV[A + 4]
 local out = {}
 
+-- What a take reads of a job's hash, in one pass: its last attempt, whether
+-- it waited with a ttl, the digest of its shared options.
+local function scan(h)
+  local attempt, waits_with_ttl, shared = 0, false, nil
+  for f = 1, #h, 2 do
+    local name = h[f]
+    if name == 'attempt' then attempt = tonumber(h[f + 1]) or 0
+    elseif name == 'ttl' then waits_with_ttl = true
+    elseif name == 'shared' then shared = h[f + 1] end
+  end
+  return attempt, waits_with_ttl, shared
+end
+
 -- A job's shared options (compact.py) come once per call, in an entry of
 -- their own ('\0shared', digest, 0, hash) before the first job naming them.
 local shared_sent = {}
-local function send_shared(h)
-  for f = 1, #h, 2 do
-    if h[f] == 'shared' then
-      local name = h[f + 1]
-      if not shared_sent[name] then
-        shared_sent[name] = true
-        local key = P.shared .. name
-        local s = redis.pcall('HGETALL', key)
-        if poisoned(s) then quarantine(key, s.err); s = {} end
-        out[#out + 1] = '\0shared'; out[#out + 1] = name; out[#out + 1] = 0; out[#out + 1] = s
-      end
-      return
-    end
+local function send_shared(name)
+  if name and not shared_sent[name] then
+    shared_sent[name] = true
+    local key = P.shared .. name
+    local s = redis.pcall('HGETALL', key)
+    if poisoned(s) then quarantine(key, s.err); s = {} end
+    out[#out + 1] = '\0shared'; out[#out + 1] = name; out[#out + 1] = 0; out[#out + 1] = s
   end
 end
 
@@ -54,7 +61,7 @@ if ARGV[A + 5] == '1' then  -- rare: scan the started attempts for this request'
       local h = redis.call('HMGET', P.job .. id, 'fetch', 'attempt')
       if h[1] == request and member(id, h[2]) == m then
         local hash = redis.call('HGETALL', P.job .. id)
-        send_shared(hash)
+        send_shared(select(3, scan(hash)))
         out[#out + 1] = q; out[#out + 1] = id; out[#out + 1] = tonumber(h[2])
         out[#out + 1] = hash
       end
@@ -88,18 +95,16 @@ for i = A + 6, N do
         h = {}
       end
       if #h > 0 then  -- a job whose hash expired (ttl) or was deleted is dropped, and not counted as taken
-        local attempt, waits_with_ttl = 1, false
-        for f = 1, #h, 2 do
-          if h[f] == 'attempt' then attempt = (tonumber(h[f + 1]) or 0) + 1 end
-          if h[f] == 'ttl' then waits_with_ttl = true end
-        end
+        local last, waits_with_ttl, shared = scan(h)
+        local attempt = last + 1
+        local a = tostring(attempt)  -- (once: Redis would format the number for each use)
         -- ttl bounds only the wait in the queue: a started job's hash never expires under it
         if waits_with_ttl then redis.call('PERSIST', key) end
-        redis.call('HSET', key, 'status', 'started', 'started_at', now_iso(), 'worker', worker, 'attempt', attempt,
+        redis.call('HSET', key, 'status', 'started', 'started_at', now_iso(), 'worker', worker, 'attempt', a,
           'fetch', request)
         entries[#entries + 1] = deadline
-        entries[#entries + 1] = member(id, attempt)
-        send_shared(h)
+        entries[#entries + 1] = member(id, a)
+        send_shared(shared)
         out[#out + 1] = q; out[#out + 1] = id; out[#out + 1] = attempt; out[#out + 1] = h
         need = need - 1
       end

@@ -15,20 +15,22 @@
 -- Returns the ids whose outcome was dropped (not current).
 local outcomes = cjson.decode(ARGV[A])
 
--- which of the batch's attempts are still current, per queue
-local by_queue, order = {}, {}
+-- which of the batch's attempts are still current, per queue (an attempt
+-- number turned to text once: Redis would format a number for each use)
+local by_queue, order, held = {}, {}, {}
 for _, o in ipairs(outcomes) do
-  if not by_queue[o.q] then by_queue[o.q] = {}; order[#order + 1] = o.q end
+  o.a = tostring(o.a)
+  o.m = member(o.id, o.a)
+  if not by_queue[o.q] then by_queue[o.q] = {}; held[o.q] = {}; order[#order + 1] = o.q end
   local members = by_queue[o.q]
-  members[#members + 1] = member(o.id, o.a)
+  members[#members + 1] = o.m
 end
-local held = {}
 for _, q in ipairs(order) do
   local members = by_queue[q]
   local scores = guarded('ZMSCORE', P.started .. q, unpack(members))
   local mine = {}
   for i, m in ipairs(members) do
-    if scores[i] then held[q .. '\0' .. m] = true; mine[#mine + 1] = m end
+    if scores[i] then held[q][m] = true; mine[#mine + 1] = m end
   end
   if #mine > 0 then redis.call('ZREM', P.started .. q, unpack(mine)) end
 end
@@ -36,7 +38,7 @@ end
 local finished, failed, dropped = {}, {}, {}
 for _, o in ipairs(outcomes) do
   local key = P.job .. o.id
-  if held[o.q .. '\0' .. member(o.id, o.a)] then
+  if held[o.q][o.m] then
     local f = o.f
     f[#f + 1] = 'settled'; f[#f + 1] = o.a
     if o.s == 'finished' or o.s == 'failed' then
@@ -63,7 +65,7 @@ for _, o in ipairs(outcomes) do
         push(o.q, o.id, o.s == 'requeue')
       end
     end
-  elseif redis.call('HGET', key, 'settled') ~= tostring(o.a) then
+  elseif redis.call('HGET', key, 'settled') ~= o.a then
     dropped[#dropped + 1] = o.id  -- not a replay of our own recorded outcome
   end
 end
