@@ -252,6 +252,19 @@ def test_a_heartbeat_never_resurrects_a_settled_job_and_reports_it_gone(q, r):
     assert q.started_job_registry.count == 0 and job.get_status() == JobStatus.FINISHED
 
 
+def test_a_heartbeat_that_leaves_a_deadline_where_it_was_still_finds_its_attempt(q, r):
+    """ZADD XX CH counts no change both for a gone member and for a deadline
+    that did not move (a take's deadline is a whole second, a beat's may match
+    it). Made certain here: at 1e30, seconds more or less are the same double."""
+    job = q.enqueue(jobs.add, 1, 1)
+    q.backend.run("fetch", "w", 60, 1, "0", "req-1", "0", q.name)
+    member, keys = f"{job.id}:1", q.backend.keys
+    r.zadd(keys.registry("started", q.name), {member: 1e30})
+    gone = q.backend.run("heartbeat", keys.worker("w"), keys.workers, "w", 60, "1e30", keys.clock, 0.3, 0, 0,
+                         q.name, member)
+    assert gone == [] and job.id in q.started_job_registry
+
+
 def test_a_due_job_is_promoted_once_into_its_queue(q, r):
     job = q.enqueue_in(timedelta(seconds=0.1), jobs.add, 1, 1)
     m = Maintenance(q.backend, "promoter", [q.name], FAST_TIMING)

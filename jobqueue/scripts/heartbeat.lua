@@ -36,9 +36,13 @@ if not last or now() - last > 2 * interval then
 elseif now() - last > interval / 4 then
   redis.call('HSET', clock, 'beat', now())
 end
+-- ZADD XX CH answers 0 for a member that is gone and for one whose deadline
+-- did not move (a take's whole-second deadline may equal this one): ZSCORE
+-- tells them apart, in the rare case.
 local gone = {}
 for j = i + m + 1, N, 2 do
-  if redis.call('ZADD', P.started .. ARGV[j], 'XX', 'CH', deadline, ARGV[j + 1]) == 0 then
+  local key = P.started .. ARGV[j]
+  if redis.call('ZADD', key, 'XX', 'CH', deadline, ARGV[j + 1]) == 0 and not redis.call('ZSCORE', key, ARGV[j + 1]) then
     gone[#gone + 1] = ARGV[j + 1]
   end
 end
