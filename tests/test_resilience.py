@@ -84,17 +84,23 @@ def test_second_signal_is_a_cold_shutdown_that_returns_jobs(redis_server, r, wor
 
 
 def test_random_sigkills_across_several_queues_lose_nothing(redis_server, r, workers, tmp_path):
-    """Kill workers at arbitrary instants: dequeuing, mid-job, recording."""
+    """Kill workers at arbitrary instants: dequeuing, mid-job, recording. Each
+    dies holding jobs of the queue it lists first, and each queue is first for
+    some of them: the last one dies holding jobs of the queue the final worker
+    lists second."""
     log = tmp_path / "runs"
     high, low = Queue("high", connection=r), Queue("low", connection=r)
     tags = [f"t{i}" for i in range(160)]
     for i, tag in enumerate(tags):
-        (high if i % 2 else low).enqueue(jobs.record, str(log), tag, 0.01)
+        (high if i % 2 else low).enqueue(jobs.record, str(log), tag, 0.1)
     env = {"JOBQUEUE_MAX_ABANDONED": "1000"}
     rng = random.Random(7)
-    for _ in range(6):
-        worker = workers.start(redis_server.url, "high", "low", "-c", "4", "-q", env=env)
-        time.sleep(rng.uniform(0.4, 0.9))
+    for i in range(6):
+        first, order = (low, ("low", "high")) if i % 2 else (high, ("high", "low"))
+        before = set(first.started_job_registry.get_job_ids())
+        worker = workers.start(redis_server.url, *order, "-c", "4", "-q", env=env)
+        wait_for(lambda: set(first.started_job_registry.get_job_ids()) - before, timeout=30, message="a job taken")
+        time.sleep(rng.uniform(0.0, 0.3))
         worker.send_signal(signal.SIGKILL)
         worker.wait()
     final = workers.start(redis_server.url, "high", "low", "-c", "4", "-q", env=env)
