@@ -347,25 +347,18 @@ def test_a_write_script_redis_has_not_seen_rides_with_the_success_that_asked_for
     assert events.index(("counts", "hincrby")) < max(i for i, e in enumerate(events) if e == (job_key, "hset")), events
 
 
-def test_writes_and_outcomes_survive_redis_forgetting_its_scripts_mid_run(q, r):
-    # the worker has run every script of its round trip; then Redis forgets them all (a restart,
-    # SCRIPT FLUSH) while a job runs: its write and its outcome meet NOSCRIPT and are sent again
+@pytest.mark.parametrize("forgot", ["flush", "flush-others-reload"])
+def test_writes_and_outcomes_survive_redis_forgetting_its_scripts_mid_run(q, r, forgot):
+    """The worker has run every script of its round trip; then Redis forgets them all (a restart,
+    SCRIPT FLUSH) while a job runs. flush: its write and its outcome meet NOSCRIPT and are sent
+    again. flush-others-reload: another worker has loaded jobqueue's scripts again but not the
+    write's, so in this worker's transaction the finish is recorded and the write meets NOSCRIPT;
+    sent again after the finish, it is applied (its attempt is settled), once."""
     warm = q.enqueue(jobs.count_then, "counts", "warm")
-    flushed = q.enqueue(jobs.count_then, "counts", "flushed", "flush")
+    forgotten = q.enqueue(jobs.count_then, "counts", forgot, forgot)
     work([q], r, concurrency=1)
-    assert warm.get_status() == JobStatus.FINISHED and flushed.get_status() == JobStatus.FINISHED
-    assert r.hgetall("counts") == {b"warm": b"1", b"flushed": b"1"}
-
-
-def test_a_write_whose_script_redis_forgot_runs_after_its_finish_and_still_counts_once(q, r):
-    # after a restart another worker has loaded jobqueue's scripts again, but not the write's: in this
-    # worker's transaction the finish is recorded and the write meets NOSCRIPT; sent again after the
-    # finish, it is applied (its attempt is settled), once
-    warm = q.enqueue(jobs.count_then, "counts", "warm")
-    reloaded = q.enqueue(jobs.count_then, "counts", "reloaded", "flush-others-reload")
-    work([q], r, concurrency=1)
-    assert warm.get_status() == JobStatus.FINISHED and reloaded.get_status() == JobStatus.FINISHED
-    assert r.hgetall("counts") == {b"warm": b"1", b"reloaded": b"1"}
+    assert warm.get_status() == JobStatus.FINISHED and forgotten.get_status() == JobStatus.FINISHED
+    assert r.hgetall("counts") == {b"warm": b"1", forgot.encode(): b"1"}
 
 
 def test_burst_worker_never_quits_while_its_own_retry_waits_even_when_redis_forgot_a_script(q, r, tmp_path):

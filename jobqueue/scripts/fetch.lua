@@ -61,7 +61,8 @@ if ARGV[A + 5] == '1' then  -- rare: scan the started attempts for this request'
       local h = redis.call('HMGET', P.job .. id, 'fetch', 'attempt')
       if h[1] == request and member(id, h[2]) == m then
         local hash = redis.call('HGETALL', P.job .. id)
-        send_shared(select(3, scan(hash)))
+        local _, _, shared = scan(hash)
+        send_shared(shared)
         out[#out + 1] = q; out[#out + 1] = id; out[#out + 1] = tonumber(h[2])
         out[#out + 1] = hash
       end
