@@ -16,7 +16,7 @@ from jobqueue import Job, JobStatus, Queue, Timing, Worker
 from jobqueue.backend import Backend
 from jobqueue.worker.heartbeat import Heartbeat
 from jobqueue.worker.maintenance import Maintenance
-from jobqueue.worker.recording import settle_record
+from jobqueue.worker.recording import finish_args, settle_record
 from jobqueue.worker.execution import Outcome
 from tests import jobs
 from tests.conftest import FAST_TIMING, wait_for, worker_blocked
@@ -274,14 +274,36 @@ def test_a_due_job_is_promoted_once_into_its_queue(q, r):
     assert job.get_status() == JobStatus.QUEUED
 
 
+def test_outcomes_recorded_in_one_call_each_keep_their_own_ttl(q, r):
+    """finish.lua works an expiry out once per TTL and call: a batch's outcomes
+    share the clock reading, never each other's TTL."""
+    short, kept, failing = (q.enqueue(jobs.add, 1, 1, result_ttl=100), q.enqueue(jobs.add, 1, 2, result_ttl=-1),
+                            q.enqueue(jobs.add, 1, 3, failure_ttl=1000))
+    q.backend.run("fetch", "w", 60, 3, "0", "req-1", "0", q.name)
+    records = [settle_record(Job.fetch(short.id, r), q.name, Outcome(f"{short.id}:1", True, "2")),
+               settle_record(Job.fetch(kept.id, r), q.name, Outcome(f"{kept.id}:1", True, "3")),
+               settle_record(Job.fetch(failing.id, r), q.name, Outcome(f"{failing.id}:1", False, None, "boom"))]
+    seconds, micros = r.time()
+    now = seconds + micros / 1e6
+    assert q.backend.run("finish", *finish_args(records)) == []
+    finished, failed = q.finished_job_registry.key, q.failed_job_registry.key
+    assert now + 99 < r.zscore(finished, short.id) < now + 101
+    assert float(r.hget(short.key, "expires_at")) == r.zscore(finished, short.id)
+    assert r.zscore(finished, kept.id) == float("inf") and r.hget(kept.key, "expires_at") == b"-1"
+    assert now + 999 < r.zscore(failed, failing.id) < now + 1001
+    assert float(r.hget(failing.key, "expires_at")) == r.zscore(failed, failing.id)
+    assert [job.get_status() for job in (short, kept, failing)] == [JobStatus.FINISHED, JobStatus.FINISHED,
+                                                                    JobStatus.FAILED]
+
+
 def test_a_replayed_outcome_is_recorded_once(q, r):
     job = q.enqueue(jobs.add, 1, 1)
     q.backend.run("fetch", "w", 60, 1, "0", "req-1", "0", q.name)
     record = settle_record(Job.fetch(job.id, r), q.name, Outcome(f"{job.id}:1", True, "2"))
-    batch = json.dumps([record])
-    assert q.backend.run("finish", batch) == []  # recorded: nothing dropped
+    batch = finish_args([record])
+    assert q.backend.run("finish", *batch) == []  # recorded: nothing dropped
     recorded = r.hgetall(job.key)
-    assert q.backend.run("finish", batch) == []  # the reply was lost and the worker sent it again: still ours
+    assert q.backend.run("finish", *batch) == []  # the reply was lost and the worker sent it again: still ours
     assert r.hgetall(job.key) == recorded        # ... and nothing was written twice
     assert job.get_status() == JobStatus.FINISHED and q.finished_job_registry.get_job_ids() == [job.id]
     assert len(q) == 0 and q.started_job_registry.count == 0
@@ -349,6 +371,6 @@ def test_a_superseded_attempts_outcome_is_dropped_and_reported(q, r):
     before = r.hgetall(job.key)
     late = settle_record(Job.fetch(job.id, r), q.name, Outcome(f"{job.id}:1", False, None, "late failure"))
     late["a"] = 1
-    assert q.backend.run("finish", json.dumps([late])) == [job.id.encode()]   # dropped, and said so
+    assert q.backend.run("finish", *finish_args([late])) == [job.id.encode()]   # dropped, and said so
     assert r.hgetall(job.key) == before and job.get_status() == JobStatus.STARTED
     assert q.started_job_registry.get_job_ids() == [job.id] and q.failed_job_registry.count == 0

@@ -98,7 +98,7 @@ for i = A + 6, N do
       if #h > 0 then  -- a job whose hash expired (ttl) or was deleted is dropped, and not counted as taken
         local last, waits_with_ttl, shared = scan(h)
         local attempt = last + 1
-        local a = tostring(attempt)  -- (once: Redis would format the number for each use)
+        local a = string.format('%d', attempt)  -- once, as an integer (Lua's tostring goes through printf's float path)
         -- ttl bounds only the wait in the queue: a started job's hash never expires under it
         if waits_with_ttl then redis.call('PERSIST', key) end
         redis.call('HSET', key, 'status', 'started', 'started_at', now_iso(), 'worker', worker, 'attempt', a,

@@ -9,69 +9,77 @@
 -- Invariant (replay-safe): a recorded outcome stamps 'settled' = attempt, so
 -- the same batch sent again (lost reply, client retry) counts as recorded
 -- and writes nothing twice.
--- ARGV[A] = JSON list of {id, q, a = attempt, s = finished|failed|retry|requeue,
--- f = [fields], ttl = result/failure TTL (finished/failed), delay = seconds
--- (retry)}; ARGV[A+1] worker key, ARGV[A+2..] worker fields (counters), optional.
+-- ARGV[A] = K, the number of outcomes; then each outcome, flat: id, queue,
+-- attempt, state (finished|failed|retry|requeue), ttl of the result or
+-- failure (finished/failed) or delay in seconds (retry), n, n fields; then
+-- the worker key and its fields (counters), optional. (Flat arguments: a
+-- JSON text would cost a Lua table per outcome, decoded field by field.)
 -- Returns the ids whose outcome was dropped (not current).
-local outcomes = cjson.decode(ARGV[A])
 
--- which of the batch's attempts are still current, per queue (an attempt
--- number turned to text once: Redis would format a number for each use)
-local by_queue, order, held = {}, {}, {}
-for _, o in ipairs(outcomes) do
-  o.a = tostring(o.a)
-  o.m = member(o.id, o.a)
-  if not by_queue[o.q] then by_queue[o.q] = {}; held[o.q] = {}; order[#order + 1] = o.q end
-  local members = by_queue[o.q]
-  members[#members + 1] = o.m
+-- Where each outcome starts in ARGV, and per queue its started members.
+local at, queues, members, slots = {}, {}, {}, {}
+local i = A + 1
+for k = 1, tonumber(ARGV[A]) do
+  at[k] = i
+  local q = ARGV[i + 1]
+  local m = members[q]
+  if not m then m = {}; members[q] = m; slots[q] = {}; queues[#queues + 1] = q end
+  m[#m + 1] = member(ARGV[i], ARGV[i + 2])
+  slots[q][#m] = k  -- the outcome behind this member
+  i = i + 6 + tonumber(ARGV[i + 5])
 end
-for _, q in ipairs(order) do
-  local members = by_queue[q]
-  local scores = guarded('ZMSCORE', P.started .. q, unpack(members))
+local W = i  -- the worker key, if any
+
+-- which of them are still current: held[k]
+local held = {}
+for _, q in ipairs(queues) do
+  local m, slot = members[q], slots[q]
+  local scores = guarded('ZMSCORE', P.started .. q, unpack(m))
   local mine = {}
-  for i, m in ipairs(members) do
-    if scores[i] then held[q][m] = true; mine[#mine + 1] = m end
+  for j = 1, #m do
+    if scores[j] then held[slot[j]] = true; mine[#mine + 1] = m[j] end
   end
   if #mine > 0 then redis.call('ZREM', P.started .. q, unpack(mine)) end
 end
 
-local finished, failed, dropped = {}, {}, {}
-for _, o in ipairs(outcomes) do
-  local key = P.job .. o.id
-  if held[o.q][o.m] then
-    local f = o.f
-    f[#f + 1] = 'settled'; f[#f + 1] = o.a
-    if o.s == 'finished' or o.s == 'failed' then
-      local score, expires = expiry(o.ttl)
-      f[#f + 1] = 'ended_at'; f[#f + 1] = now_iso()
-      f[#f + 1] = 'expires_at'; f[#f + 1] = expires
-      redis.call('HSET', key, unpack(f))
-      local dest = (o.s == 'finished') and finished or failed
-      if not dest[o.q] then dest[o.q] = {} end
-      local entries = dest[o.q]
+-- An expiry per TTL, formatted once per call (all outcomes share one clock reading).
+local scores, expiries = {}, {}
+local function expiry_of(ttl)
+  if not scores[ttl] then scores[ttl], expiries[ttl] = expiry(ttl) end
+  return scores[ttl], expiries[ttl]
+end
+
+local settled, dropped = {}, {}  -- settled: registry key -> its ZADD entries
+for k, i in ipairs(at) do
+  local id, q, a, s, x = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local first, last = i + 6, i + 5 + tonumber(ARGV[i + 5])  -- the outcome's own fields
+  local key = P.job .. id
+  if held[k] then
+    if s == 'finished' or s == 'failed' then
+      local score, expires = expiry_of(x)
+      redis.call('HSET', key, 'settled', a, 'ended_at', now_iso(), 'expires_at', expires, unpack(ARGV, first, last))
+      local registry = (s == 'finished' and P.finished or P.failed) .. q
+      local entries = settled[registry]
+      if not entries then entries = {}; settled[registry] = entries end
       entries[#entries + 1] = score
-      entries[#entries + 1] = o.id
+      entries[#entries + 1] = id
     else
-      f[#f + 1] = 'enqueued_at'; f[#f + 1] = now_iso()
-      local delay = tonumber(o.delay) or 0
-      if o.s == 'retry' and delay > 0 then
-        f[#f + 1] = 'status'; f[#f + 1] = 'scheduled'
-        redis.call('HSET', key, unpack(f))
-        guarded('ZADD', P.scheduled .. o.q, now() + delay, o.id)
-        wake(o.q)
+      local delay = tonumber(x) or 0
+      if s == 'retry' and delay > 0 then
+        redis.call('HSET', key, 'settled', a, 'enqueued_at', now_iso(), 'status', 'scheduled', unpack(ARGV, first, last))
+        guarded('ZADD', P.scheduled .. q, now() + delay, id)
+        wake(q)
       else  -- 'retry' without a pause, or 'requeue' (cold shutdown: to the front)
-        f[#f + 1] = 'status'; f[#f + 1] = 'queued'
-        redis.call('HSET', key, unpack(f))
-        push(o.q, o.id, o.s == 'requeue')
+        redis.call('HSET', key, 'settled', a, 'enqueued_at', now_iso(), 'status', 'queued', unpack(ARGV, first, last))
+        push(q, id, s == 'requeue')
       end
     end
-  elseif redis.call('HGET', key, 'settled') ~= o.a then
-    dropped[#dropped + 1] = o.id  -- not a replay of our own recorded outcome
+  elseif redis.call('HGET', key, 'settled') ~= a then
+    dropped[#dropped + 1] = id  -- not a replay of our own recorded outcome
   end
 end
-for q, entries in pairs(finished) do guarded('ZADD', P.finished .. q, unpack(entries)) end
-for q, entries in pairs(failed) do guarded('ZADD', P.failed .. q, unpack(entries)) end
-if N > A + 1 and redis.call('EXISTS', ARGV[A + 1]) == 1 then  -- never a partial worker entry
-  redis.call('HSET', ARGV[A + 1], unpack(ARGV, A + 2, N))
+for registry, entries in pairs(settled) do guarded('ZADD', registry, unpack(entries)) end
+if N > W and redis.call('EXISTS', ARGV[W]) == 1 then  -- never a partial worker entry
+  redis.call('HSET', ARGV[W], unpack(ARGV, W + 1, N))
 end
 return dropped

@@ -65,6 +65,16 @@ def _safe_intervals(job: Job) -> list[float]:
         return []
 
 
+def finish_args(records: list[dict[str, Any]]) -> list[Any]:
+    """finish.lua's arguments for a batch of records: their number, then each
+    flat. Redis makes a Lua string of each argument as it is; a JSON text
+    would cost a decoded table per record."""
+    args: list[Any] = [len(records)]
+    for o in records:
+        args += [o["id"], o["q"], o["a"], o["s"], o.get("ttl", o.get("delay", 0)), len(o["f"]), *o["f"]]
+    return args
+
+
 def batch_writes(writes: list[tuple[Job, str, Script, list[Any]]], prefixes: list[str]) -> list[tuple[Script, list[str]]]:
     """Job.write_on_success calls, one per script for all the jobs of a round
     trip, each behind the attempt fence (scripts/fence.lua)."""

@@ -9,7 +9,6 @@ it hands back the attempts it took instead of taking new ones."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -19,7 +18,7 @@ from redis.backoff import NoBackoff
 from ..backend import Backend, text, text_dict
 from ..connection import sibling
 from ..job import Job
-from .recording import batch_writes, report_write_errors
+from .recording import batch_writes, finish_args, report_write_errors
 
 
 SHARED_ENTRY = b"\0shared"  # fetch.lua's entry for shared options
@@ -43,7 +42,7 @@ class RoundTrip:
         run = self.backend.run
         writes = batch_writes(self.writes, run.prefixes)
         calls = list(writes)  # before the finish (but replayed after it if Redis had forgotten the script)
-        finish = [json.dumps(self.outcomes), *stats] if self.outcomes else None
+        finish = [*finish_args(self.outcomes), *stats] if self.outcomes else None
         fetch = None
         if want > 0:
             resent = self._request is not None  # the last fetch's reply was lost: it may have run
