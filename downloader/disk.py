@@ -20,6 +20,8 @@ import os
 import threading
 import time
 
+from jobqueue.backend import storable
+
 from .exceptions import ConfigError, Unreachable
 
 log = logging.getLogger("downloader.disk")
@@ -44,6 +46,9 @@ def placement(directory: str, root: str) -> tuple[str, str]:
     """(the directory as the producer sees it, what the run's jobs carry); made
     here, by the producer, so a worker that cannot see it knows it cannot."""
     absolute = os.path.abspath(directory)
+    if storable(absolute) != absolute:  # every worker reads the run's directory from Redis, as text
+        raise ConfigError(f"--dir {storable(absolute)}: the name is not UTF-8, and a run's directory is stored as text "
+                          "for every worker to read; rename it, or choose another directory")
     carried = absolute
     if root:
         relative = os.path.relpath(absolute, os.path.abspath(root))

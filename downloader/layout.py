@@ -26,6 +26,8 @@ import string
 import unicodedata
 from typing import Any
 
+from jobqueue.backend import storable
+
 from .exceptions import ConfigError
 from .sources import Item
 
@@ -84,6 +86,9 @@ class Layout:
 
 
 def _check(template: str) -> None:
+    if storable(template) != template:  # every worker reads it from Redis, as text
+        raise ConfigError(f"--name {storable(template)}: the template is not UTF-8; write it in UTF-8, "
+                          f"e.g. '{ALBUM_NAME}'")
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:

@@ -17,7 +17,7 @@ from importlib import resources
 import redis
 
 from jobqueue import Job, Queue, Script
-from jobqueue.backend import text, text_dict
+from jobqueue.backend import storable, text, text_dict
 
 from . import disk
 from .exceptions import PermanentDownloadError, RunNotFound
@@ -306,7 +306,9 @@ def call_of(job: Job, connection: redis.Redis) -> tuple[str, str, str | None, di
 
 
 def reason_of(text: str) -> str:
-    """'downloader.exceptions.PermanentDownloadError: HTTP 404' -> 'HTTP 404'."""
+    """'downloader.exceptions.PermanentDownloadError: HTTP 404' -> 'HTTP 404',
+    storable (a name with undecodable bytes is escaped, never a failed mark)."""
+    text = storable(text)
     name, sep, message = text.partition(": ")
     if sep and name.replace(".", "").replace("_", "").isalnum() and name.split(".")[-1][:1].isupper():
         return message

@@ -56,6 +56,21 @@ def text(value: bytes | str | None) -> str | None:
     return value
 
 
+def storable(value: str) -> str:
+    """``value`` as text Redis can store and Lua's cjson can read: a lone
+    surrogate (an undecodable byte of a file name, through os.fsdecode) is
+    not UTF-8 and would refuse the whole call, so it becomes its escape
+    (``\\udcff``); all other text is kept as it is."""
+    return value if value.isascii() else value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def not_utf8(exc: UnicodeEncodeError) -> str:
+    """The message for text Redis was to get that is not UTF-8 (a command-line
+    argument with undecodable bytes, as Python reads them)."""
+    return (f"{storable(str(exc.object))!r} is not UTF-8 (its undecodable bytes are shown escaped); names and "
+            "data in Redis are UTF-8 text: pass UTF-8")
+
+
 def text_dict(raw) -> dict[str, str]:
     """HGETALL as a dict, or a Lua flat list, decoded."""
     if isinstance(raw, dict):

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable
 import redis
 
 from . import compact, timeutil
-from .backend import Backend, text, text_dict
+from .backend import Backend, storable, text, text_dict
 from .exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from .imports import func_path
 from .keys import Keys, started_member
@@ -23,6 +23,13 @@ DEFAULT_TIMEOUT = 180
 DEFAULT_RESULT_TTL = 500
 DEFAULT_FAILURE_TTL = 365 * 24 * 3600
 
+
+
+def check_id(job_id: str) -> None:
+    """A job id names keys and travels through Lua's cjson: UTF-8 text only."""
+    if storable(job_id) != job_id:
+        raise InvalidJobOperation(f"job id {storable(job_id)!r} is not UTF-8 (undecodable bytes shown escaped); "
+                                  "use UTF-8 text")
 
 class JobStatus(str, Enum):
     QUEUED = "queued"
@@ -101,6 +108,8 @@ class Job:
         """Build a job in memory; serializing here makes a bad argument fail at
         enqueue time. Optional fields left at their default are not stored,
         and what is stored is laid out compactly (compact.py)."""
+        if id is not None:
+            check_id(id)
         job = cls(id, connection)
         ser = get_serializer(serializer)
         fields = {

@@ -11,9 +11,9 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 import redis
 
 from . import compact, timeutil
-from .backend import Backend, text
+from .backend import Backend, storable, text
 from .exceptions import DuplicateJobError, JobQueueError
-from .job import DEFAULT_FAILURE_TTL, Job, JobStatus
+from .job import DEFAULT_FAILURE_TTL, Job, JobStatus, check_id
 from .registry import (CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry,
                        StartedJobRegistry)
 from .retry import Retry
@@ -59,8 +59,8 @@ class EnqueueData(NamedTuple):
 class Queue:
     def __init__(self, name: str = "default", connection: redis.Redis | Backend | None = None,
                  *, prefix: str | None = None, serializer: str = "json", default_timeout: int | None = None) -> None:
-        if not name or any(c.isspace() for c in name):
-            raise JobQueueError(f"invalid queue name {name!r}: use a non-empty name without spaces")
+        if not name or any(c.isspace() for c in name) or storable(name) != name:
+            raise JobQueueError(f"invalid queue name {storable(name)!r}: use a non-empty UTF-8 name without spaces")
         self.name = name
         self.backend = Backend.of(connection, prefix)
         self.connection = self.backend.connection
@@ -159,7 +159,10 @@ class Queue:
         defaults = {"q": self.name, "base": base, "front": template._front, "ttl": template.ttl}
         dumps, ids, records = template.serializer.dumps, [], []
         for args, kwargs, job_id in calls:
-            job_id = job_id or uuid.uuid4().hex
+            if job_id:
+                check_id(job_id)
+            else:
+                job_id = uuid.uuid4().hex
             ids.append(job_id)
             records.append(_encode({"id": job_id, "f": _flat(compact.pieces(dumps([list(args), dict(kwargs)])))}))
         return PreparedCalls(ids, records, (name, shared), defaults)

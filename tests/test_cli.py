@@ -80,6 +80,10 @@ def test_empty_queue(redis_server, r):
     (["enqueue", "nodots"], "dotted path"),
     (["enqueue", "tests.jobs.add", ":{bad"], "not valid JSON"),
     (["job", "nope"], "no job with id 'nope'"),
+    (["info", "q\udcff"], "is not UTF-8"),          # undecodable bytes of an argument, as Python reads them
+    (["enqueue", "--job-id", "j\udcff", "tests.jobs.add", "1", "2"], "is not UTF-8"),
+    (["empty", "q\udcff"], "UTF-8 name"),
+    (["job", "j\udcff"], "is not UTF-8"),
 ])
 def test_bad_input_is_a_message_and_exit_code(redis_server, r, args, message):
     out = run(redis_server, *args)

@@ -371,6 +371,42 @@ def test_a_run_owns_its_directory_whatever_the_worker_is_told(redis_server, r, t
         web.stop()
 
 
+def test_names_that_are_not_utf8_are_refused_up_front_or_their_failures_stored_escaped(redis_server, r, tmp_path):
+    """Undecodable bytes in a name (surrogates, as Python reads them): the
+    producer refuses such a --dir or --name before it enqueues anything; a
+    worker whose own mount has such a name records each failure it meets
+    there itself (the name escaped), not a failed mark left for repair."""
+    web = MisbehavingServer()
+    links = f"{web.url}/img/u1.png\n{web.url}/img/u2.png\n"
+    try:
+        bad_dir = str(tmp_path / "photos") + "\udcff"  # b"photos\xff" on disk
+        for option, value in (("--dir", bad_dir), ("--name", "x\udcff{id}")):
+            args = ["--dir", str(tmp_path / "ok")] if option == "--name" else []
+            refused = downloader(redis_server, "fetch", "--links", "-", "--no-wait", "--queue", "utf8", *args,
+                                 option, value, input=links)
+            assert refused.returncode == 1 and "not UTF-8" in refused.stderr, refused.stderr
+            assert "\\udcff" in refused.stderr and "Traceback" not in refused.stderr
+        assert Queue("utf8", connection=r).count == 0 and not os.path.exists(bad_dir)
+        for command in (["status", "r\udcff"], ["fetch", "--links", "-", "--no-wait", "--queue", "q\udcff"]):
+            refused = downloader(redis_server, *command, input=links)
+            assert refused.returncode == 1 and "is not UTF-8" in refused.stderr, refused.stderr
+            assert "Traceback" not in refused.stderr
+        share = tmp_path / "share"
+        run_id = run_id_of(downloader(redis_server, "fetch", "--links", "-", "--no-wait", "--queue", "utf8",
+                                      "--root", str(share), "--dir", str(share / "sub"), input=links).stdout)
+        mount = str(tmp_path / "mount") + "\udcff"
+        os.makedirs(mount)
+        with open(os.path.join(mount, "sub"), "w"):  # on this machine the run's directory is a file
+            pass
+        worker = downloader(redis_server, "work", "--burst", "--queue", "utf8", "--root", mount, DOWNLOADER_RETRIES="0")
+        assert worker.returncode == 0 and "Traceback" not in worker.stderr, worker.stderr
+        assert Runs(r).progress(run_id).failed == 2  # marked by the worker (read before any status could repair)
+        failures = Runs(r).failures(run_id)
+        assert len(failures) == 2 and all("mount\\udcff" in why for why in failures.values()), failures
+    finally:
+        web.stop()
+
+
 def test_a_shared_root_is_mapped_by_each_worker_and_an_unreachable_directory_fails_clearly(redis_server, r, tmp_path):
     web = MisbehavingServer()
     share, other_mount = tmp_path / "share", tmp_path / "mnt"

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from jobqueue import Job, JobStatus, NoSuchJobError, Queue, Retry, Worker
+from jobqueue import Job, JobQueueError, JobStatus, NoSuchJobError, Queue, Retry, Worker
 from tests import jobs
 from tests.conftest import FAST_TIMING, pid_alive, wait_for, worker_blocked
 from tests.invariants import attempts, max_at_once
@@ -144,11 +144,12 @@ def test_bad_input_fails_the_job_and_the_worker_keeps_running(q, r):
     odd_timeout = q.enqueue(jobs.add, 1, 1)
     r.hset(odd_timeout.key, "timeout", "soon")
     bad_result = q.enqueue(jobs.unserializable)
+    undecodable = q.enqueue(jobs.fail, "no such file: /photos/caf\udce9")  # a name os.fsdecode could not decode
     fine = q.enqueue(jobs.add, 2, 2)
     work([q], q.connection)
     assert fine.return_value() == 4
     messages = {}
-    for job in (missing, no_attr, corrupt, gutted, orphan, odd_timeout, bad_result):
+    for job in (missing, no_attr, corrupt, gutted, orphan, odd_timeout, bad_result, undecodable):
         job.refresh()
         assert job.get_status() == JobStatus.FAILED
         messages[job.id] = job.exc_info
@@ -159,6 +160,7 @@ def test_bad_input_fails_the_job_and_the_worker_keeps_running(q, r):
     assert "shared options" in messages[orphan.id] and "re-enqueue" in messages[orphan.id]
     assert "corrupted" in messages[odd_timeout.id]
     assert "JSON" in messages[bad_result.id]
+    assert "no such file: /photos/caf\\udce9" in messages[undecodable.id]  # escaped: Redis stores UTF-8 only
 
 
 def test_pickle_jobs_need_the_workers_opt_in_too(r):
@@ -473,6 +475,13 @@ def test_poison_keys_are_quarantined_and_the_rest_goes_on(q, r, caplog):
 
 def test_options_are_checked_at_enqueue(q):
     from jobqueue.exceptions import InvalidJobOperation
+    with pytest.raises(InvalidJobOperation, match="not UTF-8"):  # an id names keys: UTF-8 text only
+        q.enqueue(jobs.add, 1, 1, job_id="j\udcff")
+    with pytest.raises(InvalidJobOperation, match="not UTF-8"):
+        q.enqueue_prepared(q.prepare_calls(jobs.add, [((1, 1), {}, "j\udcff")]))
+    with pytest.raises(JobQueueError, match="UTF-8 name"):
+        Queue("q\udcff", connection=q.connection)
+    assert q.count == 0
     for bad in ({"job_timeout": -5}, {"job_timeout": 0}, {"ttl": 0}, {"result_ttl": -2}, {"failure_ttl": -3}):
         with pytest.raises(InvalidJobOperation, match="out of range"):
             q.enqueue(jobs.add, 1, 1, **bad)

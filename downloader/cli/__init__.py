@@ -14,6 +14,7 @@ import redis
 from jobqueue import JobQueueError
 from jobqueue import connection as jq_connection
 from jobqueue import embedded
+from jobqueue.backend import not_utf8
 
 from ..config import Settings, load
 from ..exceptions import DownloaderError
@@ -40,6 +41,8 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(settings, **kwargs)
         except (DownloaderError, JobQueueError) as exc:
             raise click.ClickException(str(exc)) from None
+        except UnicodeEncodeError as exc:
+            raise click.ClickException(not_utf8(exc)) from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise click.ClickException(f"lost the connection to Redis ({exc}); is it running? "
                                        f"({REDIS_SETTING})") from None

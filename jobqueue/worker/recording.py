@@ -9,6 +9,7 @@ import json
 import logging
 from typing import Any
 
+from ..backend import storable
 from ..job import DEFAULT_FAILURE_TTL, DEFAULT_RESULT_TTL, Job
 from ..retry import retry_delay
 from ..scripts import Script, fenced
@@ -19,21 +20,24 @@ log = logging.getLogger("jobqueue.worker")
 
 def settle_record(job: Job, queue: str, outcome: Outcome) -> dict[str, Any]:
     """What finish.lua writes for one attempt; times (ended_at, expiries,
-    retry run-at) are added there, on Redis's clock."""
+    retry run-at) are added there, on Redis's clock. Its texts are made
+    storable: a traceback that names an undecodable file name must not stop
+    every outcome of the round trip from being recorded."""
     base = {"id": job.id, "q": queue, "a": job.attempt}
     if outcome.ok:
         ttl = _safe_ttl(job, "result_ttl", DEFAULT_RESULT_TTL)
-        return {**base, "s": "finished", "f": ["status", "finished", "result", outcome.result], "ttl": ttl}
+        return {**base, "s": "finished", "f": ["status", "finished", "result", storable(outcome.result)], "ttl": ttl}
+    exc_info = storable(outcome.exc_info or "")
     if outcome.postpone is not None:  # not a failure: no retry used, nothing counted
-        return {**base, "s": "retry", "f": ["exc_info", outcome.exc_info], "delay": outcome.postpone}
+        return {**base, "s": "retry", "f": ["exc_info", exc_info], "delay": outcome.postpone}
     retries_left = _safe_int(job._get("retries_left"))
     if retries_left > 0 and outcome.retry:
         used = _safe_int(job._get("retries_used"))
         delay = max(retry_delay(_safe_intervals(job), used), outcome.retry_after or 0.0)
-        fields = ["retries_left", str(retries_left - 1), "retries_used", str(used + 1), "exc_info", outcome.exc_info]
+        fields = ["retries_left", str(retries_left - 1), "retries_used", str(used + 1), "exc_info", exc_info]
         return {**base, "s": "retry", "f": fields, "delay": delay}
     ttl = _safe_ttl(job, "failure_ttl", DEFAULT_FAILURE_TTL)
-    return {**base, "s": "failed", "f": ["status", "failed", "exc_info", outcome.exc_info], "ttl": ttl}
+    return {**base, "s": "failed", "f": ["status", "failed", "exc_info", exc_info], "ttl": ttl}
 
 
 def requeue_record(job: Job, queue: str) -> dict[str, Any]:
