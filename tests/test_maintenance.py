@@ -265,6 +265,62 @@ def test_a_heartbeat_that_leaves_a_deadline_where_it_was_still_finds_its_attempt
     assert gone == [] and job.id in q.started_job_registry
 
 
+def test_a_corrupted_job_hash_is_quarantined_and_reaping_and_promoting_go_on(q, r, caplog):
+    """A job key someone replaced by a string, among good ones: a dead worker's
+    attempt, and a scheduled job. The pass moves it out of the way and notes
+    it; every other job is reaped or promoted as if it were not there."""
+    good, bad = q.enqueue(jobs.add, 1, 1), q.enqueue(jobs.add, 2, 2)
+    taken_by_a_dead_worker(q.backend, q.name)
+    r.delete(bad.key)
+    r.set(bad.key, "not a hash")
+    pass_now(Maintenance(q.backend, "reaper", [q.name], FAST_TIMING))
+    assert q.get_job_ids() == [good.id] and q.started_job_registry.count == 0
+    later, broken = (q.enqueue_in(timedelta(seconds=0.1), jobs.add, i, i) for i in range(2))
+    r.delete(broken.key)
+    r.set(broken.key, "not a hash either")
+    m = Maintenance(q.backend, "promoter", [q.name], FAST_TIMING)
+    wait_for(lambda: m.promote() is None and len(q) > 1, message="the good scheduled job due")
+    assert q.get_job_ids() == [good.id, later.id] and q.scheduled_job_registry.count == 0
+    notes = [json.loads(n) for n in r.lrange(q.backend.keys.quarantine, 0, -1)]
+    assert [n["key"] for n in notes] == [bad.key, broken.key] and all("WRONGTYPE" in n["reason"] for n in notes)
+    assert r.get(q.backend.keys.quarantine + ":" + bad.key) == b"not a hash"
+    m.report_quarantine()
+    assert sum("Quarantined a key" in message for message in caplog.messages) == 2
+
+
+def test_namespace_keys_of_another_type_are_quarantined_and_nothing_stops(q, r, caplog):
+    """The keys every worker shares (a queue's wake-up list, the queues and
+    workers sets, the clock) replaced by other types, and a maintenance lock
+    left without expiry: enqueueing, beating, reaping and running go on."""
+    keys = q.backend.keys
+    r.hset(keys.wake(q.name), "x", "y")
+    r.set(keys.workers, "x")
+    r.set(keys.maintenance, "someone")                     # no expiry: would stop every pass for ever
+    dead = q.enqueue(jobs.add, 1, 1)
+    taken_by_a_dead_worker(q.backend, q.name)
+    r.set(keys.queues, "x")                                 # no pass could read which queues to reap
+    m = Maintenance(q.backend, "reaper", [q.name], FAST_TIMING)
+    m.run_pass()
+    assert 0 < r.pttl(keys.maintenance) <= 500 and "has no expiry" in caplog.text
+    pass_now(m)                                             # the next pass, once that lock expired
+    assert q.get_job_ids() == [dead.id]                     # reaped all the same (the queues this worker serves)
+    r.delete(keys.clock)
+    r.rpush(keys.clock, "x")                                # (after the reaping: an unknown clock means grace)
+    job = q.enqueue(jobs.add, 2, 2)
+    r.set(keys.queues, "y")
+    scheduled = q.enqueue_in(timedelta(seconds=0.1), jobs.add, 3, 3)
+    time.sleep(0.2)  # due before the worker starts: a burst worker does not wait for what is not due
+    worker = Worker([q], connection=r, timing=FAST_TIMING)
+    thread = threading.Thread(target=worker.work, kwargs={"burst": True}, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive(), "the worker got stuck on the poison"
+    assert dead.return_value() == 2 and job.return_value() == 4 and scheduled.return_value() == 6
+    moved = {json.loads(n)["key"] for n in r.lrange(keys.quarantine, 0, -1)}
+    assert moved == {keys.wake(q.name), keys.queues, keys.workers, keys.clock}
+    assert r.type(keys.clock) == b"hash" and r.type(keys.queues) == b"set"
+
+
 def test_a_due_job_is_promoted_once_into_its_queue(q, r):
     job = q.enqueue_in(timedelta(seconds=0.1), jobs.add, 1, 1)
     m = Maintenance(q.backend, "promoter", [q.name], FAST_TIMING)

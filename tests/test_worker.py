@@ -473,6 +473,32 @@ def test_poison_keys_are_quarantined_and_the_rest_goes_on(q, r, caplog):
     assert sorted(json.loads(m.split(": ", 1)[1])["key"] for m in said) == sorted(n["key"] for n in notes)
 
 
+def test_a_job_hash_corrupted_while_its_job_runs_is_quarantined_and_the_worker_goes_on(q, r, caplog):
+    """The outcome has nowhere to go: it is dropped and said at once, the key
+    moved out of the way; the rest of the batch and the next jobs are recorded."""
+    running, beside = q.enqueue(jobs.sleep, 0.5), q.enqueue(jobs.add, 1, 1)
+    after = q.enqueue(jobs.add, 2, 2)
+    # no maintenance pass after the first: the worker itself says what its round trip quarantined
+    worker = Worker([q], connection=r, concurrency=2, timing=replace(FAST_TIMING, maintenance_interval=60))
+    thread = threading.Thread(target=worker.work, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: running.get_status() == JobStatus.STARTED, message="the sleeper runs")
+        r.delete(running.key)
+        r.set(running.key, "not a hash")
+        wait_for(lambda: any(m.startswith("Quarantined a key") and running.key in m for m in caplog.messages),
+                 timeout=10, message="the quarantine said while the worker runs on")
+        wait_for(lambda: after.get_status() == JobStatus.FINISHED, message="the next job recorded")
+    finally:
+        worker.request_stop()
+        thread.join(10)
+    assert beside.return_value() == 2 and after.return_value() == 4
+    assert q.started_job_registry.count == 0
+    assert set(q.finished_job_registry.get_job_ids()) == {beside.id, after.id}
+    assert r.get(q.backend.keys.quarantine + ":" + running.key) == b"not a hash"
+    assert any(f"outcome of job {running.id} (attempt 1) dropped" in m for m in caplog.messages)
+
+
 def test_options_are_checked_at_enqueue(q):
     from jobqueue.exceptions import InvalidJobOperation
     with pytest.raises(InvalidJobOperation, match="not UTF-8"):  # an id names keys: UTF-8 text only

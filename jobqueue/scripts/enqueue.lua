@@ -62,7 +62,7 @@ for i, j in ipairs(jobs) do
     if j.delay and j.delay ~= cjson.null then at = now() + j.delay end
     if at and at ~= cjson.null then
       guarded('ZADD', P.scheduled .. j.q, at, j.id)
-      redis.call('SADD', P.queues, j.q)
+      guarded('SADD', P.queues, j.q)
       wake(j.q)  -- blocked workers recompute when the next scheduled job is due
     elseif j.front == 1 then
       push(j.q, j.id, true)

@@ -50,6 +50,18 @@ local function expiry_of(ttl)
 end
 
 local settled, dropped = {}, {}  -- settled: registry key -> its ZADD entries
+
+-- An outcome's fields into its job hash. One someone replaced by another type
+-- while the job ran is quarantined: the outcome has nowhere to go (dropped,
+-- with the note, '\0' first), and the rest of the batch is recorded.
+local function record(key, id, ...)
+  local written, note = on_job('HSET', key, ...)
+  if written then return true end
+  dropped[#dropped + 1] = id
+  dropped[#dropped + 1] = '\0' .. note
+  return false
+end
+
 for k, i in ipairs(at) do
   local id, q, a, s, x = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local first, last = i + 6, i + 5 + tonumber(ARGV[i + 5])  -- the outcome's own fields
@@ -57,24 +69,27 @@ for k, i in ipairs(at) do
   if held[k] then
     if s == 'finished' or s == 'failed' then
       local score, expires = expiry_of(x)
-      redis.call('HSET', key, 'settled', a, 'ended_at', now_iso(), 'expires_at', expires, unpack(ARGV, first, last))
-      local registry = (s == 'finished' and P.finished or P.failed) .. q
-      local entries = settled[registry]
-      if not entries then entries = {}; settled[registry] = entries end
-      entries[#entries + 1] = score
-      entries[#entries + 1] = id
+      if record(key, id, 'settled', a, 'ended_at', now_iso(), 'expires_at', expires, unpack(ARGV, first, last)) then
+        local registry = (s == 'finished' and P.finished or P.failed) .. q
+        local entries = settled[registry]
+        if not entries then entries = {}; settled[registry] = entries end
+        entries[#entries + 1] = score
+        entries[#entries + 1] = id
+      end
     else
       local delay = tonumber(x) or 0
-      if s == 'retry' and delay > 0 then
-        redis.call('HSET', key, 'settled', a, 'enqueued_at', now_iso(), 'status', 'scheduled', unpack(ARGV, first, last))
-        guarded('ZADD', P.scheduled .. q, now() + delay, id)
-        wake(q)
-      else  -- 'retry' without a pause, or 'requeue' (cold shutdown: to the front)
-        redis.call('HSET', key, 'settled', a, 'enqueued_at', now_iso(), 'status', 'queued', unpack(ARGV, first, last))
-        push(q, id, s == 'requeue')
+      local later = s == 'retry' and delay > 0
+      if record(key, id, 'settled', a, 'enqueued_at', now_iso(), 'status', later and 'scheduled' or 'queued',
+          unpack(ARGV, first, last)) then
+        if later then
+          guarded('ZADD', P.scheduled .. q, now() + delay, id)
+          wake(q)
+        else  -- 'retry' without a pause, or 'requeue' (cold shutdown: to the front)
+          push(q, id, s == 'requeue')
+        end
       end
     end
-  elseif redis.call('HGET', key, 'settled') ~= a then
+  elseif redis.pcall('HGET', key, 'settled') ~= a then  -- (pcall: a key of another type is simply not ours)
     dropped[#dropped + 1] = id  -- not a replay of our own recorded outcome
   end
 end

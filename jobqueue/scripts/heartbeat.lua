@@ -20,17 +20,18 @@ local deadline = now() + tonumber(ARGV[A + 4])
 local clock, interval = ARGV[A + 5], tonumber(ARGV[A + 6])
 local i = A + 7
 local n = tonumber(ARGV[i])
-if redis.call('EXISTS', wkey) == 0 then  -- a first beat, or a rejoin: (again) a worker of the set
+-- (the worker's own keys and the clock, guarded: one of another type is quarantined, never a stopped beat)
+if guarded('HLEN', wkey) == 0 then  -- a first beat, or a rejoin: the registration again
   if n > 0 then redis.call('HSET', wkey, 'birth', now_iso(), unpack(ARGV, i + 1, i + n)) end
-  redis.call('SADD', wset, name)
 end
+guarded('SADD', wset, name)  -- at every beat: a set someone emptied or replaced holds us again
 i = i + n + 1
 local m = tonumber(ARGV[i])
 redis.call('HSET', wkey, 'last_seen', string.format('%.6f', now()), 'last_heartbeat', now_iso(),
   unpack(ARGV, i + 1, i + m))
 redis.call('EXPIRE', wkey, ARGV[A + 3])
 -- a fleet's beats write the clock a few times an interval, not once each
-local last = tonumber(redis.call('HGET', clock, 'beat') or '')
+local last = tonumber(guarded('HGET', clock, 'beat') or '')
 if not last or now() - last > 2 * interval then
   redis.call('HSET', clock, 'beat', now(), 'since', now())
 elseif now() - last > interval / 4 then

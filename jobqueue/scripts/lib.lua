@@ -64,7 +64,7 @@ end
 -- Only a WRONGTYPE error means poison; any other error (OOM, READONLY) is raised as it is.
 local function poisoned(result)
   if type(result) ~= 'table' or not result.err then return false end
-  if string.sub(result.err, 1, 9) ~= 'WRONGTYPE' then error(result) end
+  if string.sub(result.err, 1, 9) ~= 'WRONGTYPE' then error(result.err) end  -- (as a string: Redis's error handler appends it)
   return true
 end
 
@@ -77,11 +77,20 @@ local function guarded(cmd, key, ...)
   return result
 end
 
+-- A call on one job's hash: a key someone replaced by another type is
+-- quarantined, so that one bad job never stops a batch or a housekeeping
+-- pass for all the others. Returns the result, or false and the note.
+local function on_job(cmd, key, ...)
+  local result = redis.pcall(cmd, key, ...)
+  if not poisoned(result) then return result end
+  return false, quarantine(key, result.err)
+end
+
 -- Leave one wake-up token for workers blocked on this queue (at most one
 -- token waits; a woken worker passes the token on if work is left).
 local function wake(queue)
   local w = P.wake .. queue
-  if redis.call('LLEN', w) == 0 then redis.call('RPUSH', w, '1') end
+  if guarded('LLEN', w) == 0 then redis.call('RPUSH', w, '1') end
 end
 
 -- Put job ids on their queue (at the back, in order, or at the front), in
@@ -91,7 +100,7 @@ end
 local function push_all(queue, ids, at_front)
   local n = guarded(at_front and 'LPUSH' or 'RPUSH', P.queue .. queue, unpack(ids))
   if n == #ids then
-    redis.call('SADD', P.queues, queue)
+    guarded('SADD', P.queues, queue)
     wake(queue)
   end
   return n

@@ -11,8 +11,9 @@ for i = A, N do
   local due = guarded('ZRANGEBYSCORE', zkey, '-inf', now(), 'LIMIT', 0, 1000)
   for _, id in ipairs(due) do
     redis.call('ZREM', zkey, id)
-    if redis.call('EXISTS', P.job .. id) == 1 then
-      redis.call('HSET', P.job .. id, 'status', 'queued', 'enqueued_at', now_iso())
+    -- (a hash someone replaced by another type is quarantined, and not pushed)
+    local key = P.job .. id
+    if redis.call('EXISTS', key) == 1 and on_job('HSET', key, 'status', 'queued', 'enqueued_at', now_iso()) then
       push(q, id, false)
     end
   end

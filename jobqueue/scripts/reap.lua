@@ -15,7 +15,7 @@
 -- Returns {requeued ids..., '|', failed ids..., '|', grace seconds left}.
 local max_abandoned, fail_ttl = tonumber(ARGV[A]), ARGV[A + 1]
 local clock, interval, grace = ARGV[A + 2], tonumber(ARGV[A + 3]), tonumber(ARGV[A + 4])
-local seen = redis.call('HMGET', clock, 'beat', 'since')
+local seen = guarded('HMGET', clock, 'beat', 'since')
 local last, since = tonumber(seen[1] or ''), tonumber(seen[2] or '')
 if not last or now() - last > 2 * interval then
   since = now()  -- no heartbeat for a while: the grace counts from here (and again, until beats resume)
@@ -33,8 +33,8 @@ for i = A + 5, N do
     redis.call('ZREM', zkey, m)
     local id = member_id(m)
     local key = P.job .. id
-    local h = redis.call('HMGET', key, 'attempt', 'worker')
-    if h[1] and member(id, h[1]) == m then
+    local h = on_job('HMGET', key, 'attempt', 'worker')  -- (false: not a hash, now quarantined)
+    if h and h[1] and member(id, h[1]) == m then
       local n = redis.call('HINCRBY', key, 'abandoned', 1)
       if n > max_abandoned then
         local reason = 'AbandonedJobError: job was abandoned ' .. n .. ' times by workers that died' ..

@@ -9,6 +9,8 @@ import logging
 import time
 from typing import Callable
 
+import redis
+
 from ..backend import Backend, text
 from .timing import Timing
 
@@ -40,9 +42,16 @@ class Maintenance:
         """At most one pass per interval among all workers (a lock with a TTL)."""
         self.next_pass = time.monotonic() + self.timing.maintenance_interval
         conn, keys = self.backend.connection, self.backend.keys
-        if not conn.set(keys.maintenance, self.name, nx=True, px=int(self.timing.maintenance_interval * 1000)):
+        lease = int(self.timing.maintenance_interval * 1000)
+        if not conn.set(keys.maintenance, self.name, nx=True, px=lease):
+            if conn.pttl(keys.maintenance) == -1:  # not our lock (ours always expire): it must not stop every pass
+                log.warning("The maintenance lock %s has no expiry (set by hand?); it now expires", keys.maintenance)
+                conn.pexpire(keys.maintenance, lease)
             return
-        queues = sorted(text(q) for q in conn.smembers(keys.queues))
+        try:
+            queues = sorted({text(q) for q in conn.smembers(keys.queues)} | set(self.queues))
+        except redis.exceptions.ResponseError:  # not a set (the next push onto an empty queue quarantines it)
+            queues = sorted(self.queues)
         if queues:
             t = self.timing
             result = [text(x) for x in self.backend.run(
@@ -76,7 +85,10 @@ class Maintenance:
 
     def _forget_dead_workers(self) -> None:
         conn, keys = self.backend.connection, self.backend.keys
-        names = [text(n) for n in conn.smembers(keys.workers)]
+        try:
+            names = [text(n) for n in conn.smembers(keys.workers)]
+        except redis.exceptions.ResponseError:  # not a set: the next heartbeat quarantines it
+            return
         if not names:
             return
         pipe = conn.pipeline(transaction=False)

@@ -34,7 +34,7 @@ class RoundTrip:
         self.writes: list[tuple] = []          # (job, queue, script, argv) of Job.write_on_success
         self.failures: list[tuple[Job, str]] = []  # on_failure to call once those outcomes are on record
         self._request: str | None = None       # kept until a fetch's reply arrives
-        self.met_poison = False                # the last fetch quarantined a key
+        self.met_poison = False                # the last round trip quarantined a key
 
     def __call__(self, want: int, woken: bool, stats: list[Any]) -> tuple[list[tuple[str, Job]], list[dict],
                                                                          list[tuple[Job, str]]]:
@@ -63,12 +63,14 @@ class RoundTrip:
             raise result
         dropped_ids, flat = result if finish and fetch else (result, []) if finish else ([], result)
         dropped_ids = {text(i) for i in dropped_ids}
+        notes = {i for i in dropped_ids if i.startswith("\0")}  # a job hash finish.lua quarantined
+        dropped_ids -= notes
         dropped = [o for o in self.outcomes if o["id"] in dropped_ids]
         recorded = [(job, exc) for job, exc in self.failures if job.id not in dropped_ids]
         self.outcomes, self.writes, self.failures = [], [], []
         if fetch:
             self._request = None
-        fetched, self.met_poison, shared = [], False, {}
+        fetched, self.met_poison, shared = [], bool(notes), {}
         for i in range(0, len(flat), 4):
             if not flat[i]:  # a key the fetch moved out of the way (noted in the quarantine list)
                 self.met_poison = True
