@@ -71,6 +71,15 @@ def not_utf8(exc: UnicodeEncodeError) -> str:
             "data in Redis are UTF-8 text: pass UTF-8")
 
 
+def wrong_type(exc: redis.exceptions.ResponseError) -> str | None:
+    """The message for a key someone replaced by another type (WRONGTYPE), met
+    outside the scripts that quarantine such keys; None for other errors."""
+    if "WRONGTYPE" not in str(exc):
+        return None
+    return (f"a Redis key this command uses holds another type of value than it should ({exc}); someone wrote it "
+            "by hand or another application shares the prefix: inspect that key and delete it, or use another prefix")
+
+
 def text_dict(raw) -> dict[str, str]:
     """HGETALL as a dict, or a Lua flat list, decoded."""
     if isinstance(raw, dict):

@@ -15,7 +15,7 @@ import redis
 
 from . import connection as connection_mod
 from . import embedded, timeutil
-from .backend import Backend, not_utf8
+from .backend import Backend, not_utf8, wrong_type
 from .exceptions import JobQueueError
 from .job import Job
 from .queue import Queue
@@ -45,6 +45,10 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from None
         except UnicodeEncodeError as exc:
             raise click.ClickException(not_utf8(exc)) from None
+        except redis.exceptions.ResponseError as exc:
+            if not wrong_type(exc):
+                raise
+            raise click.ClickException(wrong_type(exc)) from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise click.ClickException(f"lost the connection to Redis ({exc}); check that it is running "
                                        "and that --url / JOBQUEUE_REDIS_URL is right") from None

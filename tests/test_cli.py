@@ -91,6 +91,13 @@ def test_bad_input_is_a_message_and_exit_code(redis_server, r, args, message):
     assert "Traceback" not in out.output
 
 
+def test_a_key_of_another_type_is_a_message_and_exit_code(redis_server, r):
+    r.set("jobqueue:queues", "someone else's")  # no script met it yet to quarantine it
+    out = run(redis_server, "info")
+    assert out.exit_code == 1 and "holds another type of value" in out.output and "delete it" in out.output
+    assert "Traceback" not in out.output
+
+
 def test_unreachable_or_malformed_url_is_a_clear_error():
     for url, message in [("redis://127.0.0.1:1/0", "cannot reach Redis"), ("http://x", "unsupported Redis URL")]:
         proc = subprocess.run([sys.executable, "-m", "jobqueue", "info", "--url", url], cwd=ROOT,

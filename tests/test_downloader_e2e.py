@@ -407,6 +407,14 @@ def test_names_that_are_not_utf8_are_refused_up_front_or_their_failures_stored_e
         web.stop()
 
 
+def test_a_key_of_another_type_is_one_line_naming_it(redis_server, r, tmp_path):
+    r.rpush("{downloader}:shards", "someone else's")
+    for command in (["fetch", "--links", "-", "--no-wait", "--dir", str(tmp_path)], ["work", "--burst"]):
+        out = downloader(redis_server, *command, input="http://127.0.0.1:9/x.png\n")
+        assert out.returncode == 1 and "{downloader}:shards" in out.stderr and "delete it" in out.stderr
+        assert "Traceback" not in out.stderr
+
+
 def test_a_shared_root_is_mapped_by_each_worker_and_an_unreachable_directory_fails_clearly(redis_server, r, tmp_path):
     web = MisbehavingServer()
     share, other_mount = tmp_path / "share", tmp_path / "mnt"
