@@ -64,20 +64,19 @@ def storable(value: str) -> str:
     return value if value.isascii() else value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def not_utf8(exc: UnicodeEncodeError) -> str:
-    """The message for text Redis was to get that is not UTF-8 (a command-line
-    argument with undecodable bytes, as Python reads them)."""
-    return (f"{storable(str(exc.object))!r} is not UTF-8 (its undecodable bytes are shown escaped); names and "
-            "data in Redis are UTF-8 text: pass UTF-8")
-
-
-def wrong_type(exc: redis.exceptions.ResponseError) -> str | None:
-    """The message for a key someone replaced by another type (WRONGTYPE), met
-    outside the scripts that quarantine such keys; None for other errors."""
-    if "WRONGTYPE" not in str(exc):
-        return None
-    return (f"a Redis key this command uses holds another type of value than it should ({exc}); someone wrote it "
-            "by hand or another application shares the prefix: inspect that key and delete it, or use another prefix")
+def explained(exc: Exception) -> str | None:
+    """One line for a command-line user when an error is the data's, not a
+    bug's: text that is not UTF-8 (an argument with undecodable bytes, as
+    Python reads them), or a key someone replaced by another type (met outside
+    the scripts that quarantine such keys). None for any other error."""
+    if isinstance(exc, UnicodeEncodeError):
+        return (f"{storable(str(exc.object))!r} is not UTF-8 (its undecodable bytes are shown escaped); names "
+                "and data in Redis are UTF-8 text: pass UTF-8")
+    if isinstance(exc, redis.exceptions.ResponseError) and "WRONGTYPE" in str(exc):
+        return (f"a Redis key this command uses holds another type of value than it should ({exc}); someone wrote "
+                "it by hand or another application shares the prefix: inspect that key and delete it, or use "
+                "another prefix")
+    return None
 
 
 def text_dict(raw) -> dict[str, str]:

@@ -15,7 +15,7 @@ import redis
 
 from . import connection as connection_mod
 from . import embedded, timeutil
-from .backend import Backend, not_utf8, wrong_type
+from .backend import Backend, explained
 from .exceptions import JobQueueError
 from .job import Job
 from .queue import Queue
@@ -43,12 +43,10 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except JobQueueError as exc:
             raise click.ClickException(str(exc)) from None
-        except UnicodeEncodeError as exc:
-            raise click.ClickException(not_utf8(exc)) from None
-        except redis.exceptions.ResponseError as exc:
-            if not wrong_type(exc):
+        except (UnicodeEncodeError, redis.exceptions.ResponseError) as exc:
+            if explained(exc) is None:
                 raise
-            raise click.ClickException(wrong_type(exc)) from None
+            raise click.ClickException(explained(exc)) from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise click.ClickException(f"lost the connection to Redis ({exc}); check that it is running "
                                        "and that --url / JOBQUEUE_REDIS_URL is right") from None

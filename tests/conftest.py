@@ -94,6 +94,19 @@ def worker_blocked(r: redis.Redis) -> bool:
     return any(c.get("cmd") == "blpop" for c in r.client_list())
 
 
+def burst_to_the_end(worker, timeout: float = 20) -> None:
+    """Run a burst worker in a thread. One that has not ended within
+    ``timeout`` got stuck (on poison data, say): it is stopped cold, and the
+    test fails."""
+    thread = threading.Thread(target=worker.work, kwargs={"burst": True}, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        worker.request_stop(cold=True)
+        thread.join(10)
+        raise AssertionError("the burst worker got stuck")
+
+
 def wait_for(condition, timeout=15.0, interval=0.02, message="condition"):
     deadline = time.monotonic() + timeout
     while True:

@@ -19,7 +19,7 @@ from jobqueue.worker.maintenance import Maintenance
 from jobqueue.worker.recording import finish_args, settle_record
 from jobqueue.worker.execution import Outcome
 from tests import jobs
-from tests.conftest import FAST_TIMING, wait_for, worker_blocked
+from tests.conftest import FAST_TIMING, burst_to_the_end, wait_for, worker_blocked
 
 
 def taken_by_a_dead_worker(backend: Backend, queue: str = "default") -> list[str]:
@@ -310,11 +310,7 @@ def test_namespace_keys_of_another_type_are_quarantined_and_nothing_stops(q, r, 
     r.set(keys.queues, "y")
     scheduled = q.enqueue_in(timedelta(seconds=0.1), jobs.add, 3, 3)
     time.sleep(0.2)  # due before the worker starts: a burst worker does not wait for what is not due
-    worker = Worker([q], connection=r, timing=FAST_TIMING)
-    thread = threading.Thread(target=worker.work, kwargs={"burst": True}, daemon=True)
-    thread.start()
-    thread.join(20)
-    assert not thread.is_alive(), "the worker got stuck on the poison"
+    burst_to_the_end(Worker([q], connection=r, timing=FAST_TIMING))
     assert dead.return_value() == 2 and job.return_value() == 4 and scheduled.return_value() == 6
     moved = {json.loads(n)["key"] for n in r.lrange(keys.quarantine, 0, -1)}
     assert moved == {keys.wake(q.name), keys.queues, keys.workers, keys.clock}

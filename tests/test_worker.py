@@ -12,7 +12,7 @@ import pytest
 
 from jobqueue import Job, JobQueueError, JobStatus, NoSuchJobError, Queue, Retry, Worker
 from tests import jobs
-from tests.conftest import FAST_TIMING, pid_alive, wait_for, worker_blocked
+from tests.conftest import FAST_TIMING, burst_to_the_end, pid_alive, wait_for, worker_blocked
 from tests.invariants import attempts, max_at_once
 
 
@@ -456,14 +456,7 @@ def test_poison_keys_are_quarantined_and_the_rest_goes_on(q, r, caplog):
     good.append(q.enqueue(jobs.add, 2, 2))
     high = Queue("high", connection=r)
     r.hset(high.key, "not", "a list")
-    worker = Worker([high, q], connection=r, concurrency=8, timing=FAST_TIMING)
-    thread = threading.Thread(target=worker.work, kwargs={"burst": True}, daemon=True)
-    thread.start()
-    thread.join(20)
-    if thread.is_alive():
-        worker.request_stop(cold=True)
-        thread.join(10)
-        raise AssertionError("the burst worker never got past the poison")
+    burst_to_the_end(Worker([high, q], connection=r, concurrency=8, timing=FAST_TIMING))
     assert all(job.get_status() == JobStatus.FINISHED for job in good)
     notes = [json.loads(n) for n in r.lrange(q.backend.keys.quarantine, 0, -1)]
     assert {n["key"] for n in notes} == {q.backend.keys.job("poison"), high.key}
@@ -542,11 +535,7 @@ def test_poisoned_registries_workers_and_fields_stop_no_worker(q, r, caplog):
     failing = q.enqueue(jobs.fail)
     later = q.enqueue_in(timedelta(seconds=0.3), jobs.add, 3, 3)
     time.sleep(0.4)  # due before the worker starts: a burst worker does not wait for what is not due
-    worker = Worker([q], connection=r, timing=FAST_TIMING)
-    thread = threading.Thread(target=worker.work, kwargs={"burst": True}, daemon=True)
-    thread.start()
-    thread.join(20)
-    assert not thread.is_alive(), "the worker got stuck on the poison"
+    burst_to_the_end(Worker([q], connection=r, timing=FAST_TIMING))
     assert ok.return_value() == 2 and bad_ttl.return_value() == 4 and later.return_value() == 6
     assert failing.get_status() == JobStatus.FAILED and q.failed_job_registry.get_job_ids() == [failing.id]
     moved = {json.loads(n)["key"] for n in r.lrange(keys.quarantine, 0, -1)}

@@ -14,7 +14,7 @@ import redis
 from jobqueue import JobQueueError
 from jobqueue import connection as jq_connection
 from jobqueue import embedded
-from jobqueue.backend import not_utf8, wrong_type
+from jobqueue.backend import explained
 
 from ..config import Settings, load
 from ..exceptions import DownloaderError
@@ -41,12 +41,10 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(settings, **kwargs)
         except (DownloaderError, JobQueueError) as exc:
             raise click.ClickException(str(exc)) from None
-        except UnicodeEncodeError as exc:
-            raise click.ClickException(not_utf8(exc)) from None
-        except redis.exceptions.ResponseError as exc:
-            if not wrong_type(exc):
+        except (UnicodeEncodeError, redis.exceptions.ResponseError) as exc:
+            if explained(exc) is None:
                 raise
-            raise click.ClickException(wrong_type(exc)) from None
+            raise click.ClickException(explained(exc)) from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise click.ClickException(f"lost the connection to Redis ({exc}); is it running? "
                                        f"({REDIS_SETTING})") from None
