@@ -70,6 +70,12 @@ def throttled(connection: redis.Redis, keys: Keys | None = None) -> list[tuple[s
                                                                           withscores=True)]
 
 
+def _say_moved(moved: list) -> None:
+    for key in moved:
+        log.error("Host key %s held another type of value (written by hand, or another application on the prefix): "
+                  "moved to %s:quarantined; inspect or delete it", text(key), text(key))
+
+
 @dataclass
 class _Host:
     held: int = 0          # permits leased
@@ -142,8 +148,9 @@ class HostGate:
             h = self.hosts.setdefault(host, _Host())
             h.calm_at = max(h.calm_at, time.monotonic() + seconds)
         try:
-            HOSTS(self.connection, "throttle", self.keys.host(host), host, f"{seconds:.3f}", self.keys.hosts_throttled,
-                  keys=(self.keys.host(host),))  # (names a key: routes the call on a cluster)
+            _, moved = HOSTS(self.connection, "throttle", self.keys.host(host), host, f"{seconds:.3f}",
+                             self.keys.hosts_throttled, keys=(self.keys.host(host),))  # (a key: routes it on a cluster)
+            _say_moved(moved)
         except redis.exceptions.RedisError as exc:
             log.warning("Could not tell the fleet that %s asked for a pause (%s)", host, exc)
 
@@ -161,8 +168,10 @@ class HostGate:
                     if not _short(h):
                         return 0.0
                     want, tokens = h.in_use + BATCH, tokens if h.limited or not h.held else 0
-            held, calm, granted, wait, rate = HOSTS(self.connection, "lease", self.keys.host(host), self.worker, want,
-                                                    LEASE, self.default_limit, tokens, keys=(self.keys.host(host),))
+            held, calm, granted, wait, rate, moved = HOSTS(self.connection, "lease", self.keys.host(host), self.worker,
+                                                           want, LEASE, self.default_limit, tokens,
+                                                           keys=(self.keys.host(host),))
+            _say_moved(moved)
             with self.lock:
                 h = self.hosts.setdefault(host, _Host())
                 h.held, h.limited = int(held), float(rate) > 0

@@ -71,6 +71,30 @@ def test_a_retry_after_from_a_host_pauses_it_for_every_worker_and_status_says_so
         web.stop()
 
 
+def test_host_keys_of_another_type_are_moved_away_and_the_host_is_still_downloaded(redis_server, r, tmp_path):
+    """A host's keys and the throttled index, written by hand with other types:
+    the worker renames each to '<key>:quarantined' (kept to inspect), says so,
+    and downloads from the host as if they had never been there."""
+    web = MisbehavingServer()
+    host = f"127.0.0.1:{web.url.rsplit(':', 1)[1]}"
+    poisoned = {f"downloader:host:{host}": "a", f"downloader:host:{host}:held": "b",
+                f"downloader:host:{host}:leases": "c", "downloader:hosts:throttled": "d"}
+    for key, value in poisoned.items():
+        r.set(key, value)
+    urls = [f"{web.url}/img/h{n}.png" for n in range(6)] + [f"{web.url}/pause-once/h.png"]  # (a 429: the throttle)
+    try:
+        run_id, _ = Runs(r).create(urls, "test", Settings(queue="hostkeys", dir=str(tmp_path)))
+        with fleet(redis_server, tmp_path, "hostkeys", 1, 4) as (worker,):
+            wait_for(lambda: Runs(r).progress(run_id).done == 7, timeout=30, message="every file, the paused one too")
+        said = worker.stderr.read()
+        assert "Traceback" not in said, said
+        assert {key: r.get(key + ":quarantined") for key in poisoned} == {k: v.encode() for k, v in poisoned.items()}
+        for key in poisoned:
+            assert f"Host key {key} held another type of value" in said
+    finally:
+        web.stop()
+
+
 def test_a_rate_spreads_request_starts_over_the_fleet(redis_server, r, tmp_path):
     web = MisbehavingServer()
     urls = [f"{web.url}/img/rate{n}.png" for n in range(24)]

@@ -19,23 +19,39 @@
 --           seconds, [6] default limit, [7] tokens wanted.
 --           Returns {permits held, seconds it stays throttled, tokens granted
 --           (all asked for when it has no rate), seconds until the next
---           token, its rate} (numbers as strings).
+--           token, its rate (numbers as strings), keys moved away (below)}.
 -- throttle: ARGV[1] 'throttle', [2] host key, [3] host, [4] seconds, [5] index key.
+--           Returns {until, keys moved away}.
+-- Poison data stays put: a key of the host (or the index) that someone replaced
+-- by another type is renamed to '<key>:quarantined', kept for inspection, and
+-- named back for the worker to log, rather than fail every download from the host.
 local op, key = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local moved = {}
+local function expect(k, kind)
+  local found = redis.call('TYPE', k).ok
+  if found ~= kind and found ~= 'none' then
+    redis.call('RENAME', k, k .. ':quarantined')
+    moved[#moved + 1] = k
+  end
+end
+expect(key, 'hash')
 
 if op == 'throttle' then
+  expect(ARGV[5], 'zset')
   local untl = now + tonumber(ARGV[4])
   local was = tonumber(redis.call('HGET', key, 'until')) or 0
   if untl > was then
     redis.call('HSET', key, 'until', string.format('%.3f', untl))
     redis.call('ZADD', ARGV[5], untl, ARGV[3])
   end
-  return string.format('%.3f', math.max(untl, was))
+  return {string.format('%.3f', math.max(untl, was)), moved}
 end
 
 local held_key, leases_key = key .. ':held', key .. ':leases'
+expect(held_key, 'hash')
+expect(leases_key, 'zset')
 local worker, want, ttl = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local h = redis.call('HMGET', key, 'limit', 'rate', 'until', 'tokens', 'stamp')
 local limit = tonumber(h[1]) or tonumber(ARGV[6])
@@ -80,4 +96,4 @@ if rate > 0 and granted > 0 then
   redis.call('HSET', key, 'tokens', string.format('%.6f', tokens), 'stamp', string.format('%.6f', now))
 end
 return {tostring(mine), string.format('%.3f', math.max(0, untl - now)), tostring(granted),
-        string.format('%.3f', wait), tostring(rate)}
+        string.format('%.3f', wait), tostring(rate), moved}
