@@ -102,6 +102,12 @@ class ScheduledJobRegistry(BaseRegistry):
         score = self.connection.zscore(self.key, job_id)
         return None if score is None else datetime.fromtimestamp(score, tz=timezone.utc)
 
+    def next_due(self) -> float | None:
+        """Seconds until the earliest job here is due, on Redis's clock (0 when
+        one is due already); None when there is none."""
+        first = self.connection.zrange(self.key, 0, 0, withscores=True)
+        return None if not first else max(0.0, first[0][1] - self.backend.time())
+
 
 class CanceledJobRegistry(BaseRegistry):
     kind = "canceled"

@@ -2,6 +2,8 @@
 Retry-After shared by every worker, at no round trip per file. Real
 workers, a real Redis, real local servers."""
 
+import signal
+import threading
 import time
 from contextlib import contextmanager
 
@@ -91,6 +93,30 @@ def test_host_keys_of_another_type_are_moved_away_and_the_host_is_still_download
         assert {key: r.get(key + ":quarantined") for key in poisoned} == {k: v.encode() for k, v in poisoned.items()}
         for key in poisoned:
             assert f"Host key {key} held another type of value" in said
+    finally:
+        web.stop()
+
+
+def test_a_burst_worker_waits_for_a_paused_download_and_ctrl_c_quits_the_wait(redis_server, r, tmp_path):
+    """`work --burst` quits once nothing is left to download: a download that
+    waits out a host's Retry-After (3 s) is left, so the worker waits for it."""
+    web = MisbehavingServer()
+    try:
+        urls = [f"{web.url}/img/b{n}.png" for n in range(3)] + [f"{web.url}/pause-once/b.png"]
+        run_id, _ = Runs(r).create(urls, "test", Settings(queue="burst", dir=str(tmp_path)))
+        out = downloader(redis_server, "work", "--burst", "--queue", "burst", "--dir", str(tmp_path), timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "1 download(s) wait out a pause before a retry" in out.stderr
+        assert Runs(r).progress(run_id).done == 4
+        web.paused_at = None                                       # the host asks for a pause again
+        again, _ = Runs(r).create([f"{web.url}/pause-once/c.png"], "test", Settings(queue="burst", dir=str(tmp_path)))
+        waiting = popen(redis_server, "work", "--burst", "--queue", "burst", "--dir", str(tmp_path))
+        said: list[str] = []
+        threading.Thread(target=lambda: said.extend(waiting.stderr), daemon=True).start()
+        wait_for(lambda: any("waiting for it" in line for line in said), message="the worker waiting")
+        waiting.send_signal(signal.SIGINT)
+        assert waiting.wait(timeout=2) == 0                        # long before the download was due
+        assert Runs(r).progress(again).done == 0
     finally:
         web.stop()
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
+from typing import Callable
 
 import click
 
-from jobqueue import Timing, Worker
+from jobqueue import Queue, Timing, Worker
 
 from .. import disk, download, politeness
 from ..config import Settings
@@ -35,7 +37,8 @@ def byte_rate(text: str) -> int:
 @main.command()
 @common
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), help="parallel downloads [64]")
-@click.option("--burst", is_flag=True, help="quit when there is nothing left to download")
+@click.option("--burst", is_flag=True, help="quit once nothing is left to download (one that waits out a pause or a "
+              "retry is waited for)")
 @click.option("--name", help="worker name (default host:pid)")
 @click.option("--queue", help="queue to take downloads from [downloads]")
 @click.option("--quiet", "-q", is_flag=True, help="log only warnings and errors")
@@ -69,9 +72,34 @@ def work(settings: Settings, concurrency: int | None, burst: bool, name: str | N
     timing = Timing.from_env()
     client = connect(settings, wait=timing.startup_wait)
     queues = [shard.queue(settings.queue) for shard in deployed(client, settings.shards)]  # one lane per shard
-    worker = Worker(queues, name=name, concurrency=settings.concurrency, timing=timing,
-                    allowed_modules=["downloader."], hold=disk.hold, threads=WORK_THREADS)
-    worker.work(burst=burst)
+    def worker() -> Worker:
+        return Worker(queues, name=name, concurrency=settings.concurrency, timing=timing,
+                      allowed_modules=["downloader."], hold=disk.hold, threads=WORK_THREADS)
+    if burst:
+        burst_until_nothing_is_left(worker, queues)
+    else:
+        worker().work()
+
+
+def burst_until_nothing_is_left(worker: Callable[[], Worker], queues: list[Queue]) -> None:
+    """`work --burst` quits once nothing is left to download. A download
+    waiting out a retry pause or a host's Retry-After (jobqueue's scheduled
+    registry: a burst worker does not wait for it) is left to download, so the
+    next one due is waited for, and then taken, by another burst."""
+    log = logging.getLogger(__name__)
+    while True:
+        run = worker()
+        run.work(burst=True)
+        due = [d for d in (q.scheduled_job_registry.next_due() for q in queues) if d is not None]
+        if run.shutdown.stop_fetching or not due:
+            return
+        waiting = sum(q.scheduled_job_registry.count for q in queues)
+        log.info("%d download(s) wait out a pause before a retry; the next is due in %.1f s: waiting for it "
+                 "(Ctrl+C quits)", waiting, min(due))
+        try:
+            time.sleep(min(due) + 0.05)
+        except KeyboardInterrupt:
+            return
 
 
 @main.command("demo-server")
