@@ -110,7 +110,7 @@ def test_a_superseded_attempt_holds_its_slot_until_its_code_returns(redis_server
     """-c 1: the stale attempt sleeps in C where no stop lands; the worker must
     not take the job (or any other) again until that code has returned."""
     q, log = Queue(connection=r), tmp_path / "attempts.log"
-    job = q.enqueue(jobs.tracked, str(log), "j", 3.0, None)
+    job = q.enqueue(jobs.tracked, str(log), "j", 5.0, None)  # long enough to be reaped in, on a loaded machine too
     worker = workers.start(redis_server.url, "-c", "1")
     reaper = workers.start(redis_server.url, "elsewhere")   # another queue: only its maintenance matters
     wait_for(lambda: taken_by(r, job.id, worker, 1) and attempts(log), message="first attempt running")
