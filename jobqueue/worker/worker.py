@@ -263,9 +263,8 @@ class Worker:
             return []  # nothing to say to Redis
         fetched, dropped, recorded = lane.round_trip(want, lane.woken, lane.stats_due(self._stats))
         for record in dropped:
-            log.warning("%s: outcome of job %s (attempt %s) dropped: the attempt is no longer current "
-                        "(reaped, canceled or taken again) or its job hash was quarantined", record["q"], record["id"],
-                        record["a"])
+            log.warning("%s: outcome of job %s (attempt %s) dropped: the attempt is no longer current (reaped, "
+                        "canceled, taken again) or its hash was quarantined", record["q"], record["id"], record["a"])
         for job, exc_info in recorded:
             self.callbacks.on_failure(job, exc_info)
         if lane.round_trip.met_poison:
