@@ -361,6 +361,21 @@ def test_a_replayed_outcome_is_recorded_once(q, r):
     assert len(q) == 0 and q.started_job_registry.count == 0
 
 
+def test_a_resent_fetch_that_meets_a_corrupted_job_hash_moves_it_away_and_hands_back_the_rest(q, r):
+    """The fetch's reply was lost; meanwhile one of the jobs it took had its hash
+    replaced by a string. Sent again, the fetch must not fail for ever on it."""
+    bad, good = q.enqueue(jobs.add, 1, 1), q.enqueue(jobs.add, 2, 2)
+    q.backend.run("fetch", "w", 60, 2, "0", "req-1", "0", q.name)          # took both; the reply never came
+    r.delete(bad.key)
+    r.set(bad.key, "not a hash")
+    flat = q.backend.run("fetch", "w", 60, 2, "0", "req-1", "1", q.name)   # sent again
+    handed = [(flat[i].decode(), flat[i + 1].decode()) for i in range(0, len(flat), 4) if flat[i] != b"\0shared"]
+    notes = [json.loads(note) for queue, note in handed if queue == ""]   # for the worker to log
+    assert [n["key"] for n in notes] == [bad.key]
+    assert [h for h in handed if h[0]] == [(q.name, good.id)] and len(q) == 0   # handed back; nothing new taken
+    assert r.get(q.backend.keys.quarantine + ":" + bad.key) == b"not a hash"
+
+
 def test_requeue_leaves_alone_a_job_that_is_not_failed(q):
     waiting = q.enqueue(jobs.add, 1, 1)
     assert q.failed_job_registry.requeue_many([waiting.id, "no-such-id"]) == []

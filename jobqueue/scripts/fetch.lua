@@ -56,10 +56,12 @@ end
 if ARGV[A + 5] == '1' then  -- rare: scan the started attempts for this request's stamp
   for i = A + 6, N do
     local q = ARGV[i]
-    for _, m in ipairs(redis.call('ZRANGE', P.started .. q, 0, -1)) do
+    for _, m in ipairs(guarded('ZRANGE', P.started .. q, 0, -1)) do
       local id = member_id(m)
-      local h = redis.call('HMGET', P.job .. id, 'fetch', 'attempt')
-      if h[1] == request and member(id, h[2]) == m then
+      local h, note = on_job('HMGET', P.job .. id, 'fetch', 'attempt')
+      if not h then  -- not a hash: out of the way, and said; the other attempts are handed back
+        out[#out + 1] = ''; out[#out + 1] = note; out[#out + 1] = 0; out[#out + 1] = {}
+      elseif h[1] == request and member(id, h[2]) == m then
         local hash = redis.call('HGETALL', P.job .. id)
         local _, _, shared = scan(hash)
         send_shared(shared)
