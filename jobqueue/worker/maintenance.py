@@ -50,7 +50,9 @@ class Maintenance:
             return
         try:
             queues = sorted({text(q) for q in conn.smembers(keys.queues)} | set(self.queues))
-        except redis.exceptions.ResponseError:  # not a set (the next push onto an empty queue quarantines it)
+        except redis.exceptions.ResponseError as exc:  # not a set (the next push onto an empty queue quarantines it)
+            if "WRONGTYPE" not in str(exc):
+                raise
             queues = sorted(self.queues)
         if queues:
             t = self.timing
@@ -87,7 +89,9 @@ class Maintenance:
         conn, keys = self.backend.connection, self.backend.keys
         try:
             names = [text(n) for n in conn.smembers(keys.workers)]
-        except redis.exceptions.ResponseError:  # not a set: the next heartbeat quarantines it
+        except redis.exceptions.ResponseError as exc:  # not a set: the next heartbeat quarantines it
+            if "WRONGTYPE" not in str(exc):
+                raise
             return
         if not names:
             return
