@@ -267,6 +267,18 @@ def test_a_worker_cut_off_past_its_ttl_comes_back_registered_whole(redis_server,
         link.close()
 
 
+def test_a_live_worker_taken_out_of_the_workers_set_is_back_at_its_next_beat(redis_server, r, workers):
+    """Someone emptied the set (or a pass took a paused worker for dead while
+    its entry lived on): the next beat adds it again, registration untouched."""
+    workers.start(redis_server.url, "-c", "2")
+    wait_for(lambda: Worker.all(r), message="worker registered")
+    (before,) = Worker.all(r)
+    r.delete("jobqueue:workers")
+    wait_for(lambda: r.sismember("jobqueue:workers", before.name), timeout=5, message="back in the set")
+    (after,) = Worker.all(r)
+    assert after.birth == before.birth                 # the same registration, not a new one
+
+
 def test_a_slow_or_hanging_on_failure_callback_stops_no_heartbeat(redis_server, r, workers, tmp_path):
     q, log = Queue(connection=r), tmp_path / "attempts.log"
     failing = q.enqueue(jobs.fail, on_failure=jobs.slow_failure)

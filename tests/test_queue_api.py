@@ -162,6 +162,17 @@ def test_enqueue_at_and_in_go_to_the_scheduled_registry(q):
     assert timedelta(minutes=4) < in_five <= timedelta(minutes=5)
 
 
+def test_next_due_says_when_the_earliest_scheduled_job_is_due_on_redis_clock(q, r):
+    registry = q.scheduled_job_registry
+    assert registry.next_due() is None
+    q.enqueue_in(timedelta(minutes=5), jobs.add, 1, 1)
+    q.enqueue_in(timedelta(seconds=60), jobs.add, 2, 2)
+    assert 58 < registry.next_due() <= 60                # the earliest, measured on Redis's clock
+    seconds, _ = r.time()
+    r.zadd(registry.key, {"late": seconds - 30})         # due already: 0, never negative
+    assert registry.next_due() == 0.0
+
+
 def test_retry_pauses_follow_the_list_and_its_last_entry_repeats():
     intervals = Retry(max=5, interval=[1, 5, 30]).intervals
     assert [retry_delay(intervals, done) for done in range(5)] == [1, 5, 30, 30, 30]
