@@ -57,6 +57,7 @@ def main() -> int:
             while job.return_value() is None and time.monotonic() < deadline:
                 time.sleep(0.005)
             waits.append((job.return_value() or float("nan")) - sent)
+        print(f"Redis {redis.version}\n")
         print("| workers x slots | idle Redis commands/s (all) | wake-up median ms | worst ms |")
         print("|---|---:|---:|---:|")
         print(f"| {args.workers} x 8 | {idle:.0f} | {median(waits) * 1000:.0f} | {max(waits) * 1000:.0f} |")
