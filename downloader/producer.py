@@ -49,6 +49,7 @@ SWITCH_INTERVAL = 0.0005  # seconds (Python's default: 0.005)
 # in the same atomic step, so two batches cannot race); bench/README.md
 WRITERS = 2
 LEASE_SCRIPT = Script("downloader.lease", resources.files(__package__).joinpath("scripts/lease.lua").read_text())
+BEGIN = Script("downloader.begin", resources.files(__package__).joinpath("scripts/begin.lua").read_text())
 
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -77,14 +78,12 @@ class Producer:
         shown, carried = disk.placement(settings.dir, settings.root)
         token = secrets.token_hex(8)
         keys = runs.keys_of(run_id)  # the run's shard: all of the run in one slot
-        pipe = runs.connection.pipeline(transaction=True)  # never a run without its lease: it would read as interrupted
-        pipe.hset(keys.run(run_id), mapping={
-            "id": run_id, "created": time.time(), "source": source, "spec": json.dumps(spec), "directory": shown,
-            "target": carried, "queue": settings.queue, "bytes": 0, "state": "enqueuing",
-            "keep": settings.keep_runs, "expected": expected, "job": _encode(job_options(settings, carried))})
-        pipe.set(keys.producer(run_id), token, px=int(LEASE * 1000))
-        pipe.zadd(keys.runs, {run_id: time.time()})
-        pipe.execute()
+        created = time.time()
+        fields = {"id": run_id, "created": created, "source": source, "spec": json.dumps(spec), "directory": shown,
+                  "target": carried, "queue": settings.queue, "bytes": 0, "state": "enqueuing",
+                  "keep": settings.keep_runs, "expected": expected, "job": _encode(job_options(settings, carried))}
+        BEGIN(runs.connection, keys.run(run_id), keys.producer(run_id), keys.runs, run_id, created, token,
+              int(LEASE * 1000), *[x for pair in fields.items() for x in pair], keys=(keys.run(run_id),))
         return cls(runs, run_id, settings.with_overrides(dir=carried), token)
 
     @classmethod

@@ -3,8 +3,10 @@ with AOF so restarts keep data. Never port 6379, never a fake."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import redis
@@ -37,7 +39,8 @@ class RedisServer:
                 "--appendonly", "yes", "--appendfsync", self.fsync, "--save", "", "--logfile", "redis.log"]
         if self.password:
             args += ["--requirepass", self.password]
-        self.proc = subprocess.Popen(args + self.extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(args + version_options() + self.extra, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         if not wait:
             return self
         deadline = time.monotonic() + 10
@@ -60,3 +63,12 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+
+
+@lru_cache(maxsize=1)
+def version_options() -> list[str]:
+    """Redis 7 refuses DEBUG unless told (the tests put Redis to sleep with
+    DEBUG SLEEP); 6.2, the embedded one, has no such option and would not start with it."""
+    out = subprocess.run([find_redis_server(), "--version"], capture_output=True, text=True).stdout
+    found = re.search(r"v=(\d+)\.", out)
+    return ["--enable-debug-command", "yes"] if found and int(found.group(1)) >= 7 else []
