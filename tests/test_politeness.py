@@ -121,6 +121,29 @@ def test_a_burst_worker_waits_for_a_paused_download_and_ctrl_c_quits_the_wait(re
         web.stop()
 
 
+def test_a_burst_worker_waits_for_redis_lost_while_it_waited_for_a_paused_download(own_redis, tmp_path):
+    """Redis is gone when the paused download falls due (killed during the
+    wait, back 2 s later): the next burst waits for it as a worker's start
+    does (P71), takes the download, and the command ends as usual."""
+    web = MisbehavingServer()
+    r = own_redis.client()
+    try:
+        run_id, _ = Runs(r).create([f"{web.url}/pause-once/lost.png"], "test",
+                                   Settings(queue="lost", dir=str(tmp_path)))
+        waiting = popen(own_redis, "work", "--burst", "--queue", "lost", "--dir", str(tmp_path))
+        said: list[str] = []
+        threading.Thread(target=lambda: said.extend(waiting.stderr), daemon=True).start()
+        wait_for(lambda: any("waiting for it" in line for line in said), message="the worker waiting")
+        own_redis.kill()
+        time.sleep(5)                                              # past the pause: due while Redis is gone
+        own_redis.start()
+        assert waiting.wait(timeout=60) == 0, "".join(said)
+        assert any("cannot reach Redis" in line and "trying again" in line for line in said), "".join(said)
+        assert Runs(r).progress(run_id).done == 1
+    finally:
+        web.stop()
+
+
 def test_a_rate_spreads_request_starts_over_the_fleet(redis_server, r, tmp_path):
     web = MisbehavingServer()
     urls = [f"{web.url}/img/rate{n}.png" for n in range(24)]
