@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import logging
 import os
@@ -122,6 +123,7 @@ def worker(queues: tuple[str, ...], url: str | None, prefixes: tuple[str, ...], 
     served = [Queue(q, Backend(client, prefix)) for prefix in prefixes or [None] for q in queues or ["default"]]
     w = Worker(served, name=name, concurrency=concurrency, fork=fork, timing=timing, allowed_modules=allowed,
                allow_pickle=allow_pickle, threads=threads)
+    gc.freeze()  # what exists now (modules, the worker) lives as long as the process: left out of every collection
     w.work(burst=burst, max_jobs=max_jobs)
 
 

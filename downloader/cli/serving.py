@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -75,6 +76,7 @@ def work(settings: Settings, concurrency: int | None, burst: bool, name: str | N
     def worker() -> Worker:
         return Worker(queues, name=name, concurrency=settings.concurrency, timing=timing,
                       allowed_modules=["downloader."], hold=disk.hold, threads=WORK_THREADS)
+    gc.freeze()  # what exists now (modules, settings) lives as long as the process: left out of every collection
     if burst:
         burst_until_nothing_is_left(worker, queues)
     else:
