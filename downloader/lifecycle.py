@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from .exceptions import RunNotFound
-from .runs import DELETED, Runs
+from .runs import DELETED, FORGET, Runs
 
 TOMBSTONE_TTL = 86400  # a deleted run's id answers "deleted" this long (and stops a producer still at work)
 
@@ -34,12 +34,8 @@ def delete(runs: Runs, run_id: str) -> int:
     queue = runs.queue(run_id)
     deleted = sum(queue.delete_many([job_id for _, job_id in chunk]) for chunk in runs.job_ids(run_id))
     keys = runs.keys_of(run_id)
-    pipe = runs.connection.pipeline(transaction=True)  # records and index go together; the tombstone replaces them
-    pipe.delete(*keys.all_of(run_id))
-    pipe.hset(keys.run(run_id), "state", DELETED)
-    pipe.expire(keys.run(run_id), TOMBSTONE_TTL)
-    pipe.zrem(keys.runs, run_id)
-    pipe.execute()
+    run_key, *others = keys.all_of(run_id)  # records and index go together; the tombstone replaces them
+    FORGET(runs.connection, keys.runs, run_id, DELETED, TOMBSTONE_TTL, run_key, *others, keys=(run_key,))
     return deleted
 
 

@@ -36,7 +36,7 @@ from .config import Settings
 from .exceptions import RunBusy, RunCanceled
 from .archive import member as archive_member
 from .layout import Layout
-from .runs import DELETED, RUN_JOB, Runs, job_id
+from .runs import BEGIN, DELETED, RUN_JOB, Runs, job_id
 from .sources import Item
 
 LEASE = float(os.environ.get("DOWNLOADER_PRODUCER_LEASE", "10"))  # seconds a silent producer keeps its run
@@ -49,7 +49,6 @@ SWITCH_INTERVAL = 0.0005  # seconds (Python's default: 0.005)
 # in the same atomic step, so two batches cannot race); bench/README.md
 WRITERS = 2
 LEASE_SCRIPT = Script("downloader.lease", resources.files(__package__).joinpath("scripts/lease.lua").read_text())
-BEGIN = Script("downloader.begin", resources.files(__package__).joinpath("scripts/begin.lua").read_text())
 
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

@@ -227,6 +227,25 @@ def test_delete_leaves_no_trace_of_the_run_in_redis_and_keeps_its_files(redis_se
         web.stop()
 
 
+def test_a_runs_index_of_another_type_keeps_a_deleted_runs_records_until_it_is_gone(redis_server, r, tmp_path):
+    """The records, the tombstone and the index go together (forget.lua): an
+    index someone replaced refuses the delete before any record is touched,
+    and the same delete works once it is gone."""
+    runs = Runs(r)
+    run_id, _ = runs.create(["http://127.0.0.1:9/x.png"], "test", Settings(queue="forget", dir=str(tmp_path)))
+    r.rename(KEYS.runs, "saved-index")
+    r.rpush(KEYS.runs, "someone else's")
+    out = downloader(redis_server, "delete", run_id)
+    assert out.returncode == 1 and KEYS.runs in out.stderr and "delete it" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert r.hget(KEYS.run(run_id), "id") == run_id.encode() and r.hlen(KEYS.urls(run_id)) == 1  # records kept
+    r.delete(KEYS.runs)
+    r.rename("saved-index", KEYS.runs)
+    again = downloader(redis_server, "delete", run_id)
+    assert again.returncode == 0, again.stderr
+    assert run_keys(r, run_id) == [KEYS.run(run_id)] and r.zscore(KEYS.runs, run_id) is None
+
+
 def test_a_complete_run_expires_after_keep_runs_and_not_a_moment_while_it_is_incomplete(r):
     runs = Runs(r)
     urls = ["http://h/a.png", "http://h/b.png"]

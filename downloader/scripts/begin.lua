@@ -2,16 +2,13 @@
 -- all three or none.
 -- Invariant: never a run without its lease (it would read as interrupted) nor
 -- one the index does not list (`downloader runs` would never show it, and
--- nothing would ever expire it). A Redis command that fails inside a script
--- or a MULTI keeps what ran before it, so an index someone replaced by
--- another type is refused before anything is written.
+-- nothing would ever expire it): an index someone replaced by another type is
+-- refused before anything is written (run.lua).
 -- ARGV[1] run key, ARGV[2] lease key, ARGV[3] runs index, ARGV[4] run id,
 -- ARGV[5] its score in the index (created), ARGV[6] lease token, ARGV[7]
 -- lease length (ms), then the run's fields (field, value, ...).
-local kind = redis.call('TYPE', ARGV[3]).ok
-if kind ~= 'zset' and kind ~= 'none' then
-  return redis.error_reply('WRONGTYPE the runs index ' .. ARGV[3] .. ' holds a ' .. kind .. ', not a sorted set')
-end
+local refused = index_refused(ARGV[3])
+if refused then return refused end
 redis.call('HSET', ARGV[1], unpack(ARGV, 8))
 redis.call('SET', ARGV[2], ARGV[6], 'PX', ARGV[7])
 redis.call('ZADD', ARGV[3], ARGV[5], ARGV[4])

@@ -32,3 +32,12 @@ local function refresh_expiry(run)
     for _, part in ipairs(PARTS) do redis.call('PERSIST', run .. part) end
   end
 end
+
+-- The runs index, when someone replaced it by another type: a command that
+-- fails inside a script keeps what ran before it, so a script that writes the
+-- index asks first, and refuses before it writes anything.
+local function index_refused(index)
+  local kind = redis.call('TYPE', index).ok
+  if kind == 'zset' or kind == 'none' then return false end
+  return redis.error_reply('WRONGTYPE the runs index ' .. index .. ' holds a ' .. kind .. ', not a sorted set')
+end
