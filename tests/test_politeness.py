@@ -8,11 +8,13 @@ import time
 from contextlib import contextmanager
 
 import pytest
+import redis
 
 from downloader.config import Settings
 from downloader.runs import Runs
 from jobqueue import Queue, Worker
 from tests.conftest import FAST_TIMING, recording_client, wait_for
+from tests.forwarder import Forwarder
 from tests.http_server import MisbehavingServer
 from tests.test_downloader_cli import popen
 from tests.test_downloader_e2e import downloader, run_id_of
@@ -142,6 +144,28 @@ def test_a_burst_worker_waits_for_redis_lost_while_it_waited_for_a_paused_downlo
         assert Runs(r).progress(run_id).done == 1
     finally:
         web.stop()
+
+
+def test_a_burst_worker_that_loses_redis_between_bursts_starts_the_next_one(redis_server, r):
+    """The check for paused downloads after a burst meets a cut link: the next
+    burst starts (its start waits for Redis, P71) instead of the command failing."""
+    from downloader.cli.serving import burst_until_nothing_is_left
+    relay = Forwarder(redis_server.port)
+    bursts: list[Worker] = []
+
+    def worker() -> Worker:
+        if not bursts:
+            relay.cut()                                            # lost after the first burst's start
+        else:
+            relay.heal()
+        bursts.append(Worker([Queue("between", connection=r)], connection=r, timing=FAST_TIMING))
+        return bursts[-1]
+
+    try:
+        burst_until_nothing_is_left(worker, [Queue("between", connection=redis.Redis.from_url(relay.url()))])
+        assert len(bursts) == 2
+    finally:
+        relay.close()
 
 
 def test_a_rate_spreads_request_starts_over_the_fleet(redis_server, r, tmp_path):

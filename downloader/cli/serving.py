@@ -10,6 +10,7 @@ import time
 from typing import Callable
 
 import click
+import redis
 
 from jobqueue import Queue, Timing, Worker
 
@@ -87,15 +88,22 @@ def burst_until_nothing_is_left(worker: Callable[[], Worker], queues: list[Queue
     """`work --burst` quits once nothing is left to download. A download
     waiting out a retry pause or a host's Retry-After (jobqueue's scheduled
     registry: a burst worker does not wait for it) is left to download, so the
-    next one due is waited for, and then taken, by another burst."""
+    next one due is waited for, and then taken, by another burst. Redis lost
+    between bursts is waited for by the next burst's start, as any worker's."""
     log = logging.getLogger(__name__)
     while True:
         run = worker()
         run.work(burst=True)
-        due = [d for d in (q.scheduled_job_registry.next_due() for q in queues) if d is not None]
-        if run.shutdown.stop_fetching or not due:
+        if run.shutdown.stop_fetching:
             return
-        waiting = sum(q.scheduled_job_registry.count for q in queues)
+        try:
+            due = [d for d in (q.scheduled_job_registry.next_due() for q in queues) if d is not None]
+            waiting = sum(q.scheduled_job_registry.count for q in queues) if due else 0
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.warning("Lost Redis between bursts (%s); starting the next burst, which waits for it", exc)
+            continue
+        if not due:
+            return
         log.info("%d download(s) wait out a pause before a retry; the next is due in %.1f s: waiting for it "
                  "(Ctrl+C quits)", waiting, min(due))
         try:
