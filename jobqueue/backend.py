@@ -64,6 +64,12 @@ def storable(value: str) -> str:
     return value if value.isascii() else value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def wrong_type(exc: BaseException) -> bool:
+    """Redis refused a command because its key holds another type of value
+    (someone wrote it by hand, or another application shares the prefix)."""
+    return isinstance(exc, redis.exceptions.ResponseError) and "WRONGTYPE" in str(exc)
+
+
 def explained(exc: Exception) -> str | None:
     """One line for a command-line user when an error is the data's, not a
     bug's: text that is not UTF-8 (an argument with undecodable bytes, as
@@ -72,7 +78,7 @@ def explained(exc: Exception) -> str | None:
     if isinstance(exc, UnicodeEncodeError):
         return (f"{storable(str(exc.object))!r} is not UTF-8 (its undecodable bytes are shown escaped); names "
                 "and data in Redis are UTF-8 text: pass UTF-8")
-    if isinstance(exc, redis.exceptions.ResponseError) and "WRONGTYPE" in str(exc):
+    if wrong_type(exc):
         return (f"a Redis key this command uses holds another type of value than it should ({exc}); someone wrote "
                 "it by hand or another application shares the prefix: inspect that key and delete it, or use "
                 "another prefix")

@@ -11,7 +11,7 @@ from typing import Callable
 
 import redis
 
-from ..backend import Backend, text
+from ..backend import Backend, text, wrong_type
 from .timing import Timing
 
 log = logging.getLogger("jobqueue.worker")
@@ -51,7 +51,7 @@ class Maintenance:
         try:
             queues = sorted({text(q) for q in conn.smembers(keys.queues)} | set(self.queues))
         except redis.exceptions.ResponseError as exc:  # not a set (the next push onto an empty queue quarantines it)
-            if "WRONGTYPE" not in str(exc):
+            if not wrong_type(exc):
                 raise
             queues = sorted(self.queues)
         if queues:
@@ -90,7 +90,7 @@ class Maintenance:
         try:
             names = [text(n) for n in conn.smembers(keys.workers)]
         except redis.exceptions.ResponseError as exc:  # not a set: the next heartbeat quarantines it
-            if "WRONGTYPE" not in str(exc):
+            if not wrong_type(exc):
                 raise
             return
         if not names:
