@@ -266,3 +266,80 @@ def not_yet(path, times, delay):
     if len(open(path).read()) <= times:
         raise Postpone("the host is throttled", delay)
     return "ran"
+
+
+class TimerLoop:
+    """The smallest event loop a worker can drive (``Worker(loop=...)``):
+    timers and a wake-up pipe. Notes which threads turned it."""
+
+    def __init__(self):
+        import threading
+        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._timers = []        # heap of [when, seq, fn, alive]
+        self._seq = 0
+        self.turned_on = set()   # thread idents that called run()
+        self.called_on = set()   # thread idents that called on_loop's function
+        self.lock = threading.Lock()
+
+    def call_later(self, seconds, fn):
+        import heapq
+        with self.lock:
+            self._seq += 1
+            timer = [time.monotonic() + seconds, self._seq, fn, True]
+            heapq.heappush(self._timers, timer)
+        return timer
+
+    def run(self, timeout):
+        import heapq
+        import select
+        import threading
+        self.turned_on.add(threading.get_ident())
+        with self.lock:
+            first = self._timers[0][0] - time.monotonic() if self._timers else timeout
+        select.select([self._r], [], [], max(0.0, min(timeout, first)))
+        try:
+            os.read(self._r, 4096)
+        except BlockingIOError:
+            pass
+        while True:
+            with self.lock:
+                if not self._timers or self._timers[0][0] > time.monotonic():
+                    return any(t[3] for t in self._timers)
+                timer = heapq.heappop(self._timers)
+            if timer[3]:
+                timer[2]()
+
+    def wake(self):
+        try:
+            os.write(self._w, b"x")
+        except BlockingIOError:
+            pass
+
+
+LOOP = None  # the TimerLoop a test hands its worker
+
+
+def on_loop(path, tag, seconds, fail=False):
+    """Starts its work on LOOP and returns: the loop resolves the Future after
+    ``seconds``. A cancelled one is let go on the loop's next turn, which
+    notes its tag in ``path``.released (as a transfer removes its part file)."""
+    import threading
+    from concurrent.futures import Future
+    loop = LOOP
+    loop.called_on.add(threading.get_ident())
+    _line(path, f"start {tag} {_worker_pid()} 0")
+    future = Future()
+
+    def finish():
+        if not future.cancelled():
+            _line(path, f"end {tag} {_worker_pid()} 0 {'failed' if fail else 'ok'}")
+            future.set_exception(RuntimeError(f"{tag} failed on the loop")) if fail else future.set_result(tag)
+
+    timer = loop.call_later(seconds, finish)
+
+    def let_go():
+        timer[3] = False
+        _line(f"{path}.released", tag)
+
+    future.add_done_callback(lambda f: f.cancelled() and loop.call_later(0, let_go))
+    return future

@@ -19,9 +19,9 @@ from ..config import Settings
 from ..demo_server import DemoServer
 from ..exceptions import ConfigError
 from ..shards import deployed
+from ..transfer.engine import driven
 from . import common, connect, main
 
-WORK_THREADS = 4  # download jobs return futures in a fraction of a millisecond: a few threads start them all
 UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 
@@ -75,8 +75,10 @@ def work(settings: Settings, concurrency: int | None, burst: bool, name: str | N
     client = connect(settings, wait=timing.startup_wait)
     queues = [shard.queue(settings.queue) for shard in deployed(client, settings.shards)]  # one lane per shard
     def worker() -> Worker:
+        # a download job starts its transfer on the libcurl loop and returns: the worker's thread calls it and
+        # turns the loop itself, so a download never passes between threads (jobqueue/worker/driven.py)
         return Worker(queues, name=name, concurrency=settings.concurrency, timing=timing,
-                      allowed_modules=["downloader."], hold=disk.hold, threads=WORK_THREADS)
+                      allowed_modules=["downloader."], hold=disk.hold, loop=driven())
     gc.freeze()  # what exists now (modules, settings) lives as long as the process: left out of every collection
     if burst:
         burst_until_nothing_is_left(worker, queues)

@@ -1,10 +1,13 @@
-"""One libcurl event loop per process: a CurlMulti driven by one thread.
+"""One libcurl event loop per process: a CurlMulti turned by one thread.
 
 Every download of a worker process runs on this loop, in C, through the
-multi interface's socket API (epoll through ``selectors``); a job's thread
-hands its transfer over and waits. libcurl keeps the connections (keep-alive,
-HTTP/2 multiplexing) in the multi handle, so they are shared by every job of
-the process. A forked child (a work horse) gets a loop of its own.
+multi interface's socket API (epoll through ``selectors``). In ``downloader
+work`` the worker's own thread turns it (``driven``: jobqueue's
+``Worker(loop=...)``), so taking a job, starting its transfer and recording
+its outcome all happen on one thread; anywhere else the loop has a thread of
+its own, and callers hand their transfers over. libcurl keeps the connections
+(keep-alive, HTTP/2 multiplexing) in the multi handle, so they are shared by
+every job of the process. A forked child (a work horse) gets a loop of its own.
 
 A transfer is any object with:
     ``setup(curl)``            set the options of the request (on the loop's thread)
@@ -31,18 +34,29 @@ log = logging.getLogger("downloader.transfer")
 
 _ENGINE: "Engine | None" = None
 _ENGINE_LOCK = threading.Lock()
-_ABORTED = -1
-STALL_CHECK = 0.05  # seconds between looks for stalled transfers  # finished() code of a transfer cancelled or stalled by us, not by curl
+_ABORTED = -1       # finished() code of a transfer cancelled or stalled by us, not by curl
+STALL_CHECK = 0.05  # seconds between looks for stalled transfers
 
 
 def engine() -> "Engine":
-    """This process's loop (made on first use, and again in a forked child)."""
+    """This process's loop (made on first use, with a thread of its own
+    unless ``driven`` made it first; again in a forked child)."""
     global _ENGINE
     if _ENGINE is None:
         with _ENGINE_LOCK:
             if _ENGINE is None:
                 _ENGINE = Engine()
     return _ENGINE
+
+
+def driven() -> "Engine | None":
+    """This process's loop, for the caller's thread to turn (``run``) instead
+    of a thread of its own; None if one with its own thread runs already."""
+    global _ENGINE
+    with _ENGINE_LOCK:
+        if _ENGINE is None:
+            _ENGINE = Engine(threaded=False)
+        return None if _ENGINE.threaded else _ENGINE
 
 
 def _forget_in_child() -> None:
@@ -54,7 +68,7 @@ os.register_at_fork(after_in_child=_forget_in_child)
 
 
 class Engine:
-    def __init__(self) -> None:
+    def __init__(self, threaded: bool = True) -> None:
         self.multi = pycurl.CurlMulti()
         self.multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
         self.multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
@@ -66,7 +80,10 @@ class Engine:
         self._spare: list[pycurl.Curl] = []
         self._timer: float | None = None  # monotonic time curl wants to be called back
         self._next_check = 0.0            # when to look for stalled transfers next
-        threading.Thread(target=self._loop, name="curl-loop", daemon=True).start()
+        self.threaded = threaded
+        self._driver: int | None = None   # the thread that turns the loop
+        if threaded:
+            threading.Thread(target=self._loop, name="curl-loop", daemon=True).start()
 
     # -- from job threads ----------------------------------------------------------------
 
@@ -82,6 +99,11 @@ class Engine:
 
     def _post(self, what: str, transfer: Any) -> None:
         self._incoming.append((what, transfer))
+        if threading.get_ident() != self._driver:  # the loop's own thread takes it at its next turn
+            self.wake()
+
+    def wake(self) -> None:
+        """Make the loop's wait end now (from any thread, or a signal handler)."""
         try:
             os.write(self._wake_w, b"x")
         except BlockingIOError:
@@ -89,16 +111,30 @@ class Engine:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def _loop(self) -> None:
-        while True:
-            try:
-                self._turn()
-            except Exception:  # keep every other transfer going; this one's waiter sees it stall
-                log.exception("the download loop met an error; going on")
-                time.sleep(0.01)
+    def run(self, timeout: float) -> bool:
+        """One turn on the caller's thread, waiting at most ``timeout`` seconds
+        for something to do (a driven loop); returns whether transfers are
+        under way."""
+        self._driver = threading.get_ident()
+        self._turn_safely(timeout)
+        return bool(self._active or self._incoming)
 
-    def _turn(self) -> None:
-        timeout = self._next_timeout()
+    def _loop(self) -> None:
+        self._driver = threading.get_ident()
+        while True:
+            self._turn_safely(None)
+
+    def _turn_safely(self, cap: float | None) -> None:
+        try:
+            self._turn(cap)
+        except Exception:  # keep every other transfer going; this one's waiter sees it stall
+            log.exception("the download loop met an error; going on")
+            time.sleep(0.01)
+
+    def _turn(self, cap: float | None) -> None:
+        timeout = 0.0 if self._incoming else self._next_timeout()  # a transfer posted from this thread waits for none
+        if cap is not None:
+            timeout = cap if timeout is None else min(timeout, cap)
         for key, mask in self.selector.select(timeout):
             if key.fd == self._wake_r:
                 self._drain_wakeups()

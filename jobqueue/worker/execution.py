@@ -8,6 +8,8 @@ RQ's default, so a crash or a leak dies with the child. Both report an
 attempt (timeout, cold shutdown, superseded). Attempts are named by
 ``attempt_key`` (the started-registry member), never by job id alone: one
 worker may hold a superseded and a current attempt of one job.
+``InlineSlots`` calls each function on the worker's own thread, for jobs
+that only start work on the loop the worker drives (driven.py).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..job import Job
 from ..scripts import Script
 from .outcome import Outcome, attempt_key, get_current_job, run_job, settle, stopped
 
-__all__ = ["Outcome", "attempt_key", "get_current_job", "make_slots", "ThreadSlots", "ForkSlots"]
+__all__ = ["Outcome", "attempt_key", "get_current_job", "make_slots", "ThreadSlots", "InlineSlots", "ForkSlots"]
 log = logging.getLogger("jobqueue.worker")
 
 if TYPE_CHECKING:
@@ -182,6 +184,26 @@ class ThreadSlots:
                 _raise_in_thread(target, reason)
         if isinstance(target, Future):
             target.cancel()
+
+
+class InlineSlots(ThreadSlots):
+    """Each job's function called at once, on the worker's thread: it starts
+    its work on the worker's event loop and returns a Future (driven.py). A
+    stop cancels the future; nothing is ever raised into the worker's thread."""
+
+    def start(self, job: Job) -> None:
+        outcome = self._run_one(job)
+        if outcome is not None:
+            self.events.put(("done", outcome))
+
+    def _execute(self, job: Job) -> Outcome | Future:
+        with self._lock:
+            self._running[attempt_key(job)] = None  # not a thread to raise in: stop() cannot land mid-call anyway
+        return run_job(job, self.importer)
+
+    def _unregister(self, key: str) -> None:
+        with self._lock:
+            self._running.pop(key, None)
 
 
 class ForkSlots(ThreadSlots):
@@ -345,6 +367,8 @@ def _die_with_parent(parent: int) -> None:
 
 
 def make_slots(size: int, fork: bool, events: SimpleQueue, importer: FunctionImporter,
-               backends: list[Backend]) -> ThreadSlots:
+               backends: list[Backend], inline: bool = False) -> ThreadSlots:
+    if inline:
+        return InlineSlots(size, events, importer)
     return ForkSlots(size, events, importer, backends) if fork else ThreadSlots(size, events, importer)
 

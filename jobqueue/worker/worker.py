@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
-from queue import Empty, SimpleQueue
+from queue import SimpleQueue
 from typing import Callable, Iterable
 
 import redis
@@ -34,6 +35,7 @@ from ..job import Job
 from ..keys import started_member
 from ..queue import Queue
 from .callbacks import Callbacks
+from .driven import EventLoop, Events, next_event, settle_loop
 from .execution import Outcome, Running, attempt_key, make_slots
 from .outcome import refusal
 from .heartbeat import Heartbeat
@@ -55,10 +57,11 @@ class Worker:
                  name: str | None = None, *, concurrency: int = 1, fork: bool = False, timing: Timing | None = None,
                  allowed_modules: Iterable[str] | None = None, allow_pickle: bool = False,
                  prefix: str | None = None, hold: Callable[[], str | None] | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, loop: EventLoop | None = None) -> None:
         """``concurrency`` jobs run at once; ``threads`` (default: as many) call
         their functions (a job that returns a Future holds a slot, not a
-        thread). ``hold``: see hold.py. Queue names are queues of
+        thread). With ``loop``, the worker calls them itself and turns the loop
+        whenever it would wait (driven.py). ``hold``: see hold.py. Queue names are queues of
         ``connection`` and ``prefix``; a Queue object keeps its own (its
         namespace may be another: each namespace is a lane)."""
         if isinstance(queues, (str, Queue)):
@@ -78,10 +81,14 @@ class Worker:
             raise JobQueueError("concurrency must be at least 1")
         self.concurrency, self.fork = concurrency, fork
         self.serializers = {"json", "pickle"} if allow_pickle else {"json"}
-        self.events: SimpleQueue = SimpleQueue()
+        if loop is not None and fork:
+            raise JobQueueError("a worker that drives an event loop runs its jobs on its own thread: not with fork")
+        self.loop = loop
+        self.events: SimpleQueue = Events(loop) if loop is not None else SimpleQueue()
         self.shutdown = Shutdown(self.events)
         self.slots = make_slots(concurrency if fork else min(threads or concurrency, concurrency), fork, self.events,
-                                FunctionImporter(allowed_modules), [lane.backend for lane in self.lanes])
+                                FunctionImporter(allowed_modules), [lane.backend for lane in self.lanes],
+                                inline=loop is not None)
         self.callbacks = Callbacks(self.slots.importer, self.timing.callback_timeout)
         self.running: dict[str, Running] = {}  # by attempt key
         self._first_deadline = float("inf")    # no running job times out before this (monotonic)
@@ -130,6 +137,8 @@ class Worker:
         self.shutdown.request(cold)
 
     def _boot(self) -> None:
+        if isinstance(self.events, Events):
+            self.events.driver = threading.get_ident()  # the thread that turns the loop: work()'s
         first, *others = {id(lane.backend.connection): lane.backend.connection for lane in self.lanes}.values()
         wait_for_redis(first, self.timing.startup_wait, *others)  # one that answers is enough to start
         self.shutdown.install()
@@ -226,6 +235,7 @@ class Worker:
     def _shut_down(self) -> None:
         if self.shutdown.cold:
             self._return_running_jobs()
+        settle_loop(self.loop, 2.0)
         for lane in self.lanes:
             for attempt in range(5):  # record what finished; if Redis stays down, the reaper re-runs those jobs
                 try:
@@ -366,19 +376,11 @@ class Worker:
         in it, so running jobs get ``timing.linger`` (2 ms) to join the next."""
         wake_at = [r.deadline for r in self._active() if r.deadline is not None]
         wake_at += [t for lane in self.lanes for t in lane.timers()]
-        timeout = max(0.0, min(wake_at) - time.monotonic())
-        try:
-            event = self.events.get(timeout=timeout)
-        except Empty:
-            return
+        event = next_event(self.events, self.loop, max(0.0, min(wake_at) - time.monotonic()))
         linger = time.monotonic() + self.timing.linger
-        while True:
+        while event is not None:
             self._handle(event)
-            left = linger - time.monotonic() if self._active() else 0.0
-            try:
-                event = self.events.get(timeout=left) if left > 0 else self.events.get_nowait()
-            except Empty:
-                return
+            event = next_event(self.events, self.loop, linger - time.monotonic() if self._active() else 0.0)
 
     def _handle(self, event: tuple) -> None:
         kind, payload = event
