@@ -53,9 +53,9 @@ class PrivateRedis:
         self.proc.wait()
 
 
-def spawn(args: list[str], env: dict | None = None, quiet: bool = True) -> subprocess.Popen:
+def spawn(args: list[str], env: dict | None = None, quiet: bool = True, cwd: str | None = None) -> subprocess.Popen:
     out = subprocess.DEVNULL if quiet else None
-    return subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    return subprocess.Popen(args, cwd=cwd or ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
                             stdout=out, stderr=out)
 
 

@@ -78,6 +78,8 @@ class MisbehavingServer(_Served):
         self.connections = 0  # TCP connections accepted
         self.aborted: list[str] = []  # paths whose body a client stopped reading mid-way
         self.cap, self.in_flight, self.most_in_flight, self.refused = 2, 0, 0, 0  # /capped/: 429 beyond cap at once
+        self.bodies_in_flight = self.most_bodies_in_flight = 0  # slow bodies being sent at once, and the most
+        self.lock = threading.Lock()
         self.starts: list[tuple[float, str]] = []  # (monotonic time, path) of every request
         self.paused_at: float | None = None  # /pause-once/: when it answered 503 + Retry-After: 3
         self._count = threading.Lock()
@@ -199,6 +201,9 @@ class MisbehavingServer(_Served):
                 self.send_header("ETag", etag)
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
+                with server.lock:
+                    server.bodies_in_flight += 1
+                    server.most_bodies_in_flight = max(server.most_bodies_in_flight, server.bodies_in_flight)
                 try:
                     for offset in range(start, len(body), 4096):
                         self.wfile.write(body[offset:offset + 4096])
@@ -206,6 +211,9 @@ class MisbehavingServer(_Served):
                         time.sleep(server.slow_delay)
                 except (BrokenPipeError, ConnectionResetError):
                     server.aborted.append(self.path)  # the client hung up mid-body
+                finally:
+                    with server.lock:
+                        server.bodies_in_flight -= 1
 
             def send_headers(self, code, content_type, length, close=False, extra=None):
                 self.send_response(code)

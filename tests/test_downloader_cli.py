@@ -449,3 +449,35 @@ def test_fetch_and_retry_quiet_and_json_for_scripts(redis_server, r, tmp_path):
         assert watcher.returncode == 0 and stdout == "" and "%" not in stderr   # all done: exit 0, no progress
     finally:
         web.stop()
+
+
+def test_a_download_worker_turns_its_libcurl_loop_on_its_own_thread(redis_server, r, tmp_path):
+    """`downloader work` is a driven worker (jobqueue's Worker(loop=...)): sixteen
+    downloads in flight at once run on the loop its own thread turns, with no
+    thread per job and no loop thread (before: a loop thread and four job threads)."""
+    web = MisbehavingServer(slow_delay=0.05, slow_size=300)  # each image sent in pieces, with pauses
+    try:
+        urls = [f"{web.url}/slow/t{i}.png" for i in range(16)]
+        run_id, _ = Runs(r).create(urls, "test", Settings(queue="one-thread", dir=str(tmp_path / "out")))
+        worker = popen(redis_server, "work", "--queue", "one-thread", "--dir", str(tmp_path / "out"), "-c", "16")
+        try:
+            runs, threads = Runs(r), []
+            wait_for(lambda: threads.append(_threads(worker.pid)) or runs.progress(run_id).complete, timeout=60,
+                     message="every download done")
+            assert runs.progress(run_id).done == 16
+            assert web.most_bodies_in_flight >= 8    # they did run side by side
+            assert max(threads) <= 4, threads        # main, heartbeat, waker, host leases
+        finally:
+            worker.terminate()
+            worker.wait()
+        saved = list((tmp_path / "out").iterdir())
+        assert len(saved) == 16 and all(p.read_bytes() == web.slow_body for p in saved)
+    finally:
+        web.stop()
+
+
+def _threads(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0

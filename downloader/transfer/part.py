@@ -253,7 +253,8 @@ class Part:
             raise PermanentDownloadError(f"{self.folder.path}/{self.name} is a directory; move it away") from None
         except OSError as exc:
             raise disk_error(exc, self.folder.path) from None
-        self.folder.unlink(self.meta)
+        if self.entity is not None:  # (only then did this attempt write a meta)
+            self.folder.unlink(self.meta)
         for earlier in self._earlier():
             self.folder.unlink(f"{self.base}.{earlier}.part")
             self.folder.unlink(f"{self.base}.{earlier}.meta")

@@ -34,8 +34,12 @@ def get_current_job() -> Job | None:
 
 def attempt_key(job: Job) -> str:
     """What names a running attempt in the worker: its started member, and
-    its namespace (a worker of several may hold two jobs of one id)."""
-    return key_of_member(job.backend, started_member(job.id, job.attempt))
+    its namespace (a worker of several may hold two jobs of one id). Worked
+    out once per Job object: the attempt it was fetched as."""
+    key = job.__dict__.get("_attempt_key")
+    if key is None:
+        key = job._attempt_key = key_of_member(job.backend, started_member(job.id, job.attempt))
+    return key
 
 
 def key_of_member(backend: object, member: str) -> str:

@@ -301,7 +301,8 @@ class Worker:
         self.running[attempt_key(job)] = Running(job, queue, lane, deadline)
         if deadline is not None:
             self._first_deadline = min(self._first_deadline, deadline)
-        log.info("%s: %s (%s)", queue, job.description, job.id)
+        if log.isEnabledFor(logging.INFO):  # (a description decodes the job's arguments: not for a quiet worker)
+            log.info("%s: %s (%s)", queue, job.description, job.id)
         self.slots.start(job)
 
     def _settle(self, running: Running, outcome: Outcome) -> None:
