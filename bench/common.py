@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -51,6 +52,7 @@ class PrivateRedis:
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def spawn(args: list[str], env: dict | None = None, quiet: bool = True, cwd: str | None = None) -> subprocess.Popen:

@@ -20,6 +20,7 @@ VM whose disk is slow or shared, writeback and discards otherwise drift.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import resource
 import shutil
@@ -105,7 +106,10 @@ def fresh_dir() -> Path:
 
 
 def urls_file(urls: list[str]) -> str:
-    path = Path(tempfile.mkdtemp(prefix="bench-urls-")) / "urls.txt"
+    """A file of the URLs, one per line (removed when the benchmark ends)."""
+    folder = tempfile.mkdtemp(prefix="bench-urls-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = Path(folder) / "urls.txt"
     path.write_text("\n".join(urls) + "\n")
     return str(path)
 
