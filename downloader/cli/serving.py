@@ -76,7 +76,7 @@ def work(settings: Settings, concurrency: int | None, burst: bool, name: str | N
     queues = [shard.queue(settings.queue) for shard in deployed(client, settings.shards)]  # one lane per shard
     def worker() -> Worker:
         # a download job starts its transfer on the libcurl loop and returns: the worker's thread calls it and
-        # turns the loop itself, so a download never passes between threads (jobqueue/worker/driven.py)
+        # turns the loop itself, with no thread per job and no loop thread (jobqueue/worker/driven.py)
         return Worker(queues, name=name, concurrency=settings.concurrency, timing=timing,
                       allowed_modules=["downloader."], hold=disk.hold, loop=driven())
     gc.freeze()  # what exists now (modules, settings) lives as long as the process: left out of every collection
