@@ -7,6 +7,7 @@ import hashlib
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -79,5 +80,41 @@ def test_a_paused_attempt_and_its_successor_never_share_a_file(redis_server, r, 
                 proc.send_signal(signal.SIGCONT)
                 proc.kill()
                 proc.wait()
+        web.stop()
+        link.close()
+
+
+def test_a_driven_worker_runs_its_downloads_at_once_and_a_stalled_redis_fails_none(redis_server, r, tmp_path):
+    """`downloader work` starts the downloads it takes together, in one turn
+    of its libcurl loop: each gets a connection at once (none waits for
+    another to say whether it multiplexes, as libcurl's PIPEWAIT made them do,
+    until the first was done). And it turns that loop on the thread that talks
+    to Redis: a call stalled for longer than the read timeout holds the loop
+    up while the bytes wait in the kernel. That is not a stall: every download
+    completes, byte-identical, none failed or fetched again."""
+    web = MisbehavingServer(slow_delay=0.02, slow_size=600)   # 860 KB each, in 4 KiB steps: about 4 s
+    folder = tmp_path / "dl"
+    urls = [f"{web.url}/slow/s{i}.png" for i in range(6)]
+    run_id, _ = Runs(r).create(urls, "test", Settings(queue="stalled-loop", dir=str(folder), read_timeout=1.0,
+                                                      retries=0))
+    link = Forwarder(redis_server.port)
+    env = env_for(redis_server, DOWNLOADER_REDIS_URL=link.url(), JOBQUEUE_SCHEDULER_INTERVAL="0.2")
+    with open(tmp_path / "worker.log", "w") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "downloader", "work", "-c", "8", "--queue", "stalled-loop",
+                                   "--dir", str(folder)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: web.bodies_in_flight == 6, timeout=5, message="every download under way at once")
+        link.stall()   # its next call (the scheduler's, every 0.2 s) waits, and the loop with it
+        time.sleep(3)  # three read timeouts
+        assert web.bodies_in_flight == 6  # still being sent: more than the kernel's buffers hold
+        link.heal()
+        wait_for(lambda: Runs(r).progress(run_id).complete, timeout=60, message="the run completes")
+        progress = Runs(r).progress(run_id)
+        assert (progress.done, progress.failed) == (6, 0), Runs(r).failures(run_id)
+        assert all((folder / file_name(u)).read_bytes() == web.slow_body for u in urls)
+        assert sum(web.hits.values()) == 6 and not web.aborted   # each fetched once, none cut short
+    finally:
+        worker.kill()
+        worker.wait()
         web.stop()
         link.close()

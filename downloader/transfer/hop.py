@@ -61,7 +61,8 @@ class Hop:
         curl.setopt(pycurl.HEADERFUNCTION, self._lines.append)
         curl.setopt(pycurl.WRITEFUNCTION, self._write)
         curl.setopt(pycurl.BUFFERSIZE, BUFFER)
-        curl.setopt(pycurl.PIPEWAIT, 1)       # wait for an HTTP/2 connection to multiplex on
+        # (no PIPEWAIT: transfers added together, as a driven worker adds them, would all wait for the first
+        # connection even to an HTTP/1.1 host; an HTTP/2 one is multiplexed on once its first connection is up)
         if self.max_recv:
             curl.setopt(pycurl.MAX_RECV_SPEED_LARGE, self.max_recv)
         ca = ca_bundle()

@@ -142,7 +142,8 @@ class Worker:
         first, *others = {id(lane.backend.connection): lane.backend.connection for lane in self.lanes}.values()
         wait_for_redis(first, self.timing.startup_wait, *others)  # one that answers is enough to start
         self.shutdown.install()
-        mode = f"fork, {self.concurrency} work horse(s)" if self.fork else f"{self.concurrency} thread slot(s)"
+        mode = f"fork, {self.concurrency} work horse(s)" if self.fork else f"{self.concurrency} thread slot(s)" \
+            if self.loop is None else f"{self.concurrency} slot(s) on its own thread, turning its jobs' loop"
         log.info("Worker %s started with PID %d (%s), Redis %s", self.name, os.getpid(), mode, describe(self.connection))
         several = len(self.lanes) > 1
         log.info("*** Listening on %s...", ", ".join(f"{q.backend.keys.prefix}{q.name}" if several else q.name
