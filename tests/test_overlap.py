@@ -103,7 +103,7 @@ def test_a_driven_worker_runs_its_downloads_at_once_and_a_stalled_redis_fails_no
         worker = subprocess.Popen([sys.executable, "-m", "downloader", "work", "-c", "8", "--queue", "stalled-loop",
                                    "--dir", str(folder)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: web.bodies_in_flight == 6, timeout=5, message="every download under way at once")
+        wait_for(lambda: web.bodies_in_flight == 6, message="every download under way at once")
         link.stall()   # its next call (the scheduler's, every 0.2 s) waits, and the loop with it
         time.sleep(3)  # three read timeouts
         assert web.bodies_in_flight == 6  # still being sent: more than the kernel's buffers hold
