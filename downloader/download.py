@@ -122,7 +122,8 @@ def start_download(directory: str, link: str, run: str | None = None, max_size: 
             return
         settled("done", {"status": "done", "file": name, "bytes": nbytes})
 
-    transfer = Transfer(link, part, limits, finished)
+    # the host may ask for a pause between the permit and the request (another worker's 503): looked at again
+    transfer = Transfer(link, part, limits, finished, before=(lambda: gate.still_open(host)) if gate else None)
     try:
         transfer.start()
     except BaseException as exc:

@@ -136,6 +136,16 @@ class HostGate:
             h.tokens -= 1 if h.limited else 0
         self._keep()
 
+    def still_open(self, host: str) -> None:
+        """Right before a request goes out: a host that asked for a pause since
+        its permit was taken (the word reached this worker meanwhile) is left
+        alone all the same (Postpone)."""
+        with self.lock:
+            h = self.hosts.get(host)
+            now = time.monotonic()
+            if h is not None and h.calm_at > now:
+                raise Postpone(f"{host} asked to be left alone (Retry-After)", h.calm_at - now)
+
     def leave(self, host: str) -> None:
         with self.lock:
             h = self.hosts.get(host)

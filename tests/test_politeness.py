@@ -75,6 +75,31 @@ def test_a_retry_after_from_a_host_pauses_it_for_every_worker_and_status_says_so
         web.stop()
 
 
+def test_a_pause_asked_for_after_the_permit_was_taken_stops_the_request_before_it_goes_out(r, tmp_path):
+    """A worker takes a host's permit, then (before its request goes out) the
+    word arrives that the host asked every client for a pause: the request is
+    not sent, and the download is postponed to the time the host named."""
+    from concurrent.futures import Future
+    from downloader.politeness import HostGate
+    from downloader.transfer import Folder, Limits, Transfer, part_for
+    from jobqueue import Postpone
+    web = MisbehavingServer()
+    host = f"127.0.0.1:{web.url.rsplit(':', 1)[1]}"
+    gate, outcome = HostGate(r), Future()
+    try:
+        gate.enter(host)                 # the permit
+        gate.throttle(host, 3)           # the word (here: this worker's own; from another, its lease renewal)
+        folder = Folder(str(tmp_path))
+        transfer = Transfer(f"{web.url}/img/late.png", part_for(folder, "late.png", None, 0, Limits()), Limits(),
+                            lambda size, error: outcome.set_result(error), before=lambda: gate.still_open(host))
+        transfer.start()
+        error = outcome.result(timeout=10)
+        assert isinstance(error, Postpone) and 2 < error.delay <= 3
+        assert web.hits == {}            # no request reached the host
+    finally:
+        web.stop()
+
+
 def test_host_keys_of_another_type_are_moved_away_and_the_host_is_still_downloaded(redis_server, r, tmp_path):
     """A host's keys and the throttled index, written by hand with other types:
     the worker renames each to '<key>:quarantined' (kept to inspect), says so,

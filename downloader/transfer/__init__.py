@@ -85,8 +85,11 @@ class Transfer:
     more: with the verified size (the caller commits), or with why not."""
 
     def __init__(self, url: str, part: Part, limits: Limits,
-                 done: Callable[[int | None, BaseException | None], None]) -> None:
-        self.url, self.part, self.limits = url, part, limits
+                 done: Callable[[int | None, BaseException | None], None],
+                 before: Callable[[], None] | None = None) -> None:
+        """``before``: called on the loop's thread right before the first
+        request goes out; what it raises ends the transfer there."""
+        self.url, self.part, self.limits, self.before = url, part, limits, before
         self.done: Callable[[int | None, BaseException | None], None] | None = done
         self.headers = {"User-Agent": limits.user_agent}
         self._hop: Hop | None = None
@@ -109,7 +112,7 @@ class Transfer:
     def _go(self, url: str, headers: dict[str, str]) -> None:
         hop = self._hop = Hop(url, headers, self.limits.connect_timeout, self.limits.read_timeout,
                               on_body=lambda h: _take_body(h, self.part, self.limits), on_done=self._hop_done,
-                              max_recv=self.limits.max_recv)
+                              max_recv=self.limits.max_recv, before=None if self._hops else self.before)
         if self._cancelled:  # cancel() may have read the previous hop (a redirect): this one never starts
             hop.cancelled = True
         engine().start(hop)
@@ -146,7 +149,7 @@ class Transfer:
         10,000 files, bench/README.md). A completed download is freed
         by reference counting alone; a failed one's exception (its traceback
         refers to the frames that hold it) is left to the collector."""
-        done, self.done, self._hop = self.done, None, None
+        done, self.done, self._hop, self.before = self.done, None, None, None
         done(size, error)
 
     def _redirect(self, hop: Hop) -> None:

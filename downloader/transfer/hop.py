@@ -27,8 +27,10 @@ _SAFE = "/%:@!$&'()*+,;=-._~"  # left as they are in a path or query; anything e
 class Hop:
     def __init__(self, url: str, headers: dict[str, str], connect_timeout: float, read_timeout: float,
                  on_body: Callable[["Hop"], Callable[[bytes], None] | None],
-                 on_done: Callable[["Hop"], None] | None = None, max_recv: int = 0) -> None:
+                 on_done: Callable[["Hop"], None] | None = None, max_recv: int = 0,
+                 before: Callable[[], None] | None = None) -> None:
         self.url, self.request_headers = url, headers
+        self._before = before              # a last look before the request goes out (it may raise)
         self.max_recv = max_recv           # bytes/s this transfer may take (0: no cap)
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self._on_body = on_body            # called once: returns the body's writer, None to drop it
@@ -47,6 +49,8 @@ class Hop:
     # -- the engine's side ---------------------------------------------------------------
 
     def setup(self, curl: pycurl.Curl) -> None:
+        if self._before is not None:
+            self._before()
         parts = urlsplit(self.url)
         scheme, port = parts.scheme.lower(), parts.port or (443 if parts.scheme.lower() == "https" else 80)
         curl.setopt(pycurl.URL, wire_url(self.url))
