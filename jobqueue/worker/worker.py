@@ -191,8 +191,6 @@ class Worker:
                              or (max_jobs is not None and self.jobs_taken >= max_jobs)):
                 return
             if fetched and left == 0:
-                if self.loop is not None:
-                    self.loop.run(0)  # what the jobs just started gets going before the next round trip
                 continue  # slots may still be free: fetch again before waiting
             if not burst and left > 0 and not self.shutdown.stop_fetching:
                 for lane in self.lanes:
