@@ -28,6 +28,7 @@ import pycurl
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.download import Server  # noqa: E402
+from downloader.transfer.engine import curl_flags, follow_socket  # noqa: E402  (the engine's own socket plumbing)
 
 CONCURRENCY = 64
 
@@ -48,20 +49,6 @@ def one_round(urls: list[str]) -> tuple[float, float]:
     folder = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
     multi, selector, timer = pycurl.CurlMulti(), selectors.DefaultSelector(), [None]
 
-    def on_socket(what: int, fd: int, _multi, _data) -> None:
-        if what == pycurl.POLL_REMOVE:
-            try:
-                selector.unregister(fd)
-            except (KeyError, ValueError):
-                pass
-            return
-        events = (selectors.EVENT_READ if what & pycurl.POLL_IN else 0) | \
-                 (selectors.EVENT_WRITE if what & pycurl.POLL_OUT else 0)
-        try:
-            selector.modify(fd, events)
-        except KeyError:
-            selector.register(fd, events)
-
     def on_timer(ms: int) -> None:
         timer[0] = None if ms < 0 else time.monotonic() + ms / 1000
 
@@ -69,7 +56,7 @@ def one_round(urls: list[str]) -> tuple[float, float]:
         while multi.socket_action(fd, flags)[0] == pycurl.E_CALL_MULTI_PERFORM:
             pass
 
-    multi.setopt(pycurl.M_SOCKETFUNCTION, on_socket)
+    multi.setopt(pycurl.M_SOCKETFUNCTION, lambda what, fd, _multi, _data: follow_socket(selector, what, fd))
     multi.setopt(pycurl.M_TIMERFUNCTION, on_timer)
     spare, active, todo, done = [pycurl.Curl() for _ in range(CONCURRENCY)], {}, iter(enumerate(urls)), 0
 
@@ -94,8 +81,7 @@ def one_round(urls: list[str]) -> tuple[float, float]:
     while active:
         wait = None if timer[0] is None else max(0.0, timer[0] - time.monotonic())
         for key, mask in selector.select(wait):
-            act(key.fd, (pycurl.CSELECT_IN if mask & selectors.EVENT_READ else 0) |
-                (pycurl.CSELECT_OUT if mask & selectors.EVENT_WRITE else 0))
+            act(key.fd, curl_flags(mask))
         if timer[0] is not None and time.monotonic() >= timer[0]:
             timer[0] = None
             act(pycurl.SOCKET_TIMEOUT, 0)

@@ -59,6 +59,29 @@ def driven() -> "Engine | None":
         return None if _ENGINE.threaded else _ENGINE
 
 
+def follow_socket(selector: selectors.BaseSelector, what: int, fd: int) -> None:
+    """curl's socket callback: watch ``fd`` for what curl waits on (POLL_IN,
+    POLL_OUT), or no more (POLL_REMOVE)."""
+    if what == pycurl.POLL_REMOVE:
+        try:
+            selector.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+        return
+    events = (selectors.EVENT_READ if what & pycurl.POLL_IN else 0) | \
+             (selectors.EVENT_WRITE if what & pycurl.POLL_OUT else 0)
+    try:
+        selector.modify(fd, events)
+    except KeyError:
+        selector.register(fd, events)
+
+
+def curl_flags(mask: int) -> int:
+    """What the selector saw on a socket, as curl's socket_action takes it."""
+    return (pycurl.CSELECT_IN if mask & selectors.EVENT_READ else 0) | \
+           (pycurl.CSELECT_OUT if mask & selectors.EVENT_WRITE else 0)
+
+
 def _forget_in_child() -> None:
     global _ENGINE
     _ENGINE = None  # the loop's thread did not come along: a child makes its own
@@ -139,9 +162,7 @@ class Engine:
             if key.fd == self._wake_r:
                 self._drain_wakeups()
                 continue
-            flags = (pycurl.CSELECT_IN if mask & selectors.EVENT_READ else 0) | \
-                    (pycurl.CSELECT_OUT if mask & selectors.EVENT_WRITE else 0)
-            self._act(key.fd, flags)
+            self._act(key.fd, curl_flags(mask))
         if self._timer is not None and time.monotonic() >= self._timer:
             self._timer = None
             self._act(pycurl.SOCKET_TIMEOUT, 0)
@@ -229,18 +250,7 @@ class Engine:
     # -- curl's callbacks ----------------------------------------------------------------
 
     def _on_socket(self, what: int, fd: int, multi: Any, data: Any) -> None:
-        if what == pycurl.POLL_REMOVE:
-            try:
-                self.selector.unregister(fd)
-            except (KeyError, ValueError):
-                pass
-            return
-        events = (selectors.EVENT_READ if what & pycurl.POLL_IN else 0) | \
-                 (selectors.EVENT_WRITE if what & pycurl.POLL_OUT else 0)
-        try:
-            self.selector.modify(fd, events)
-        except KeyError:
-            self.selector.register(fd, events)
+        follow_socket(self.selector, what, fd)
 
     def _on_timer(self, timeout_ms: int) -> None:
         self._timer = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
